@@ -17,6 +17,7 @@
 #define MP_MODEL_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "mp_status.h"

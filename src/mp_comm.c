@@ -1,0 +1,190 @@
+#include "mp_comm.h"
+
+#include <limits.h>
+#include <mpi.h>
+#include <stdlib.h>
+
+struct mp_comm {
+    MPI_Comm comm;
+    int rank, size;
+};
+
+/* Largest element count per MPI call: MPI counts are int. */
+#define MP_COMM_CHUNK ((int64_t)1 << 30)
+
+static mp_status mpi_fail(int rc, const char *what)
+{
+    char msg[MPI_MAX_ERROR_STRING];
+    int len = 0;
+    if (MPI_Error_string(rc, msg, &len) != MPI_SUCCESS)
+        msg[0] = '\0';
+    return mp_error(MP_ERR_MPI, "%s failed: %s", what, msg);
+}
+
+#define MPI_CHECK(call, what)                  \
+    do {                                       \
+        int rc_ = (call);                      \
+        if (rc_ != MPI_SUCCESS)                \
+            return mpi_fail(rc_, what);        \
+    } while (0)
+
+mp_status mp_comm_init(int *argc, char ***argv)
+{
+    int inited = 0;
+    MPI_Initialized(&inited);
+    if (!inited)
+        MPI_CHECK(MPI_Init(argc, argv), "MPI_Init");
+    return MP_OK;
+}
+
+void mp_comm_finalize(void)
+{
+    int fin = 0;
+    MPI_Finalized(&fin);
+    if (!fin)
+        MPI_Finalize();
+}
+
+void mp_comm_abort(const mp_comm *c, int code)
+{
+    MPI_Abort(c ? c->comm : MPI_COMM_WORLD, code);
+}
+
+mp_status mp_comm_dup_world(mp_comm **out)
+{
+    mp_comm *c = calloc(1, sizeof *c);
+    if (!c)
+        return mp_error(MP_ERR_NOMEM, "cannot allocate a communicator");
+    int rc = MPI_Comm_dup(MPI_COMM_WORLD, &c->comm);
+    if (rc != MPI_SUCCESS) {
+        free(c);
+        return mpi_fail(rc, "MPI_Comm_dup");
+    }
+    MPI_Comm_set_errhandler(c->comm, MPI_ERRORS_RETURN);
+    MPI_Comm_rank(c->comm, &c->rank);
+    MPI_Comm_size(c->comm, &c->size);
+    *out = c;
+    return MP_OK;
+}
+
+void mp_comm_free(mp_comm **c)
+{
+    if (!c || !*c)
+        return;
+    int fin = 0;
+    MPI_Finalized(&fin);
+    if (!fin)
+        MPI_Comm_free(&(*c)->comm);
+    free(*c);
+    *c = NULL;
+}
+
+int mp_comm_rank(const mp_comm *c) { return c->rank; }
+int mp_comm_size(const mp_comm *c) { return c->size; }
+double mp_comm_wtime(void) { return MPI_Wtime(); }
+
+mp_status mp_comm_barrier(const mp_comm *c)
+{
+    MPI_CHECK(MPI_Barrier(c->comm), "MPI_Barrier");
+    return MP_OK;
+}
+
+mp_status mp_comm_agree(const mp_comm *c, mp_status local, mp_status *global, int *who)
+{
+    int mine = local != MP_OK ? c->rank : c->size, first = c->size;
+    MPI_CHECK(MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, c->comm), "MPI_Allreduce");
+    if (first == c->size) {
+        *global = MP_OK;
+        *who = -1;
+        return MP_OK;
+    }
+    int code = (int)local;
+    MPI_CHECK(MPI_Bcast(&code, 1, MPI_INT, first, c->comm), "MPI_Bcast");
+    *global = (mp_status)code;
+    *who = first;
+    return MP_OK;
+}
+
+mp_status mp_comm_bcast(const mp_comm *c, void *buf, int64_t bytes, int root)
+{
+    char *p = buf;
+    for (int64_t off = 0; off < bytes; off += MP_COMM_CHUNK) {
+        int64_t n = bytes - off < MP_COMM_CHUNK ? bytes - off : MP_COMM_CHUNK;
+        MPI_CHECK(MPI_Bcast(p + off, (int)n, MPI_BYTE, root, c->comm), "MPI_Bcast");
+    }
+    return MP_OK;
+}
+
+mp_status mp_comm_gatherv_f64(const mp_comm *c, const double *send, int64_t n, double *recv,
+                              const int64_t *counts, int root)
+{
+    mp_status st = MP_OK;
+    int *cnt = NULL, *disp = NULL;
+    if (n > INT_MAX)
+        return mp_error(MP_ERR_RANGE, "gather of %lld values exceeds MPI int counts",
+                        (long long)n);
+    if (c->rank == root) {
+        cnt = malloc((size_t)c->size * sizeof(int));
+        disp = malloc((size_t)c->size * sizeof(int));
+        if (!cnt || !disp) {
+            st = mp_error(MP_ERR_NOMEM, "cannot allocate gather counts");
+            goto done;
+        }
+        int64_t off = 0;
+        for (int r = 0; r < c->size; r++) {
+            if (counts[r] > INT_MAX || off > INT_MAX) {
+                st = mp_error(MP_ERR_RANGE, "gather exceeds MPI int counts");
+                goto done;
+            }
+            cnt[r] = (int)counts[r];
+            disp[r] = (int)off;
+            off += counts[r];
+        }
+    }
+    int rc = MPI_Gatherv(send, (int)n, MPI_DOUBLE, recv, cnt, disp, MPI_DOUBLE, root, c->comm);
+    if (rc != MPI_SUCCESS)
+        st = mpi_fail(rc, "MPI_Gatherv");
+done:
+    free(cnt);
+    free(disp);
+    return st;
+}
+
+mp_status mp_comm_send_f64(const mp_comm *c, const double *buf, int64_t n, int dest, int tag)
+{
+    for (int64_t off = 0; off < n; off += MP_COMM_CHUNK) {
+        int64_t k = n - off < MP_COMM_CHUNK ? n - off : MP_COMM_CHUNK;
+        MPI_CHECK(MPI_Send(buf + off, (int)k, MPI_DOUBLE, dest, tag, c->comm), "MPI_Send");
+    }
+    return MP_OK;
+}
+
+mp_status mp_comm_recv_f64(const mp_comm *c, double *buf, int64_t n, int src, int tag)
+{
+    for (int64_t off = 0; off < n; off += MP_COMM_CHUNK) {
+        int64_t k = n - off < MP_COMM_CHUNK ? n - off : MP_COMM_CHUNK;
+        MPI_CHECK(MPI_Recv(buf + off, (int)k, MPI_DOUBLE, src, tag, c->comm, MPI_STATUS_IGNORE),
+                  "MPI_Recv");
+    }
+    return MP_OK;
+}
+
+mp_status mp_comm_allreduce_max_f64(const mp_comm *c, double *buf, int64_t n)
+{
+    for (int64_t off = 0; off < n; off += MP_COMM_CHUNK) {
+        int64_t k = n - off < MP_COMM_CHUNK ? n - off : MP_COMM_CHUNK;
+        MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, buf + off, (int)k, MPI_DOUBLE, MPI_MAX, c->comm),
+                  "MPI_Allreduce");
+    }
+    return MP_OK;
+}
+
+mp_status mp_comm_allreduce_sum_i64(const mp_comm *c, int64_t *buf, int64_t n)
+{
+    for (int64_t off = 0; off < n; off += MP_COMM_CHUNK) {
+        int64_t k = n - off < MP_COMM_CHUNK ? n - off : MP_COMM_CHUNK;
+        MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, buf + off, (int)k, MPI_INT64_T, MPI_SUM, c->comm),
+                  "MPI_Allreduce");
+    }
+    return MP_OK;
+}

@@ -1,0 +1,55 @@
+/* mp_comm: the one module that includes mpi.h (and, later, BLACS).
+ *
+ * A mp_comm wraps a private duplicate of a communicator with MPI_ERRORS_RETURN, so an MPI
+ * failure is a status, not an abort. Functions are collective over the communicator unless
+ * marked otherwise. Large buffers are sent in chunks below 2^31 elements.
+ */
+#ifndef MP_COMM_H
+#define MP_COMM_H
+
+#include <stdint.h>
+
+#include "mp_status.h"
+
+typedef struct mp_comm mp_comm;
+
+/* MPI_Init / MPI_Finalize; called by main only. */
+MP_NODISCARD mp_status mp_comm_init(int *argc, char ***argv);
+void mp_comm_finalize(void);
+/* Ends every rank of the job: main only, when ranks can no longer agree. */
+void mp_comm_abort(const mp_comm *c, int code);
+
+/* Collective over MPI_COMM_WORLD: a private duplicate of it. */
+MP_NODISCARD mp_status mp_comm_dup_world(mp_comm **out);
+void mp_comm_free(mp_comm **c);
+
+/* Not collective. */
+int mp_comm_rank(const mp_comm *c);
+int mp_comm_size(const mp_comm *c);
+double mp_comm_wtime(void);
+
+MP_NODISCARD mp_status mp_comm_barrier(const mp_comm *c);
+
+/* Every rank learns whether any rank failed: *global is the status of the lowest failing rank
+ * (MP_OK if none) and *who that rank (-1 if none). The failing rank keeps its message, so the
+ * caller prints it where rank == *who. */
+MP_NODISCARD mp_status mp_comm_agree(const mp_comm *c, mp_status local, mp_status *global,
+                                     int *who);
+
+MP_NODISCARD mp_status mp_comm_bcast(const mp_comm *c, void *buf, int64_t bytes, int root);
+
+/* Root receives counts[r] doubles from each rank r, in rank order, into recv. */
+MP_NODISCARD mp_status mp_comm_gatherv_f64(const mp_comm *c, const double *send, int64_t n,
+                                           double *recv, const int64_t *counts, int root);
+
+/* Sends / receives n doubles to / from one rank (point to point, not collective). */
+MP_NODISCARD mp_status mp_comm_send_f64(const mp_comm *c, const double *buf, int64_t n, int dest,
+                                        int tag);
+MP_NODISCARD mp_status mp_comm_recv_f64(const mp_comm *c, double *buf, int64_t n, int src,
+                                        int tag);
+
+/* Element-wise reductions in place over all ranks. */
+MP_NODISCARD mp_status mp_comm_allreduce_max_f64(const mp_comm *c, double *buf, int64_t n);
+MP_NODISCARD mp_status mp_comm_allreduce_sum_i64(const mp_comm *c, int64_t *buf, int64_t n);
+
+#endif

@@ -1,0 +1,140 @@
+#include "mp_layers.h"
+
+#include <cblas.h>
+#include <float.h>
+#include <limits.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* BLAS takes int: every dimension is checked before it narrows. */
+static bool fits_int(int64_t v) { return v >= 0 && v <= INT_MAX; }
+
+mp_status mp_linear_forward(const mp_linear *l, const float *x, int64_t rows, float *y)
+{
+    if (!fits_int(rows) || !fits_int(l->out) || !fits_int(l->in))
+        return mp_error(MP_ERR_RANGE, "linear layer [%lld x %lld] on %lld rows exceeds BLAS int",
+                        (long long)l->out, (long long)l->in, (long long)rows);
+    if (rows == 0)
+        return MP_OK;
+    if (l->b) {
+        for (int64_t r = 0; r < rows; r++)
+            memcpy(y + r * l->out, l->b, (size_t)l->out * sizeof(float));
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)l->out, (int)l->in,
+                1.0f, x, (int)l->in, l->w, (int)l->in, l->b ? 1.0f : 0.0f, y, (int)l->out);
+    return MP_OK;
+}
+
+void mp_rmsnorm(const float *x, const float *w, int64_t rows, int64_t d, double eps, float *y)
+{
+    for (int64_t r = 0; r < rows; r++) {
+        const float *xr = x + r * d;
+        float *yr = y + r * d;
+        double ss = 0.0;
+        for (int64_t i = 0; i < d; i++)
+            ss += (double)xr[i] * xr[i];
+        float inv = (float)(1.0 / sqrt(ss / (double)d + eps));
+        for (int64_t i = 0; i < d; i++)
+            yr[i] = w[i] * (xr[i] * inv);
+    }
+}
+
+void mp_layernorm(const float *x, const float *w, const float *b, int64_t rows, int64_t d,
+                  double eps, float *y)
+{
+    for (int64_t r = 0; r < rows; r++) {
+        const float *xr = x + r * d;
+        float *yr = y + r * d;
+        double mean = 0.0, var = 0.0;
+        for (int64_t i = 0; i < d; i++)
+            mean += xr[i];
+        mean /= (double)d;
+        for (int64_t i = 0; i < d; i++) {
+            double c = xr[i] - mean;
+            var += c * c;
+        }
+        var /= (double)d;
+        double inv = 1.0 / sqrt(var + eps);
+        for (int64_t i = 0; i < d; i++) {
+            float v = (float)((xr[i] - mean) * inv);
+            yr[i] = v * (w ? w[i] : 1.0f) + (b ? b[i] : 0.0f);
+        }
+    }
+}
+
+void mp_rope(float *x, int64_t T, int64_t n_heads, int64_t head_dim, double theta)
+{
+    int64_t half = head_dim / 2;
+    int64_t width = n_heads * head_dim;
+    for (int64_t p = 0; p < T; p++) {
+        for (int64_t i = 0; i < half; i++) {
+            /* Hugging Face computes inv_freq in float32, then pos * inv_freq in float32. */
+            float inv_freq = (float)(1.0 / pow(theta, (double)(2 * i) / (double)head_dim));
+            float ang = (float)p * inv_freq;
+            float c = (float)cos((double)ang), s = (float)sin((double)ang);
+            for (int64_t h = 0; h < n_heads; h++) {
+                float *xh = x + p * width + h * head_dim;
+                float a = xh[i], bb = xh[i + half];
+                xh[i] = a * c - bb * s;
+                xh[i + half] = bb * c + a * s;
+            }
+        }
+    }
+}
+
+mp_status mp_attention(const float *q, const float *k, const float *v, int64_t T, int64_t nh,
+                       int64_t nkv, int64_t hd, double scale, float *out)
+{
+    if (nkv <= 0 || nh % nkv != 0)
+        return mp_error(MP_ERR_INTERNAL, "attention: %lld heads not a multiple of %lld kv heads",
+                        (long long)nh, (long long)nkv);
+    if (!fits_int(T) || !fits_int(nh * hd) || !fits_int(T * T))
+        return mp_error(MP_ERR_RANGE, "attention: sequence length %lld too large", (long long)T);
+    int64_t qw = nh * hd, kw = nkv * hd, group = nh / nkv;
+    float *scores = malloc((size_t)(T * T) * sizeof(float));
+    if (!scores)
+        return mp_error(MP_ERR_NOMEM, "attention: cannot allocate %lld x %lld scores",
+                        (long long)T, (long long)T);
+    for (int64_t h = 0; h < nh; h++) {
+        int64_t kvh = h / group;
+        const float *qh = q + h * hd, *kh = k + kvh * hd, *vh = v + kvh * hd;
+        /* scores[T, T] = scale · q_h k_hᵀ; only the lower triangle is used. */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, (int)T, (int)hd,
+                    (float)scale, qh, (int)qw, kh, (int)kw, 0.0f, scores, (int)T);
+        for (int64_t i = 0; i < T; i++) {
+            float *s = scores + i * T;
+            float mx = -FLT_MAX;
+            for (int64_t j = 0; j <= i; j++)
+                mx = s[j] > mx ? s[j] : mx;
+            double sum = 0.0;
+            for (int64_t j = 0; j <= i; j++) {
+                s[j] = expf(s[j] - mx);
+                sum += s[j];
+            }
+            float inv = (float)(1.0 / sum);
+            for (int64_t j = 0; j <= i; j++)
+                s[j] *= inv;
+            for (int64_t j = i + 1; j < T; j++)
+                s[j] = 0.0f;
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)T, (int)hd, (int)T, 1.0f,
+                    scores, (int)T, vh, (int)kw, 0.0f, out + h * hd, (int)qw);
+    }
+    free(scores);
+    return MP_OK;
+}
+
+void mp_swiglu(float *gate, const float *up, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) {
+        float g = gate[i];
+        gate[i] = g / (1.0f + expf(-g)) * up[i];
+    }
+}
+
+void mp_relu(float *x, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        x[i] = x[i] > 0.0f ? x[i] : 0.0f;
+}

@@ -1,0 +1,510 @@
+#include "mp_model.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mp_layers.h"
+
+mp_status mp_model_config_check(const mp_model_config *c, const char *what)
+{
+    struct { const char *name; int64_t v; } pos[] = {
+        {"vocab_size", c->vocab}, {"hidden_size", c->d}, {"num_hidden_layers", c->n_layers},
+        {"num_attention_heads", c->n_heads}, {"num_key_value_heads", c->n_kv_heads},
+        {"head_dim", c->head_dim}, {"intermediate_size/ffn_dim", c->ffn},
+        {"max_position_embeddings", c->max_pos}, {"word_embed_proj_dim", c->word_embed_proj_dim},
+    };
+    for (size_t i = 0; i < sizeof pos / sizeof pos[0]; i++)
+        if (pos[i].v <= 0)
+            return mp_error(MP_ERR_FORMAT, "%s: %s must be positive (is %lld)", what,
+                            pos[i].name, (long long)pos[i].v);
+    if (c->n_heads % c->n_kv_heads != 0)
+        return mp_error(MP_ERR_FORMAT,
+                        "%s: num_attention_heads (%lld) is not a multiple of num_key_value_heads "
+                        "(%lld)", what, (long long)c->n_heads, (long long)c->n_kv_heads);
+    if (!(c->norm_eps > 0.0))
+        return mp_error(MP_ERR_FORMAT, "%s: the norm epsilon must be positive", what);
+    if (c->arch == MP_ARCH_LLAMA) {
+        if (c->head_dim % 2 != 0)
+            return mp_error(MP_ERR_FORMAT, "%s: head_dim %lld is odd; RoPE needs it even", what,
+                            (long long)c->head_dim);
+        if (!(c->rope_theta > 0.0))
+            return mp_error(MP_ERR_FORMAT, "%s: rope_theta must be positive", what);
+        if (c->word_embed_proj_dim != c->d)
+            return mp_error(MP_ERR_FORMAT, "%s: word_embed_proj_dim is OPT only", what);
+    } else {
+        if (c->n_heads * c->head_dim != c->d)
+            return mp_error(MP_ERR_FORMAT, "%s: hidden_size %lld is not divisible by "
+                            "num_attention_heads %lld", what, (long long)c->d,
+                            (long long)c->n_heads);
+        if (c->n_kv_heads != c->n_heads)
+            return mp_error(MP_ERR_FORMAT, "%s: OPT has no grouped KV heads", what);
+    }
+    return MP_OK;
+}
+
+static const char *const llama_short[MP_LIN_COUNT] = {
+    "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+static const char *const llama_part[MP_LIN_COUNT] = {
+    "self_attn", "self_attn", "self_attn", "self_attn", "mlp", "mlp", "mlp"};
+static const char *const opt_short[MP_LIN_COUNT] = {
+    "q_proj", "k_proj", "v_proj", "out_proj", NULL, "fc1", "fc2"};
+
+const char *mp_lin_short_name(const mp_model_config *cfg, mp_lin_id id)
+{
+    return cfg->arch == MP_ARCH_OPT ? opt_short[id] : llama_short[id];
+}
+
+char *mp_lin_full_name(const mp_model_config *cfg, int64_t layer, mp_lin_id id, char *buf,
+                       size_t len)
+{
+    if (cfg->arch == MP_ARCH_OPT) {
+        if (id <= MP_LIN_O)
+            snprintf(buf, len, "model.decoder.layers.%lld.self_attn.%s", (long long)layer,
+                     opt_short[id]);
+        else
+            snprintf(buf, len, "model.decoder.layers.%lld.%s", (long long)layer,
+                     opt_short[id] ? opt_short[id] : "?");
+    } else {
+        snprintf(buf, len, "model.layers.%lld.%s.%s", (long long)layer, llama_part[id],
+                 llama_short[id]);
+    }
+    return buf;
+}
+
+mp_in_group mp_lin_group(mp_lin_id id)
+{
+    switch (id) {
+    case MP_LIN_Q:
+    case MP_LIN_K:
+    case MP_LIN_V: return MP_IN_ATTN;
+    case MP_LIN_O: return MP_IN_O;
+    case MP_LIN_GATE:
+    case MP_LIN_UP: return MP_IN_MLP;
+    default: return MP_IN_DOWN;
+    }
+}
+
+int64_t mp_in_group_dim(const mp_model_config *cfg, mp_in_group g)
+{
+    switch (g) {
+    case MP_IN_O: return cfg->n_heads * cfg->head_dim;
+    case MP_IN_DOWN: return cfg->ffn;
+    default: return cfg->d;
+    }
+}
+
+/* out × in of each linear layer, and whether it exists in this architecture. */
+static void lin_shape(const mp_model_config *c, mp_lin_id id, int64_t *out, int64_t *in,
+                      bool *present, bool *bias)
+{
+    int64_t qd = c->n_heads * c->head_dim, kd = c->n_kv_heads * c->head_dim;
+    *present = true;
+    switch (id) {
+    case MP_LIN_Q: *out = qd; *in = c->d; *bias = c->qkv_bias; break;
+    case MP_LIN_K: *out = kd; *in = c->d; *bias = c->qkv_bias; break;
+    case MP_LIN_V: *out = kd; *in = c->d; *bias = c->qkv_bias; break;
+    case MP_LIN_O: *out = c->d; *in = qd; *bias = c->o_bias; break;
+    case MP_LIN_GATE:
+        *out = c->ffn; *in = c->d; *bias = c->mlp_bias;
+        *present = c->arch == MP_ARCH_LLAMA;
+        break;
+    case MP_LIN_UP: *out = c->ffn; *in = c->d; *bias = c->mlp_bias; break;
+    default: *out = c->d; *in = c->ffn; *bias = c->mlp_bias; break;
+    }
+}
+
+/* Allocates n floats and loads tensor `name` of the given shape into it. */
+static mp_status load_tensor(const mp_weight_source *src, const char *name, int ndim,
+                             const int64_t *shape, float **out)
+{
+    int64_t n = 1;
+    for (int i = 0; i < ndim; i++)
+        n *= shape[i];
+    float *p = malloc((size_t)n * sizeof(float));
+    if (!p)
+        return mp_error(MP_ERR_NOMEM, "cannot allocate %lld floats for %s", (long long)n, name);
+    mp_status st = src->load(src->ctx, name, ndim, shape, p);
+    if (st != MP_OK) {
+        free(p);
+        return st;
+    }
+    *out = p;
+    return MP_OK;
+}
+
+static mp_status load_vec(const mp_weight_source *src, const char *name, int64_t n, float **out)
+{
+    return load_tensor(src, name, 1, &n, out);
+}
+
+int64_t mp_block_bytes(const mp_model_config *c)
+{
+    int64_t total = 4 * c->d;
+    for (int id = 0; id < MP_LIN_COUNT; id++) {
+        int64_t out, in;
+        bool present, bias;
+        lin_shape(c, (mp_lin_id)id, &out, &in, &present, &bias);
+        if (present)
+            total += out * in + (bias ? out : 0);
+    }
+    return total * (int64_t)sizeof(float);
+}
+
+mp_status mp_block_load(const mp_model_config *cfg, const mp_weight_source *src, int64_t layer,
+                        mp_block **out)
+{
+    mp_status st = MP_OK;
+    char base[256], name[320];
+    mp_block *b = calloc(1, sizeof *b);
+    if (!b)
+        return mp_error(MP_ERR_NOMEM, "cannot allocate block %lld", (long long)layer);
+    b->index = layer;
+    for (int id = 0; id < MP_LIN_COUNT; id++) {
+        mp_linear *l = &b->lin[id];
+        bool bias;
+        lin_shape(cfg, (mp_lin_id)id, &l->out, &l->in, &l->present, &bias);
+        if (!l->present)
+            continue;
+        mp_lin_full_name(cfg, layer, (mp_lin_id)id, base, sizeof base);
+        int64_t shape[2] = {l->out, l->in};
+        snprintf(name, sizeof name, "%s.weight", base);
+        MP_TRY(load_tensor(src, name, 2, shape, &l->w));
+        if (bias) {
+            snprintf(name, sizeof name, "%s.bias", base);
+            MP_TRY(load_vec(src, name, l->out, &l->b));
+        }
+    }
+    if (cfg->arch == MP_ARCH_LLAMA) {
+        snprintf(name, sizeof name, "model.layers.%lld.input_layernorm.weight", (long long)layer);
+        MP_TRY(load_vec(src, name, cfg->d, &b->norm1_w));
+        snprintf(name, sizeof name, "model.layers.%lld.post_attention_layernorm.weight",
+                 (long long)layer);
+        MP_TRY(load_vec(src, name, cfg->d, &b->norm2_w));
+    } else {
+        const char *norms[2] = {"self_attn_layer_norm", "final_layer_norm"};
+        float **ws[2] = {&b->norm1_w, &b->norm2_w}, **bs[2] = {&b->norm1_b, &b->norm2_b};
+        for (int i = 0; i < 2; i++) {
+            snprintf(name, sizeof name, "model.decoder.layers.%lld.%s.weight", (long long)layer,
+                     norms[i]);
+            MP_TRY(load_vec(src, name, cfg->d, ws[i]));
+            snprintf(name, sizeof name, "model.decoder.layers.%lld.%s.bias", (long long)layer,
+                     norms[i]);
+            MP_TRY(load_vec(src, name, cfg->d, bs[i]));
+        }
+    }
+    *out = b;
+    b = NULL;
+done:
+    mp_block_free(&b);
+    return st;
+}
+
+void mp_block_free(mp_block **blk)
+{
+    if (!blk || !*blk)
+        return;
+    mp_block *b = *blk;
+    for (int id = 0; id < MP_LIN_COUNT; id++) {
+        free(b->lin[id].w);
+        free(b->lin[id].b);
+    }
+    free(b->norm1_w);
+    free(b->norm1_b);
+    free(b->norm2_w);
+    free(b->norm2_b);
+    free(b);
+    *blk = NULL;
+}
+
+static mp_status call_hook(const mp_hook *hook, mp_in_group g, const float *x, int64_t rows,
+                           int64_t dim)
+{
+    return hook && hook->fn ? hook->fn(hook->ud, g, x, rows, dim) : MP_OK;
+}
+
+static void add_into(float *h, const float *x, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        h[i] += x[i];
+}
+
+static void norm_apply(const mp_model_config *c, const float *w, const float *b, const float *x,
+                       int64_t rows, float *y)
+{
+    if (c->arch == MP_ARCH_LLAMA)
+        mp_rmsnorm(x, w, rows, c->d, c->norm_eps, y);
+    else
+        mp_layernorm(x, w, b, rows, c->d, c->norm_eps, y);
+}
+
+mp_status mp_block_forward(const mp_model_config *c, const mp_block *blk, float *h,
+                           int64_t n_seq, int64_t T, const mp_hook *hook)
+{
+    mp_status st = MP_OK;
+    int64_t rows = n_seq * T, d = c->d;
+    int64_t qd = c->n_heads * c->head_dim, kd = c->n_kv_heads * c->head_dim;
+    bool llama = c->arch == MP_ARCH_LLAMA, pre = c->norm_before;
+    float *xn = malloc((size_t)(rows * d) * sizeof(float));
+    float *q = malloc((size_t)(rows * qd) * sizeof(float));
+    float *k = malloc((size_t)(rows * kd) * sizeof(float));
+    float *v = malloc((size_t)(rows * kd) * sizeof(float));
+    float *ao = malloc((size_t)(rows * qd) * sizeof(float));
+    float *tmp = malloc((size_t)(rows * d) * sizeof(float));
+    float *g = malloc((size_t)(rows * c->ffn) * sizeof(float));
+    float *u = llama ? malloc((size_t)(rows * c->ffn) * sizeof(float)) : NULL;
+    if (!xn || !q || !k || !v || !ao || !tmp || !g || (llama && !u))
+        MP_FAIL(MP_ERR_NOMEM, "block %lld: cannot allocate activations for %lld tokens",
+                (long long)blk->index, (long long)rows);
+
+    /* Attention sub-layer. Post-LN (OPT-350m) feeds h itself and normalises after the sum. */
+    const float *ain = h;
+    if (pre) {
+        norm_apply(c, blk->norm1_w, blk->norm1_b, h, rows, xn);
+        ain = xn;
+    }
+    MP_TRY(call_hook(hook, MP_IN_ATTN, ain, rows, d));
+    MP_TRY(mp_linear_forward(&blk->lin[MP_LIN_Q], ain, rows, q));
+    MP_TRY(mp_linear_forward(&blk->lin[MP_LIN_K], ain, rows, k));
+    MP_TRY(mp_linear_forward(&blk->lin[MP_LIN_V], ain, rows, v));
+    for (int64_t s = 0; s < n_seq; s++) {
+        float *qs = q + s * T * qd, *ks = k + s * T * kd;
+        if (llama) {
+            mp_rope(qs, T, c->n_heads, c->head_dim, c->rope_theta);
+            mp_rope(ks, T, c->n_kv_heads, c->head_dim, c->rope_theta);
+        }
+        MP_TRY(mp_attention(qs, ks, v + s * T * kd, T, c->n_heads, c->n_kv_heads, c->head_dim,
+                            1.0 / sqrt((double)c->head_dim), ao + s * T * qd));
+    }
+    MP_TRY(call_hook(hook, MP_IN_O, ao, rows, qd));
+    MP_TRY(mp_linear_forward(&blk->lin[MP_LIN_O], ao, rows, tmp));
+    add_into(h, tmp, rows * d);
+    if (!pre)
+        norm_apply(c, blk->norm1_w, blk->norm1_b, h, rows, h);
+
+    /* MLP sub-layer. */
+    const float *min = h;
+    if (pre) {
+        norm_apply(c, blk->norm2_w, blk->norm2_b, h, rows, xn);
+        min = xn;
+    }
+    MP_TRY(call_hook(hook, MP_IN_MLP, min, rows, d));
+    if (llama) {
+        MP_TRY(mp_linear_forward(&blk->lin[MP_LIN_GATE], min, rows, g));
+        MP_TRY(mp_linear_forward(&blk->lin[MP_LIN_UP], min, rows, u));
+        mp_swiglu(g, u, rows * c->ffn);
+    } else {
+        MP_TRY(mp_linear_forward(&blk->lin[MP_LIN_UP], min, rows, g));
+        mp_relu(g, rows * c->ffn);
+    }
+    MP_TRY(call_hook(hook, MP_IN_DOWN, g, rows, c->ffn));
+    MP_TRY(mp_linear_forward(&blk->lin[MP_LIN_DOWN], g, rows, tmp));
+    add_into(h, tmp, rows * d);
+    if (!pre)
+        norm_apply(c, blk->norm2_w, blk->norm2_b, h, rows, h);
+done:
+    free(xn);
+    free(q);
+    free(k);
+    free(v);
+    free(ao);
+    free(tmp);
+    free(g);
+    free(u);
+    return st;
+}
+
+double mp_block_flops(const mp_model_config *c, int64_t n_seq, int64_t T)
+{
+    double rows = (double)(n_seq * T), lin = 0.0;
+    for (int id = 0; id < MP_LIN_COUNT; id++) {
+        int64_t out, in;
+        bool present, bias;
+        lin_shape(c, (mp_lin_id)id, &out, &in, &present, &bias);
+        if (present)
+            lin += (double)out * (double)in;
+    }
+    double attn = 4.0 * (double)n_seq * (double)T * (double)T * (double)(c->n_heads * c->head_dim);
+    return 2.0 * rows * lin + attn;
+}
+
+mp_status mp_head_load(const mp_model_config *c, const mp_weight_source *src, mp_head **out)
+{
+    mp_status st = MP_OK;
+    bool opt = c->arch == MP_ARCH_OPT;
+    int64_t wd = c->word_embed_proj_dim;
+    mp_head *hd = calloc(1, sizeof *hd);
+    if (!hd)
+        return mp_error(MP_ERR_NOMEM, "cannot allocate the model head");
+    int64_t es[2] = {c->vocab, wd};
+    MP_TRY(load_tensor(src, opt ? "model.decoder.embed_tokens.weight" : "model.embed_tokens.weight",
+                       2, es, &hd->embed));
+    if (opt) {
+        int64_t ps[2] = {c->max_pos + 2, c->d};
+        MP_TRY(load_tensor(src, "model.decoder.embed_positions.weight", 2, ps, &hd->pos));
+        if (wd != c->d) {
+            int64_t pin[2] = {c->d, wd}, pout[2] = {wd, c->d};
+            MP_TRY(load_tensor(src, "model.decoder.project_in.weight", 2, pin, &hd->project_in));
+            MP_TRY(load_tensor(src, "model.decoder.project_out.weight", 2, pout,
+                               &hd->project_out));
+        }
+        if (c->final_norm) {
+            MP_TRY(load_vec(src, "model.decoder.final_layer_norm.weight", c->d, &hd->norm_w));
+            MP_TRY(load_vec(src, "model.decoder.final_layer_norm.bias", c->d, &hd->norm_b));
+        }
+    } else {
+        MP_TRY(load_vec(src, "model.norm.weight", c->d, &hd->norm_w));
+    }
+    if (c->tie_embeddings)
+        hd->lm_head = hd->embed;
+    else
+        MP_TRY(load_tensor(src, "lm_head.weight", 2, es, &hd->lm_head));
+    *out = hd;
+    hd = NULL;
+done:
+    mp_head_free(&hd);
+    return st;
+}
+
+void mp_head_free(mp_head **head)
+{
+    if (!head || !*head)
+        return;
+    mp_head *h = *head;
+    if (h->lm_head != h->embed)
+        free(h->lm_head);
+    free(h->embed);
+    free(h->pos);
+    free(h->project_in);
+    free(h->project_out);
+    free(h->norm_w);
+    free(h->norm_b);
+    free(h);
+    *head = NULL;
+}
+
+mp_status mp_embed_forward(const mp_model_config *c, const mp_head *head, const uint32_t *tokens,
+                           int64_t n_seq, int64_t T, float *h)
+{
+    mp_status st = MP_OK;
+    int64_t rows = n_seq * T, wd = c->word_embed_proj_dim;
+    float *e = NULL;
+    if (c->arch == MP_ARCH_OPT && T > c->max_pos)
+        return mp_error(MP_ERR_RANGE, "sequence length %lld exceeds max_position_embeddings %lld",
+                        (long long)T, (long long)c->max_pos);
+    for (int64_t r = 0; r < rows; r++)
+        if (tokens[r] >= (uint64_t)c->vocab)
+            return mp_error(MP_ERR_RANGE, "token id %u at position %lld is >= vocab_size %lld",
+                            tokens[r], (long long)r, (long long)c->vocab);
+    float *dst = h;
+    if (head->project_in) {
+        e = malloc((size_t)(rows * wd) * sizeof(float));
+        if (!e)
+            MP_FAIL(MP_ERR_NOMEM, "cannot allocate embeddings for %lld tokens", (long long)rows);
+        dst = e;
+    }
+    for (int64_t r = 0; r < rows; r++)
+        memcpy(dst + r * wd, head->embed + (int64_t)tokens[r] * wd, (size_t)wd * sizeof(float));
+    if (head->project_in) {
+        mp_linear pin = {.out = c->d, .in = wd, .w = head->project_in, .present = true};
+        MP_TRY(mp_linear_forward(&pin, e, rows, h));
+    }
+    if (head->pos) {
+        /* OPT's learned positions are offset by 2 (rows 0 and 1 are padding slots). */
+        for (int64_t s = 0; s < n_seq; s++)
+            for (int64_t t = 0; t < T; t++)
+                add_into(h + (s * T + t) * c->d, head->pos + (t + 2) * c->d, c->d);
+    }
+done:
+    free(e);
+    return st;
+}
+
+/* Final norm and projection in place: h[rows, d] -> x[rows, wd] (x may be h when wd == d). */
+static mp_status head_prepare(const mp_model_config *c, const mp_head *head, float *h,
+                              int64_t rows, float **x_out, float **owned)
+{
+    *owned = NULL;
+    if (head->norm_w)
+        norm_apply(c, head->norm_w, head->norm_b, h, rows, h);
+    if (!head->project_out) {
+        *x_out = h;
+        return MP_OK;
+    }
+    int64_t wd = c->word_embed_proj_dim;
+    float *x = malloc((size_t)(rows * wd) * sizeof(float));
+    if (!x)
+        return mp_error(MP_ERR_NOMEM, "cannot allocate head input for %lld tokens",
+                        (long long)rows);
+    mp_linear pout = {.out = wd, .in = c->d, .w = head->project_out, .present = true};
+    mp_status st = mp_linear_forward(&pout, h, rows, x);
+    if (st != MP_OK) {
+        free(x);
+        return st;
+    }
+    *x_out = x;
+    *owned = x;
+    return MP_OK;
+}
+
+mp_status mp_head_logits(const mp_model_config *c, const mp_head *head, float *h, int64_t n_seq,
+                         int64_t T, float *logits)
+{
+    int64_t rows = n_seq * T;
+    float *x, *owned;
+    mp_status st = head_prepare(c, head, h, rows, &x, &owned);
+    if (st != MP_OK)
+        return st;
+    mp_linear lm = {.out = c->vocab, .in = c->word_embed_proj_dim, .w = head->lm_head,
+                    .present = true};
+    st = mp_linear_forward(&lm, x, rows, logits);
+    free(owned);
+    return st;
+}
+
+/* Rows of logits computed at once: bounds memory at large vocabularies. */
+#define MP_NLL_CHUNK 64
+
+mp_status mp_head_nll(const mp_model_config *c, const mp_head *head, float *h,
+                      const uint32_t *tokens, int64_t n_seq, int64_t T, double *nll)
+{
+    mp_status st = MP_OK;
+    int64_t rows = n_seq * T, wd = c->word_embed_proj_dim, V = c->vocab;
+    float *x = NULL, *owned = NULL;
+    float *lg = malloc((size_t)(MP_NLL_CHUNK * V) * sizeof(float));
+    if (!lg)
+        return mp_error(MP_ERR_NOMEM, "cannot allocate logits for vocabulary %lld", (long long)V);
+    MP_TRY(head_prepare(c, head, h, rows, &x, &owned));
+    mp_linear lm = {.out = V, .in = wd, .w = head->lm_head, .present = true};
+    for (int64_t s = 0; s < n_seq; s++) {
+        double sum = 0.0;
+        for (int64_t t0 = 0; t0 < T - 1; t0 += MP_NLL_CHUNK) {
+            int64_t nr = T - 1 - t0 < MP_NLL_CHUNK ? T - 1 - t0 : MP_NLL_CHUNK;
+            MP_TRY(mp_linear_forward(&lm, x + (s * T + t0) * wd, nr, lg));
+            for (int64_t r = 0; r < nr; r++) {
+                const float *l = lg + r * V;
+                uint32_t target = tokens[s * T + t0 + r + 1];
+                if (target >= (uint64_t)V)
+                    MP_FAIL(MP_ERR_RANGE, "token id %u is >= vocab_size %lld", target,
+                            (long long)V);
+                float mx = l[0];
+                for (int64_t j = 1; j < V; j++)
+                    mx = l[j] > mx ? l[j] : mx;
+                double se = 0.0;
+                for (int64_t j = 0; j < V; j++)
+                    se += exp((double)l[j] - (double)mx);
+                sum += (double)mx + log(se) - (double)l[target];
+            }
+        }
+        nll[s] = T > 1 ? sum / (double)(T - 1) : 0.0;
+        if (!isfinite(nll[s]))
+            MP_FAIL(MP_ERR_NUMERIC, "non-finite negative log-likelihood in sequence %lld",
+                    (long long)s);
+    }
+done:
+    free(owned);
+    free(lg);
+    return st;
+}
