@@ -1,0 +1,78 @@
+#include "mp_hessian.h"
+
+#include <cblas.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Rows per float32 ssyrk before the float64 accumulate: bounds float32 rounding growth. */
+#define MP_HESSIAN_CHUNK 1024
+
+mp_status mp_hessian_init(mp_hessian *h, int64_t dim)
+{
+    memset(h, 0, sizeof *h);
+    if (dim <= 0 || dim > INT_MAX)
+        return mp_error(MP_ERR_RANGE, "Hessian dimension %lld out of range", (long long)dim);
+    h->dim = dim;
+    h->sum = calloc((size_t)(dim * dim), sizeof(double));
+    h->chunk = malloc((size_t)(dim * dim) * sizeof(float));
+    if (!h->sum || !h->chunk) {
+        mp_hessian_free(h);
+        return mp_error(MP_ERR_NOMEM, "cannot allocate a %lld x %lld Hessian", (long long)dim,
+                        (long long)dim);
+    }
+    return MP_OK;
+}
+
+void mp_hessian_free(mp_hessian *h)
+{
+    free(h->sum);
+    free(h->chunk);
+    h->sum = NULL;
+    h->chunk = NULL;
+}
+
+mp_status mp_hessian_add(mp_hessian *h, const float *x, int64_t rows)
+{
+    int64_t n = h->dim;
+    for (int64_t r0 = 0; r0 < rows; r0 += MP_HESSIAN_CHUNK) {
+        int64_t nr = rows - r0 < MP_HESSIAN_CHUNK ? rows - r0 : MP_HESSIAN_CHUNK;
+        /* Row-major upper triangle of xᵀx. */
+        cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)n, (int)nr, 1.0f, x + r0 * n,
+                    (int)n, 0.0f, h->chunk, (int)n);
+        for (int64_t i = 0; i < n; i++) {
+            double *s = h->sum + i * n;
+            const float *c = h->chunk + i * n;
+            for (int64_t j = i; j < n; j++)
+                s[j] += (double)c[j];
+        }
+    }
+    h->rows += rows;
+    return MP_OK;
+}
+
+void mp_hessian_merge(mp_hessian *h, const double *other_sum, int64_t other_rows)
+{
+    int64_t n = h->dim;
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t j = i; j < n; j++)
+            h->sum[i * n + j] += other_sum[i * n + j];
+    h->rows += other_rows;
+}
+
+void mp_hessian_finish(const mp_hessian *h, double *out)
+{
+    int64_t n = h->dim;
+    double scale = h->rows > 0 ? 2.0 / (double)h->rows : 0.0;
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t j = i; j < n; j++) {
+            double v = h->sum[i * n + j] * scale;
+            out[i * n + j] = v;
+            out[j * n + i] = v;
+        }
+}
+
+double mp_hessian_flops(int64_t dim, int64_t rows)
+{
+    return (double)dim * (double)(dim + 1) * (double)rows;
+}

@@ -1,0 +1,79 @@
+/* mp_prune: the one-shot pruning solvers for one linear layer W[rows, cols] (row-major,
+ * nn.Linear layout), given its input Hessian H[cols, cols] (mp_hessian). Not collective;
+ * the distributed variant of the factorisation is mp_scalapack.
+ *
+ * Sparsity targets: unstructured (fraction `sparsity` of the weights) or N:M (in each group of
+ * M consecutive inputs of a row, the N lowest-scoring weights are zeroed).
+ *
+ * SparseGPT (Frantar & Alistarh 2023, reference `fasterprune` semantics):
+ *   dead inputs (H_jj = 0): W[:, j] = 0 and H_jj = 1;
+ *   λ = damp · mean(diag H) added to the diagonal;
+ *   U = upper Cholesky factor of H⁻¹ (H⁻¹ = UᵀU);
+ *   columns swept in blocks of B; unstructured: per block, the threshold is the k-th smallest
+ *   (k = int(rows·B·sparsity), 0-based) of w²/U_jj² over the rows × B block and every score
+ *   `<=` it is pruned (so one weight more than the fraction, as the reference); N:M: at each
+ *   group start the N lowest w²/U_jj² of the group (of the updated weights) are pruned;
+ *   each pruned weight's error is spread over the later columns with row i of U (OBS update).
+ *   When a Cholesky factorisation fails, λ is multiplied by 10 (up to MP_DAMP_ESCALATIONS
+ *   times) and the attempt repeated; the damping used is returned.
+ * Wanda (Sun et al. 2023): score |W_ij|·sqrt(H_jj); per output row the int(cols·sparsity)
+ *   lowest (ties: lower index first) are zeroed; N:M per group; no update.
+ * Magnitude: the int(rows·cols·sparsity) smallest |W| of the matrix (ties: lower flat index
+ *   first); N:M per group.
+ */
+#ifndef MP_PRUNE_H
+#define MP_PRUNE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "mp_status.h"
+
+#define MP_DAMP_ESCALATIONS 6
+
+typedef struct {
+    double sparsity; /* unstructured fraction, used when n == 0 */
+    int n, m;        /* N:M when n > 0 */
+} mp_sparsity;
+
+typedef struct {
+    double damp;       /* λ / mean(diag H) actually used */
+    int escalations;   /* times the damping was raised */
+    int64_t dead;      /* dead inputs */
+} mp_obs_info;
+
+/* Prepares H (row-major, symmetric, overwritten) for the sweep: dead inputs (also zeroing those
+ * columns of W, which may be NULL), damping with escalation, and U, the upper Cholesky factor of
+ * H⁻¹, written to hinv[n, n] as float32 (lower triangle zero). */
+MP_NODISCARD mp_status mp_obs_prepare(double *H, int64_t n, float *W, int64_t rows,
+                                      double damp, float *hinv, mp_obs_info *info);
+
+/* Global threshold for an unstructured block when rows are split over ranks: given this rank's
+ * scores (count values) returns in *thresh the k-th smallest (0-based) over all ranks. NULL for
+ * a serial sweep. */
+typedef struct {
+    mp_status (*fn)(void *ud, const float *scores, int64_t count, int64_t k, float *thresh);
+    void *ud;
+    int64_t total_rows; /* rows over all ranks (for k) */
+} mp_threshold_fn;
+
+/* The OBS sweep on W[rows, cols] (rows may be a slice of the layer's rows) with the factor U
+ * from mp_obs_prepare. */
+MP_NODISCARD mp_status mp_sparsegpt_sweep(float *W, int64_t rows, int64_t cols, const float *U,
+                                          int64_t blocksize, const mp_sparsity *sp,
+                                          const mp_threshold_fn *global);
+
+MP_NODISCARD mp_status mp_wanda_prune(float *W, int64_t rows, int64_t cols, const double *hdiag,
+                                      const mp_sparsity *sp);
+MP_NODISCARD mp_status mp_magnitude_prune(float *W, int64_t rows, int64_t cols,
+                                          const mp_sparsity *sp);
+
+/* k-th smallest (0-based) of v[n] (v is reordered). */
+float mp_kth_smallest(float *v, int64_t n, int64_t k);
+
+/* Relative reconstruction error ‖(W − Ŵ)X‖² / ‖WX‖² = tr(ΔW H ΔWᵀ) / tr(W H Wᵀ), H the
+ * (undamped) Hessian. */
+MP_NODISCARD mp_status mp_recon_error(const float *W, const float *What, int64_t rows,
+                                      int64_t cols, const double *H, double *err);
+
+#endif
