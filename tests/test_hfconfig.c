@@ -1,0 +1,437 @@
+/* io/mp_hfconfig: Hugging Face config.json -> mp_model_config, defaults and refusals. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "mp_hfconfig.h"
+
+#define CFG_PATH "test/config.json"
+
+/* The message names the file and, when given, the field. */
+static void assert_msg(const char *file, const char *field)
+{
+    const char *m = mp_error_message();
+    if (strstr(m, file) == NULL || (field != NULL && strstr(m, field) == NULL))
+        fail_msg("message '%s' does not name '%s' and '%s'", m, file, field ? field : "");
+    if (strchr(m, '\n') != NULL)
+        fail_msg("message '%s' is more than one line", m);
+}
+
+static mp_status parse(const char *json, mp_model_config *cfg)
+{
+    memset(cfg, 0x5a, sizeof *cfg);
+    mp_error_clear();
+    return mp_hfconfig_parse(json, CFG_PATH, cfg);
+}
+
+static void test_fixture(void **state)
+{
+    (void)state;
+    mp_model_config c;
+    const char *path = MP_FIXTURE_DIR "/config.json";
+    mp_status st = mp_hfconfig_load(path, &c);
+    if (st != MP_OK)
+        fail_msg("%s", mp_error_message());
+    assert_int_equal(c.arch, MP_ARCH_LLAMA);
+    assert_string_equal(c.model_type, "llama");
+    assert_int_equal(c.d, 64);
+    assert_int_equal(c.ffn, 172);
+    assert_int_equal(c.n_layers, 5);
+    assert_int_equal(c.n_heads, 8);
+    assert_int_equal(c.n_kv_heads, 4);
+    assert_int_equal(c.head_dim, 8);
+    assert_int_equal(c.vocab, 512);
+    assert_int_equal(c.max_pos, 512);
+    assert_int_equal(c.sliding_window, 0);
+    assert_true(c.norm_eps == 1e-5);
+    assert_true(c.rope_theta == 10000.0);
+    assert_true(c.tie_embeddings);
+    assert_false(c.qkv_bias);
+    assert_false(c.o_bias);
+    assert_false(c.mlp_bias);
+    assert_true(c.norm_before);
+    assert_true(c.final_norm);
+    assert_int_equal(c.word_embed_proj_dim, 64);
+}
+
+static const char *opt125m =
+    "{\"_name_or_path\": \"facebook/opt-125m\", \"activation_dropout\": 0.0,"
+    " \"activation_function\": \"relu\", \"architectures\": [\"OPTForCausalLM\"],"
+    " \"attention_dropout\": 0.0, \"bos_token_id\": 2, \"do_layer_norm_before\": true,"
+    " \"dropout\": 0.1, \"eos_token_id\": 2, \"ffn_dim\": 3072, \"hidden_size\": 768,"
+    " \"init_std\": 0.02, \"layerdrop\": 0.0, \"max_position_embeddings\": 2048,"
+    " \"model_type\": \"opt\", \"num_attention_heads\": 12, \"num_hidden_layers\": 12,"
+    " \"pad_token_id\": 1, \"prefix\": \"</s>\", \"torch_dtype\": \"float16\","
+    " \"transformers_version\": \"4.21.0.dev0\", \"use_cache\": true, \"vocab_size\": 50272,"
+    " \"word_embed_proj_dim\": 768}";
+
+static void test_opt125m(void **state)
+{
+    (void)state;
+    mp_model_config c;
+    if (parse(opt125m, &c) != MP_OK)
+        fail_msg("%s", mp_error_message());
+    assert_int_equal(c.arch, MP_ARCH_OPT);
+    assert_string_equal(c.model_type, "opt");
+    assert_int_equal(c.d, 768);
+    assert_int_equal(c.ffn, 3072);
+    assert_int_equal(c.n_layers, 12);
+    assert_int_equal(c.n_heads, 12);
+    assert_int_equal(c.n_kv_heads, 12);
+    assert_int_equal(c.head_dim, 64);
+    assert_int_equal(c.vocab, 50272);
+    assert_int_equal(c.max_pos, 2048);
+    assert_int_equal(c.word_embed_proj_dim, 768);
+    assert_int_equal(c.sliding_window, 0);
+    assert_true(c.norm_eps == 1e-5);
+    assert_true(c.norm_before);
+    assert_true(c.final_norm);
+    assert_true(c.tie_embeddings);
+    assert_true(c.qkv_bias);
+    assert_true(c.o_bias);
+    assert_true(c.mlp_bias);
+}
+
+static void test_opt350m(void **state)
+{
+    (void)state;
+    const char *json =
+        "{\"activation_function\": \"relu\", \"architectures\": [\"OPTForCausalLM\"],"
+        " \"do_layer_norm_before\": false, \"ffn_dim\": 4096, \"hidden_size\": 1024,"
+        " \"max_position_embeddings\": 2048, \"model_type\": \"opt\","
+        " \"num_attention_heads\": 16, \"num_hidden_layers\": 24, \"vocab_size\": 50272,"
+        " \"word_embed_proj_dim\": 512, \"torch_dtype\": \"float16\"}";
+    mp_model_config c;
+    if (parse(json, &c) != MP_OK)
+        fail_msg("%s", mp_error_message());
+    assert_int_equal(c.arch, MP_ARCH_OPT);
+    assert_int_equal(c.d, 1024);
+    assert_int_equal(c.ffn, 4096);
+    assert_int_equal(c.n_layers, 24);
+    assert_int_equal(c.n_heads, 16);
+    assert_int_equal(c.head_dim, 64);
+    assert_int_equal(c.word_embed_proj_dim, 512);
+    assert_false(c.norm_before);
+    assert_false(c.final_norm);
+    assert_true(c.tie_embeddings);
+    assert_true(c.qkv_bias && c.o_bias && c.mlp_bias);
+}
+
+static void test_opt_options(void **state)
+{
+    (void)state;
+    mp_model_config c;
+    const char *json =
+        "{\"model_type\": \"opt\", \"hidden_size\": 64, \"ffn_dim\": 128,"
+        " \"num_hidden_layers\": 2, \"num_attention_heads\": 4, \"vocab_size\": 100,"
+        " \"max_position_embeddings\": 64, \"_remove_final_layer_norm\": true,"
+        " \"enable_bias\": false, \"tie_word_embeddings\": false,"
+        " \"layer_norm_elementwise_affine\": true}";
+    if (parse(json, &c) != MP_OK)
+        fail_msg("%s", mp_error_message());
+    assert_true(c.norm_before);
+    assert_false(c.final_norm);
+    assert_false(c.qkv_bias || c.o_bias || c.mlp_bias);
+    assert_false(c.tie_embeddings);
+    assert_int_equal(c.word_embed_proj_dim, 64);
+
+    const char *gelu =
+        "{\"model_type\": \"opt\", \"hidden_size\": 64, \"ffn_dim\": 128,"
+        " \"num_hidden_layers\": 2, \"num_attention_heads\": 4, \"vocab_size\": 100,"
+        " \"max_position_embeddings\": 64, \"activation_function\": \"gelu\"}";
+    assert_int_equal(parse(gelu, &c), MP_ERR_UNSUPPORTED);
+    assert_msg(CFG_PATH, "activation_function");
+
+    const char *noaffine =
+        "{\"model_type\": \"opt\", \"hidden_size\": 64, \"ffn_dim\": 128,"
+        " \"num_hidden_layers\": 2, \"num_attention_heads\": 4, \"vocab_size\": 100,"
+        " \"max_position_embeddings\": 64, \"layer_norm_elementwise_affine\": false}";
+    assert_int_equal(parse(noaffine, &c), MP_ERR_UNSUPPORTED);
+    assert_msg(CFG_PATH, "layer_norm_elementwise_affine");
+
+    const char *indiv =
+        "{\"model_type\": \"opt\", \"hidden_size\": 65, \"ffn_dim\": 128,"
+        " \"num_hidden_layers\": 2, \"num_attention_heads\": 4, \"vocab_size\": 100,"
+        " \"max_position_embeddings\": 64}";
+    assert_int_equal(parse(indiv, &c), MP_ERR_FORMAT);
+    assert_msg(CFG_PATH, "num_attention_heads");
+}
+
+/* Qwen2-0.5B's config.json. */
+static void test_qwen2(void **state)
+{
+    (void)state;
+    const char *json =
+        "{\"architectures\": [\"Qwen2ForCausalLM\"], \"attention_dropout\": 0.0,"
+        " \"bos_token_id\": 151643, \"eos_token_id\": 151643, \"hidden_act\": \"silu\","
+        " \"hidden_size\": 896, \"initializer_range\": 0.02, \"intermediate_size\": 4864,"
+        " \"max_position_embeddings\": 131072, \"max_window_layers\": 24,"
+        " \"model_type\": \"qwen2\", \"num_attention_heads\": 14, \"num_hidden_layers\": 24,"
+        " \"num_key_value_heads\": 2, \"rms_norm_eps\": 1e-06, \"rope_theta\": 1000000.0,"
+        " \"sliding_window\": 131072, \"tie_word_embeddings\": true,"
+        " \"torch_dtype\": \"bfloat16\", \"transformers_version\": \"4.40.1\","
+        " \"use_cache\": true, \"use_sliding_window\": false, \"vocab_size\": 151936}";
+    mp_model_config c;
+    if (parse(json, &c) != MP_OK)
+        fail_msg("%s", mp_error_message());
+    assert_int_equal(c.arch, MP_ARCH_LLAMA);
+    assert_string_equal(c.model_type, "qwen2");
+    assert_int_equal(c.d, 896);
+    assert_int_equal(c.n_heads, 14);
+    assert_int_equal(c.n_kv_heads, 2);
+    assert_int_equal(c.head_dim, 64);
+    assert_int_equal(c.sliding_window, 0);
+    assert_true(c.rope_theta == 1e6);
+    assert_true(c.norm_eps == 1e-6);
+    assert_true(c.qkv_bias);
+    assert_false(c.o_bias);
+    assert_false(c.mlp_bias);
+    assert_true(c.tie_embeddings);
+
+    const char *sw =
+        "{\"model_type\": \"qwen2\", \"hidden_size\": 64, \"intermediate_size\": 128,"
+        " \"num_hidden_layers\": 2, \"num_attention_heads\": 4, \"vocab_size\": 100,"
+        " \"max_position_embeddings\": 64, \"use_sliding_window\": true,"
+        " \"sliding_window\": 32}";
+    if (parse(sw, &c) != MP_OK)
+        fail_msg("%s", mp_error_message());
+    assert_int_equal(c.sliding_window, 32);
+}
+
+static void test_mistral(void **state)
+{
+    (void)state;
+    const char *json =
+        "{\"model_type\": \"mistral\", \"hidden_size\": 64, \"intermediate_size\": 128,"
+        " \"num_hidden_layers\": 2, \"num_attention_heads\": 4, \"num_key_value_heads\": 2,"
+        " \"vocab_size\": 100, \"max_position_embeddings\": 64, \"sliding_window\": 16}";
+    mp_model_config c;
+    if (parse(json, &c) != MP_OK)
+        fail_msg("%s", mp_error_message());
+    assert_string_equal(c.model_type, "mistral");
+    assert_int_equal(c.sliding_window, 16);
+    assert_false(c.qkv_bias || c.o_bias || c.mlp_bias);
+
+    const char *nosw =
+        "{\"model_type\": \"mistral\", \"hidden_size\": 64, \"intermediate_size\": 128,"
+        " \"num_hidden_layers\": 2, \"num_attention_heads\": 4, \"vocab_size\": 100,"
+        " \"max_position_embeddings\": 64, \"sliding_window\": null}";
+    if (parse(nosw, &c) != MP_OK)
+        fail_msg("%s", mp_error_message());
+    assert_int_equal(c.sliding_window, 0);
+}
+
+static void test_llama_bias(void **state)
+{
+    (void)state;
+    const char *json =
+        "{\"model_type\": \"llama\", \"hidden_size\": 64, \"intermediate_size\": 128,"
+        " \"num_hidden_layers\": 2, \"num_attention_heads\": 4, \"vocab_size\": 100,"
+        " \"max_position_embeddings\": 64, \"attention_bias\": true, \"mlp_bias\": false}";
+    mp_model_config c;
+    if (parse(json, &c) != MP_OK)
+        fail_msg("%s", mp_error_message());
+    assert_true(c.qkv_bias);
+    assert_true(c.o_bias);
+    assert_false(c.mlp_bias);
+
+    const char *mlp =
+        "{\"model_type\": \"llama\", \"hidden_size\": 64, \"intermediate_size\": 128,"
+        " \"num_hidden_layers\": 2, \"num_attention_heads\": 4, \"vocab_size\": 100,"
+        " \"max_position_embeddings\": 64, \"mlp_bias\": true}";
+    if (parse(mlp, &c) != MP_OK)
+        fail_msg("%s", mp_error_message());
+    assert_false(c.qkv_bias || c.o_bias);
+    assert_true(c.mlp_bias);
+}
+
+static void test_llama_defaults(void **state)
+{
+    (void)state;
+    const char *json =
+        "{\"model_type\": \"llama\", \"hidden_size\": 64, \"intermediate_size\": 128,"
+        " \"num_hidden_layers\": 2, \"num_attention_heads\": 4, \"vocab_size\": 100,"
+        " \"max_position_embeddings\": 64, \"head_dim\": null, \"rope_scaling\": null}";
+    mp_model_config c;
+    if (parse(json, &c) != MP_OK)
+        fail_msg("%s", mp_error_message());
+    assert_int_equal(c.n_kv_heads, 4);
+    assert_int_equal(c.head_dim, 16);
+    assert_true(c.norm_eps == 1e-6);
+    assert_true(c.rope_theta == 10000.0);
+    assert_false(c.tie_embeddings);
+    assert_false(c.qkv_bias || c.o_bias || c.mlp_bias);
+    assert_true(c.norm_before && c.final_norm);
+    assert_int_equal(c.word_embed_proj_dim, 64);
+    assert_int_equal(c.sliding_window, 0);
+
+    /* transformers 5 style rope_parameters */
+    const char *rp =
+        "{\"model_type\": \"llama\", \"hidden_size\": 64, \"intermediate_size\": 128,"
+        " \"num_hidden_layers\": 2, \"num_attention_heads\": 4, \"vocab_size\": 100,"
+        " \"max_position_embeddings\": 64,"
+        " \"rope_parameters\": {\"rope_type\": \"default\", \"rope_theta\": 500000.0}}";
+    if (parse(rp, &c) != MP_OK)
+        fail_msg("%s", mp_error_message());
+    assert_true(c.rope_theta == 500000.0);
+}
+
+static const char *llama_base_fmt =
+    "{\"model_type\": \"llama\", \"hidden_size\": 64, \"intermediate_size\": 128,"
+    " \"num_hidden_layers\": 2, \"num_attention_heads\": 4, \"vocab_size\": 100,"
+    " \"max_position_embeddings\": 64, %s}";
+
+/* Parses the base llama config plus `extra` fields; expects `code` naming `field`. */
+static void expect_refused(const char *extra, mp_status code, const char *field)
+{
+    char json[2048];
+    snprintf(json, sizeof json, llama_base_fmt, extra);
+    mp_model_config c;
+    mp_status st = parse(json, &c);
+    if (st != code)
+        fail_msg("'%s': status %d (%s), expected %d; message '%s'", extra, (int)st,
+                 mp_status_str(st), (int)code, mp_error_message());
+    assert_msg(CFG_PATH, field);
+}
+
+static void test_err_missing_field(void **state)
+{
+    (void)state;
+    mp_model_config c;
+    const char *json =
+        "{\"model_type\": \"llama\", \"intermediate_size\": 128,"
+        " \"num_hidden_layers\": 2, \"num_attention_heads\": 4, \"vocab_size\": 100,"
+        " \"max_position_embeddings\": 64}";
+    assert_int_equal(parse(json, &c), MP_ERR_FORMAT);
+    assert_msg(CFG_PATH, "hidden_size");
+    assert_non_null(strstr(mp_error_message(), "missing"));
+
+    assert_int_equal(parse("{\"hidden_size\": 4}", &c), MP_ERR_FORMAT);
+    assert_msg(CFG_PATH, "model_type");
+
+    const char *opt =
+        "{\"model_type\": \"opt\", \"hidden_size\": 64,"
+        " \"num_hidden_layers\": 2, \"num_attention_heads\": 4, \"vocab_size\": 100,"
+        " \"max_position_embeddings\": 64}";
+    assert_int_equal(parse(opt, &c), MP_ERR_FORMAT);
+    assert_msg(CFG_PATH, "ffn_dim");
+}
+
+static void test_err_wrong_type(void **state)
+{
+    (void)state;
+    mp_model_config c;
+    const char *json =
+        "{\"model_type\": \"llama\", \"hidden_size\": \"64\", \"intermediate_size\": 128,"
+        " \"num_hidden_layers\": 2, \"num_attention_heads\": 4, \"vocab_size\": 100,"
+        " \"max_position_embeddings\": 64}";
+    assert_int_equal(parse(json, &c), MP_ERR_FORMAT);
+    assert_msg(CFG_PATH, "hidden_size");
+
+    expect_refused("\"num_key_value_heads\": 2.5", MP_ERR_FORMAT, "num_key_value_heads");
+    expect_refused("\"tie_word_embeddings\": 1", MP_ERR_FORMAT, "tie_word_embeddings");
+    expect_refused("\"rms_norm_eps\": \"1e-5\"", MP_ERR_FORMAT, "rms_norm_eps");
+    expect_refused("\"hidden_act\": 3", MP_ERR_FORMAT, "hidden_act");
+    assert_int_equal(parse("{\"model_type\": 7}", &c), MP_ERR_FORMAT);
+    assert_msg(CFG_PATH, "model_type");
+    assert_int_equal(parse("[1, 2]", &c), MP_ERR_FORMAT);
+    assert_msg(CFG_PATH, NULL);
+    expect_refused("\"hidden_size\": 64", MP_ERR_FORMAT, "hidden_size"); /* duplicate */
+}
+
+static void test_err_malformed(void **state)
+{
+    (void)state;
+    mp_model_config c;
+    assert_int_equal(parse("{\"model_type\": \"llama\", \"hidden_size\": 64,,}", &c),
+                     MP_ERR_FORMAT);
+    assert_msg(CFG_PATH, "malformed JSON");
+    assert_int_equal(parse("", &c), MP_ERR_FORMAT);
+    assert_msg(CFG_PATH, "malformed JSON");
+    assert_int_equal(parse("{\"model_type\": \"llama\"} trailing", &c), MP_ERR_FORMAT);
+    assert_msg(CFG_PATH, "malformed JSON");
+}
+
+static void test_err_model_type(void **state)
+{
+    (void)state;
+    mp_model_config c;
+    assert_int_equal(parse("{\"model_type\": \"gpt2\", \"n_embd\": 768}", &c),
+                     MP_ERR_UNSUPPORTED);
+    assert_msg(CFG_PATH, "gpt2");
+    assert_non_null(strstr(mp_error_message(), "model_type"));
+    assert_non_null(strstr(mp_error_message(), "llama, mistral, qwen2, opt"));
+}
+
+static void test_err_rope_scaling(void **state)
+{
+    (void)state;
+    expect_refused("\"rope_scaling\": {\"type\": \"linear\", \"factor\": 2.0}",
+                   MP_ERR_UNSUPPORTED, "rope_scaling");
+    assert_non_null(strstr(mp_error_message(), "linear"));
+    expect_refused("\"rope_scaling\": {\"rope_type\": \"llama3\", \"factor\": 8.0}",
+                   MP_ERR_UNSUPPORTED, "rope_scaling");
+    assert_non_null(strstr(mp_error_message(), "llama3"));
+    expect_refused("\"rope_scaling\": 2", MP_ERR_UNSUPPORTED, "rope_scaling");
+    expect_refused("\"rope_parameters\": {\"rope_type\": \"yarn\", \"factor\": 4.0}",
+                   MP_ERR_UNSUPPORTED, "rope_parameters");
+}
+
+static void test_err_other_refusals(void **state)
+{
+    (void)state;
+    expect_refused("\"hidden_act\": \"gelu\"", MP_ERR_UNSUPPORTED, "hidden_act");
+    assert_non_null(strstr(mp_error_message(), "gelu"));
+    expect_refused("\"pretraining_tp\": 2", MP_ERR_UNSUPPORTED, "pretraining_tp");
+    expect_refused("\"partial_rotary_factor\": 0.5", MP_ERR_UNSUPPORTED,
+                   "partial_rotary_factor");
+    expect_refused("\"quantization_config\": {\"quant_method\": \"gptq\"}", MP_ERR_UNSUPPORTED,
+                   "quantization_config");
+    expect_refused("\"num_key_value_heads\": 3", MP_ERR_FORMAT, "num_key_value_heads");
+    expect_refused("\"num_key_value_heads\": 0", MP_ERR_FORMAT, "num_key_value_heads");
+
+    mp_model_config c;
+    const char *mistral_bias =
+        "{\"model_type\": \"mistral\", \"hidden_size\": 64, \"intermediate_size\": 128,"
+        " \"num_hidden_layers\": 2, \"num_attention_heads\": 4, \"vocab_size\": 100,"
+        " \"max_position_embeddings\": 64, \"attention_bias\": true}";
+    assert_int_equal(parse(mistral_bias, &c), MP_ERR_UNSUPPORTED);
+    assert_msg(CFG_PATH, "attention_bias");
+}
+
+static void test_err_missing_file(void **state)
+{
+    (void)state;
+    mp_model_config c;
+    const char *path = MP_FIXTURE_DIR "/no_such_dir/config.json";
+    mp_error_clear();
+    assert_int_equal(mp_hfconfig_load(path, &c), MP_ERR_NOT_FOUND);
+    assert_msg(path, "no such file");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_fixture),
+        cmocka_unit_test(test_opt125m),
+        cmocka_unit_test(test_opt350m),
+        cmocka_unit_test(test_opt_options),
+        cmocka_unit_test(test_qwen2),
+        cmocka_unit_test(test_mistral),
+        cmocka_unit_test(test_llama_bias),
+        cmocka_unit_test(test_llama_defaults),
+        cmocka_unit_test(test_err_missing_field),
+        cmocka_unit_test(test_err_wrong_type),
+        cmocka_unit_test(test_err_malformed),
+        cmocka_unit_test(test_err_model_type),
+        cmocka_unit_test(test_err_rope_scaling),
+        cmocka_unit_test(test_err_other_refusals),
+        cmocka_unit_test(test_err_missing_file),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
