@@ -17,7 +17,7 @@ if grep -qE 'AddressSanitizer|LeakSanitizer|runtime error:|Segmentation' "$err";
 fi
 # Open MPI's mpirun adds its own note when a rank exits non-zero; the program's line is ours.
 lines=$(grep -vE '^-+$|^(Primary job|mpirun|Open MPI|process|Process|  |$)' "$err" \
-        | grep -vE 'detected that one or more processes exited|terminated|exited on signal|non-zero status|rank [0-9]+ with PID|normally' )
+        | grep -vE 'detected that one or more processes exited|terminated|exited on signal|non-zero status|rank [0-9]+ with PID|normally|non-zero exit code|Per user-direction' )
 n=$(printf '%s' "$lines" | grep -c '^' || true)
 if [ "$n" -ne 1 ]; then
   echo "FAIL: expected exactly one error line on stderr, got $n"; fail=1
