@@ -5,6 +5,7 @@
 
 #include "mp_eval.h"
 #include "mp_opts.h"
+#include "mp_prune_job.h"
 
 #ifndef MPIPRUNE_VERSION
 #define MPIPRUNE_VERSION "unknown"
@@ -19,6 +20,7 @@ static const char *const top_usage =
     "One-shot post-training pruning of transformer language models over MPI.\n"
     "\n"
     "Commands:\n"
+    "  prune     one-shot pruning (SparseGPT, Wanda, magnitude; unstructured or N:M)\n"
     "  eval      perplexity of a Hugging Face causal LM on a token file\n"
     "  version   print the version\n"
     "\n"
@@ -34,6 +36,18 @@ static int report(const mp_comm *comm, mp_status st, int who)
         return 0;
     if (mp_comm_rank(comm) == (who >= 0 ? who : 0))
         fprintf(stderr, "mpiprune: error: %s\n", mp_error_message());
+    return mp_status_exit_code(st);
+}
+
+/* The failing rank's message travels as "rank N failed" on the others (mp_comm_agree). */
+static int report_agreed(const mp_comm *comm, mp_status st)
+{
+    const char *msg = mp_error_message();
+    int who = mp_comm_rank(comm), failed_rank = -1;
+    if (sscanf(msg, "rank %d failed", &failed_rank) == 1)
+        who = failed_rank;
+    if (mp_comm_rank(comm) == who)
+        fprintf(stderr, "mpiprune: error: %s\n", msg);
     return mp_status_exit_code(st);
 }
 
@@ -71,20 +85,9 @@ static int cmd_eval(int argc, char **argv, const mp_comm *comm)
         return report(comm, st, 0);
     o.progress = !quiet;
     mp_eval_result r = {0};
-    int who = -1;
     st = mp_eval_run(&o, comm, &r);
-    if (st != MP_OK) {
-        /* mp_eval_run agreed on the failure; the failing rank holds the real message. */
-        const char *msg = mp_error_message();
-        int failed_rank = -1;
-        if (sscanf(msg, "rank %d failed", &failed_rank) == 1)
-            who = failed_rank;
-        else
-            who = mp_comm_rank(comm);
-        if (mp_comm_rank(comm) == who)
-            fprintf(stderr, "mpiprune: error: %s\n", msg);
-        return mp_status_exit_code(st);
-    }
+    if (st != MP_OK)
+        return report_agreed(comm, st);
     if (mp_comm_rank(comm) == 0) {
         if (json)
             printf("{\"perplexity\": %.17g, \"mean_nll\": %.17g, \"tokens\": %lld, "
@@ -99,6 +102,74 @@ static int cmd_eval(int argc, char **argv, const mp_comm *comm)
                    (long long)r.predicted, mp_comm_size(comm), r.seconds);
         fflush(stdout);
     }
+    return 0;
+}
+
+static int cmd_prune(int argc, char **argv, const mp_comm *comm)
+{
+    mp_prune_opts o = {0};
+    bool quiet = false, help = false;
+    const char *nm = NULL;
+    const mp_opt opts[] = {
+        {"model", MP_OPT_STR, &o.model, NULL, "DIR", "Hugging Face model directory", true, 0, 0,
+         NULL},
+        {"calib", MP_OPT_STR, &o.calib, NULL, "FILE", "calibration tokens (.bin + .json, .npy)",
+         true, 0, 0, NULL},
+        {"out", MP_OPT_STR, &o.out, NULL, "DIR", "output model directory (must not exist)", true,
+         0, 0, NULL},
+        {"method", MP_OPT_CHOICE, &o.method_name, "sparsegpt", NULL, "pruning method", false, 0,
+         0, "sparsegpt|wanda|magnitude"},
+        {"sparsity", MP_OPT_DOUBLE, &o.sp.sparsity, "0.5", "F",
+         "unstructured fraction of weights to zero", false, 0.0, 0.999, NULL},
+        {"nm", MP_OPT_STR, &nm, NULL, "N:M", "semi-structured: N zeros in every M inputs (e.g. "
+         "2:4); replaces --sparsity", false, 0, 0, NULL},
+        {"seqlen", MP_OPT_INT, &o.seqlen, "2048", "N", "tokens per calibration sequence", false,
+         2, 1 << 20, NULL},
+        {"nsamples", MP_OPT_INT, &o.nsamples, "128", "N", "calibration sequences (the first N "
+         "windows of --calib)", false, 1, 1 << 24, NULL},
+        {"blocksize", MP_OPT_INT, &o.blocksize, "128", "B", "SparseGPT lazy-update block of "
+         "columns", false, 1, 1 << 20, NULL},
+        {"damp", MP_OPT_DOUBLE, &o.damp, "0.01", "F", "SparseGPT damping, fraction of "
+         "mean(diag H)", false, 0.0, 1e6, NULL},
+        {"blocks", MP_OPT_STR, &o.blocks, NULL, "LIST", "prune only these blocks, e.g. 0-3,7 "
+         "(default: all)", false, 0, 0, NULL},
+        {"layers", MP_OPT_STR, &o.layers, NULL, "LIST", "prune only these layer names, e.g. "
+         "q_proj,down_proj (default: all)", false, 0, 0, NULL},
+        {"batch", MP_OPT_INT, &o.batch, "16", "N", "sequences per matrix product", false, 1, 4096,
+         NULL},
+        {"scalapack-min-dim", MP_OPT_INT, &o.scalapack_min_dim, "16384", "N",
+         "Hessians this large are factored with ScaLAPACK over all ranks", false, 1, 1e9, NULL},
+        {"max-memory", MP_OPT_DOUBLE, &o.max_memory_gib, "0", "GIB", "memory per rank the plan "
+         "may use (0: available memory / ranks)", false, 0, 1e9, NULL},
+        {"quiet", MP_OPT_FLAG, &quiet, NULL, NULL, "no progress lines on stderr", false, 0, 0,
+         NULL},
+    };
+    mp_status st = mp_opts_parse("prune", opts, NOPTS(opts), argc, argv, &help, NULL, 0, NULL);
+    if (st == MP_OK && help) {
+        if (mp_comm_rank(comm) == 0)
+            mp_opts_usage(stdout, "prune", "--model DIR --calib FILE --out DIR [options]",
+                          "Prunes every linear layer of every block, one block at a time, "
+                          "and writes a Hugging Face\nmodel directory with report.json. "
+                          "Unstructured zeros save neither disk nor time by\nthemselves; "
+                          "2:4 can be run by sparse kernels.",
+                          opts, NOPTS(opts));
+        return 0;
+    }
+    if (st == MP_OK && nm) {
+        st = mp_prune_parse_nm(nm, &o.sp);
+        o.nm_text = nm;
+    }
+    if (st != MP_OK)
+        return report(comm, st, 0);
+    o.method = strcmp(o.method_name, "wanda") == 0       ? MP_METHOD_WANDA
+               : strcmp(o.method_name, "magnitude") == 0 ? MP_METHOD_MAGNITUDE
+                                                         : MP_METHOD_SPARSEGPT;
+    o.progress = !quiet;
+    o.argc = argc;
+    o.argv = argv;
+    st = mp_prune_run(&o, comm);
+    if (st != MP_OK)
+        return report_agreed(comm, st);
     return 0;
 }
 
@@ -117,6 +188,8 @@ int mp_cli_main(int argc, char **argv, const mp_comm *comm)
             printf("mpiprune %s\n", MPIPRUNE_VERSION);
         return 0;
     }
+    if (strcmp(cmd, "prune") == 0)
+        return cmd_prune(argc - 2, argv + 2, comm);
     if (strcmp(cmd, "eval") == 0)
         return cmd_eval(argc - 2, argv + 2, comm);
     if (rank == 0)

@@ -1,0 +1,213 @@
+#define _POSIX_C_SOURCE 200809L
+
+#include "mp_outdir.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Files besides the weights that a Hugging Face model directory carries along. */
+static bool is_companion(const char *name)
+{
+    static const char *const prefixes[] = {"config.json", "generation_config.json",
+                                           "model.safetensors.index.json", "tokenizer",
+                                           "tok", "special_tokens_map", "added_tokens",
+                                           "vocab", "merges", "README", "LICENSE", NULL};
+    for (int i = 0; prefixes[i]; i++)
+        if (strncmp(name, prefixes[i], strlen(prefixes[i])) == 0)
+            return true;
+    return false;
+}
+
+static mp_status copy_file(const char *src, const char *dst)
+{
+    mp_status st = MP_OK;
+    char buf[1 << 16];
+    int in = open(src, O_RDONLY), out = -1;
+    if (in < 0)
+        return mp_error(MP_ERR_IO, "%s: %s", src, strerror(errno));
+    out = open(dst, O_WRONLY | O_CREAT | O_EXCL, 0644);
+    if (out < 0)
+        MP_FAIL(MP_ERR_IO, "%s: %s", dst, strerror(errno));
+    for (;;) {
+        ssize_t n = read(in, buf, sizeof buf);
+        if (n < 0)
+            MP_FAIL(MP_ERR_IO, "%s: read failed: %s", src, strerror(errno));
+        if (n == 0)
+            break;
+        for (ssize_t off = 0; off < n;) {
+            ssize_t w = write(out, buf + off, (size_t)(n - off));
+            if (w < 0)
+                MP_FAIL(MP_ERR_IO, "%s: write failed: %s", dst, strerror(errno));
+            off += w;
+        }
+    }
+    if (fsync(out) != 0)
+        MP_FAIL(MP_ERR_IO, "%s: fsync failed: %s", dst, strerror(errno));
+done:
+    if (out >= 0 && close(out) != 0 && st == MP_OK)
+        st = mp_error(MP_ERR_IO, "%s: close failed: %s", dst, strerror(errno));
+    close(in);
+    return st;
+}
+
+static mp_status join(char *buf, size_t len, const char *a, const char *b)
+{
+    if (snprintf(buf, len, "%s/%s", a, b) >= (int)len)
+        return mp_error(MP_ERR_RANGE, "%s/%s: path too long", a, b);
+    return MP_OK;
+}
+
+mp_status mp_outdir_create(mp_outdir *o, const char *out, const char *model_dir,
+                           const mp_st_model *st_model)
+{
+    mp_status st = MP_OK;
+    struct stat sb;
+    DIR *d = NULL;
+    char src[8192], dst[8192];
+    memset(o, 0, sizeof *o);
+    o->st = st_model;
+    if (stat(out, &sb) == 0)
+        return mp_error(MP_ERR_ARG, "%s: already exists; mpiprune does not overwrite an output "
+                        "(remove it or choose another --out)", out);
+    if (snprintf(o->final, sizeof o->final, "%s", out) >= (int)sizeof o->final ||
+        snprintf(o->tmp, sizeof o->tmp, "%s.tmp-%ld", out, (long)getpid()) >= (int)sizeof o->tmp)
+        return mp_error(MP_ERR_RANGE, "%s: path too long", out);
+    if (mkdir(o->tmp, 0755) != 0)
+        return mp_error(MP_ERR_IO, "%s: cannot create: %s", o->tmp, strerror(errno));
+    o->created = true;
+    for (int f = 0; f < mp_st_file_count(st_model); f++) {
+        MP_TRY(join(dst, sizeof dst, o->tmp, mp_st_file_name(st_model, f)));
+        MP_TRY(copy_file(mp_st_file_path(st_model, f), dst));
+    }
+    d = opendir(model_dir);
+    if (!d)
+        MP_FAIL(MP_ERR_IO, "%s: %s", model_dir, strerror(errno));
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        if (!is_companion(e->d_name))
+            continue;
+        MP_TRY(join(src, sizeof src, model_dir, e->d_name));
+        if (stat(src, &sb) != 0 || !S_ISREG(sb.st_mode))
+            continue;
+        MP_TRY(join(dst, sizeof dst, o->tmp, e->d_name));
+        MP_TRY(copy_file(src, dst));
+    }
+done:
+    if (d)
+        closedir(d);
+    if (st != MP_OK)
+        mp_outdir_abort(o);
+    return st;
+}
+
+mp_status mp_outdir_put(mp_outdir *o, const char *name, const float *values)
+{
+    mp_status st = MP_OK;
+    char path[8192];
+    void *bytes = NULL;
+    int fd = -1;
+    const mp_st_tensor *t = mp_st_find(o->st, name);
+    if (!t)
+        return mp_error(MP_ERR_NOT_FOUND, "%s: no tensor '%s' to write", o->final, name);
+    MP_TRY(join(path, sizeof path, o->tmp, mp_st_file_name(o->st, t->file)));
+    bytes = malloc(t->nbytes ? t->nbytes : 1);
+    if (!bytes)
+        MP_FAIL(MP_ERR_NOMEM, "cannot allocate %zu bytes for %s", t->nbytes, name);
+    MP_TRY(mp_dtype_from_f32(t->dtype, values, (size_t)t->numel, bytes));
+    fd = open(path, O_WRONLY);
+    if (fd < 0)
+        MP_FAIL(MP_ERR_IO, "%s: %s", path, strerror(errno));
+    for (size_t off = 0; off < t->nbytes;) {
+        ssize_t w = pwrite(fd, (char *)bytes + off, t->nbytes - off,
+                           (off_t)(t->file_offset + (int64_t)off));
+        if (w < 0)
+            MP_FAIL(MP_ERR_IO, "%s: write failed: %s", path, strerror(errno));
+        off += (size_t)w;
+    }
+done:
+    if (fd >= 0 && close(fd) != 0 && st == MP_OK)
+        st = mp_error(MP_ERR_IO, "%s: close failed: %s", path, strerror(errno));
+    free(bytes);
+    return st;
+}
+
+mp_status mp_outdir_write_file(mp_outdir *o, const char *name, const char *text)
+{
+    mp_status st = MP_OK;
+    char path[8192];
+    MP_TRY(join(path, sizeof path, o->tmp, name));
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0)
+        MP_FAIL(MP_ERR_IO, "%s: %s", path, strerror(errno));
+    size_t n = strlen(text);
+    for (size_t off = 0; off < n;) {
+        ssize_t w = write(fd, text + off, n - off);
+        if (w < 0) {
+            st = mp_error(MP_ERR_IO, "%s: write failed: %s", path, strerror(errno));
+            break;
+        }
+        off += (size_t)w;
+    }
+    if (st == MP_OK && fsync(fd) != 0)
+        st = mp_error(MP_ERR_IO, "%s: fsync failed: %s", path, strerror(errno));
+    if (close(fd) != 0 && st == MP_OK)
+        st = mp_error(MP_ERR_IO, "%s: close failed: %s", path, strerror(errno));
+done:
+    return st;
+}
+
+static mp_status fsync_path(const char *path, int flags)
+{
+    int fd = open(path, flags);
+    if (fd < 0)
+        return mp_error(MP_ERR_IO, "%s: %s", path, strerror(errno));
+    int rc = fsync(fd);
+    close(fd);
+    if (rc != 0 && errno != EINVAL)
+        return mp_error(MP_ERR_IO, "%s: fsync failed: %s", path, strerror(errno));
+    return MP_OK;
+}
+
+mp_status mp_outdir_commit(mp_outdir *o)
+{
+    mp_status st = fsync_path(o->tmp, O_RDONLY | O_DIRECTORY);
+    if (st != MP_OK)
+        return st;
+    if (rename(o->tmp, o->final) != 0)
+        return mp_error(MP_ERR_IO, "%s: cannot rename to %s: %s", o->tmp, o->final,
+                        strerror(errno));
+    o->created = false;
+    /* The rename is durable once the parent directory is synced. */
+    char parent[4096];
+    snprintf(parent, sizeof parent, "%s", o->final);
+    char *slash = strrchr(parent, '/');
+    if (slash && slash != parent)
+        *slash = '\0';
+    else
+        snprintf(parent, sizeof parent, "%s", slash ? "/" : ".");
+    return fsync_path(parent, O_RDONLY | O_DIRECTORY);
+}
+
+void mp_outdir_abort(mp_outdir *o)
+{
+    if (!o->created)
+        return;
+    DIR *d = opendir(o->tmp);
+    if (d) {
+        char path[8192];
+        for (struct dirent *e; (e = readdir(d)) != NULL;) {
+            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+                continue;
+            if (join(path, sizeof path, o->tmp, e->d_name) == MP_OK)
+                unlink(path);
+        }
+        closedir(d);
+    }
+    rmdir(o->tmp);
+    o->created = false;
+}

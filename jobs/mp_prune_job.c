@@ -1,0 +1,774 @@
+#define _POSIX_C_SOURCE 200809L
+
+#include "mp_prune_job.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include "mp_hessian.h"
+#include "mp_model.h"
+#include "mp_modeldir.h"
+#include "mp_outdir.h"
+#include "mp_progress.h"
+#include "mp_sha256.h"
+#include "mp_tokens.h"
+
+#ifndef MPIPRUNE_VERSION
+#define MPIPRUNE_VERSION "unknown"
+#endif
+
+enum { ST_FORWARD, ST_HESSIAN, ST_REDUCE, ST_SOLVE, ST_BCAST, ST_WRITE, ST_COUNT };
+static const char *const stage_names[ST_COUNT] = {"forward", "hessian", "reduction", "solve",
+                                                  "broadcast", "write"};
+
+/* One pruned layer, as reported. */
+typedef struct {
+    int64_t block;
+    mp_lin_id id;
+    int owner;
+    int64_t rows, cols;
+    double cost;
+    /* filled by the owner, broadcast to all */
+    double sparsity, err, damp, seconds, escalations, dead;
+} layer_rec;
+
+typedef struct {
+    const mp_prune_opts *o;
+    const mp_comm *comm;
+    int rank, P;
+    mp_modeldir md;
+    mp_tokens tok;
+    bool *block_sel;
+    bool lin_sel[MP_LIN_COUNT];
+    int64_t s0, s1;            /* this rank's calibration sequences [s0, s1) */
+    float *h, *hwork;          /* [n_loc, T, d] */
+    mp_hessian hs[MP_IN_COUNT];
+    bool need[MP_IN_COUNT];
+    double t_stage[ST_COUNT];
+    layer_rec *recs;
+    int64_t nrecs, cap;
+    mp_outdir out;
+    bool out_open;
+    mp_progress pg;
+} job;
+
+mp_status mp_prune_parse_nm(const char *text, mp_sparsity *sp)
+{
+    int n = 0, m = 0, used = 0;
+    if (sscanf(text, "%d:%d%n", &n, &m, &used) != 2 || text[used] != '\0' || n <= 0 || m <= n ||
+        m > 64)
+        return mp_error(MP_ERR_ARG, "mpiprune prune: --nm: '%s' is not N:M with 0 < N < M <= 64",
+                        text);
+    sp->n = n;
+    sp->m = m;
+    sp->sparsity = (double)n / (double)m;
+    return MP_OK;
+}
+
+/* "0-3,7" over [0, n). */
+static mp_status parse_blocks(const char *text, int64_t n, bool *sel)
+{
+    if (!text) {
+        for (int64_t i = 0; i < n; i++)
+            sel[i] = true;
+        return MP_OK;
+    }
+    for (int64_t i = 0; i < n; i++)
+        sel[i] = false;
+    const char *p = text;
+    while (*p) {
+        char *end;
+        long a = strtol(p, &end, 10), b = a;
+        if (end == p)
+            goto bad;
+        p = end;
+        if (*p == '-') {
+            b = strtol(p + 1, &end, 10);
+            if (end == p + 1)
+                goto bad;
+            p = end;
+        }
+        if (a < 0 || b < a || b >= n)
+            return mp_error(MP_ERR_ARG, "mpiprune prune: --blocks: range %ld-%ld outside the "
+                            "model's blocks 0-%lld", a, b, (long long)n - 1);
+        for (long i = a; i <= b; i++)
+            sel[i] = true;
+        if (*p == ',')
+            p++;
+        else if (*p)
+            goto bad;
+    }
+    return MP_OK;
+bad:
+    return mp_error(MP_ERR_ARG, "mpiprune prune: --blocks: '%s' is not a list like 0-3,7", text);
+}
+
+static mp_status parse_layers(const char *text, const mp_model_config *c, bool *sel)
+{
+    for (int id = 0; id < MP_LIN_COUNT; id++)
+        sel[id] = mp_lin_short_name(c, (mp_lin_id)id) != NULL && !text;
+    if (!text)
+        return MP_OK;
+    const char *p = text;
+    while (*p) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        bool found = false;
+        for (int id = 0; id < MP_LIN_COUNT; id++) {
+            const char *nm = mp_lin_short_name(c, (mp_lin_id)id);
+            if (nm && strlen(nm) == len && strncmp(nm, p, len) == 0) {
+                sel[id] = true;
+                found = true;
+            }
+        }
+        if (!found)
+            return mp_error(MP_ERR_ARG, "mpiprune prune: --layers: '%.*s' is not a linear layer "
+                            "of this model (%s)", (int)len, p,
+                            c->arch == MP_ARCH_OPT ? "q_proj,k_proj,v_proj,out_proj,fc1,fc2"
+                            : "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj");
+        p = comma ? comma + 1 : p + len;
+    }
+    return MP_OK;
+}
+
+static double mem_available_bytes(void)
+{
+    FILE *f = fopen("/proc/meminfo", "r");
+    char line[256];
+    double kb = 0.0;
+    if (!f)
+        return 0.0;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "MemAvailable: %lf kB", &kb) == 1)
+            break;
+    fclose(f);
+    return kb * 1024.0;
+}
+
+/* What each rank will hold at its peak, printed by rank 0 before the first block. */
+static mp_status memory_plan(job *J)
+{
+    const mp_model_config *c = &J->md.cfg;
+    const mp_prune_opts *o = J->o;
+    double MiB = 1048576.0;
+    int64_t nloc = (o->nsamples + J->P - 1) / J->P;
+    int64_t qd = c->n_heads * c->head_dim, kd = c->n_kv_heads * c->head_dim;
+    double weights = (double)mp_block_bytes(c);
+    double head = (double)c->vocab * (double)c->word_embed_proj_dim * 4.0 *
+                  (c->tie_embeddings ? 1.0 : 2.0);
+    double hidden = 2.0 * (double)(nloc * o->seqlen * c->d) * 4.0;
+    double rows = (double)(o->batch * o->seqlen);
+    double act = rows * (double)(2 * c->d + 2 * qd + 2 * kd + 2 * c->ffn) * 4.0 +
+                 (double)(o->seqlen * o->seqlen) * 4.0;
+    double hess = 0.0, maxdim = 0.0;
+    for (int g = 0; g < MP_IN_COUNT; g++) {
+        double dim = (double)mp_in_group_dim(c, (mp_in_group)g);
+        hess += dim * dim * 12.0; /* float64 sum + float32 chunk */
+        maxdim = dim > maxdim ? dim : maxdim;
+    }
+    /* The owner of the largest group: total, receive buffer, finished H, factor, W copies. */
+    double solve = maxdim * maxdim * (8.0 * 4 + 4.0) + 3.0 * (double)c->ffn * (double)c->d * 4.0;
+    double total = weights + (head > hidden ? head : hidden) + act + hess + solve;
+    double limit = o->max_memory_gib > 0 ? o->max_memory_gib * 1073741824.0
+                                         : mem_available_bytes() / (double)J->P;
+    mp_progress_note(&J->pg, "memory plan per rank: block weights %.1f MiB, hidden states %.1f "
+                     "MiB (embeddings %.1f MiB at start), Hessians %.1f MiB, solve workspace "
+                     "%.1f MiB, activations %.1f MiB: %.1f MiB of %.1f MiB available",
+                     weights / MiB, hidden / MiB, head / MiB, hess / MiB, solve / MiB, act / MiB,
+                     total / MiB, limit / MiB);
+    if (limit > 0 && total > limit)
+        return mp_error(MP_ERR_NOMEM, "memory plan needs %.2f GiB per rank but %.2f GiB is "
+                        "available (use more ranks or nodes, a smaller --nsamples or --batch, or "
+                        "--max-memory GIB to override)", total / 1073741824.0,
+                        limit / 1073741824.0);
+    return MP_OK;
+}
+
+static mp_status hook_fn(void *ud, mp_in_group g, const float *x, int64_t rows, int64_t dim)
+{
+    job *J = ud;
+    if (!J->need[g])
+        return MP_OK;
+    double t = mp_comm_wtime();
+    mp_status st = mp_hessian_add(&J->hs[g], x, rows);
+    J->t_stage[ST_HESSIAN] += mp_comm_wtime() - t;
+    return st;
+}
+
+/* Runs the current block on this rank's sequences in place, `batch` sequences at a time. */
+static mp_status run_block(job *J, const mp_block *blk, float *h, const mp_hook *hook)
+{
+    const mp_model_config *c = &J->md.cfg;
+    int64_t T = J->o->seqlen, n = J->s1 - J->s0;
+    for (int64_t s = 0; s < n; s += J->o->batch) {
+        int64_t k = n - s < J->o->batch ? n - s : J->o->batch;
+        mp_status st = mp_block_forward(c, blk, h + s * T * c->d, k, T, hook);
+        if (st != MP_OK)
+            return st;
+    }
+    return MP_OK;
+}
+
+/* Agrees on a failure across ranks; on failure every rank returns the failing rank's status and
+ * only that rank keeps its message. */
+static mp_status agree(job *J, mp_status local)
+{
+    mp_status g = MP_OK;
+    int who = -1;
+    mp_status st = mp_comm_agree(J->comm, local, &g, &who);
+    if (st != MP_OK)
+        return st;
+    if (g != MP_OK && J->rank != who)
+        mp_error(g, "rank %d failed", who);
+    return g;
+}
+
+static int cmp_cost(const void *a, const void *b)
+{
+    const layer_rec *x = *(layer_rec *const *)a, *y = *(layer_rec *const *)b;
+    if (x->cost != y->cost)
+        return x->cost > y->cost ? -1 : 1;
+    return (int)x->id - (int)y->id;
+}
+
+/* Largest first onto the least-loaded rank: deterministic for a given P. */
+static void assign_owners(layer_rec *recs, int64_t n, int P)
+{
+    layer_rec *order[MP_LIN_COUNT];
+    double load[1024] = {0};
+    for (int64_t i = 0; i < n; i++)
+        order[i] = &recs[i];
+    qsort(order, (size_t)n, sizeof order[0], cmp_cost);
+    for (int64_t i = 0; i < n; i++) {
+        int best = 0;
+        for (int r = 1; r < P && r < 1024; r++)
+            if (load[r] < load[best])
+                best = r;
+        order[i]->owner = best;
+        load[best] += order[i]->cost;
+    }
+}
+
+/* Partial Hessians of group g summed in rank order on `root`, then sent to the other owners.
+ * On return `full` holds (2/N)·Σ on every owner of g. Collective. */
+static mp_status reduce_group(job *J, int g, const bool *owners, double *full, double *buf)
+{
+    mp_status st = MP_OK;
+    int64_t dim = J->hs[g].dim, nn = dim * dim;
+    int root = -1;
+    for (int r = 0; r < J->P; r++)
+        if (owners[r]) {
+            root = r;
+            break;
+        }
+    if (root < 0)
+        return MP_OK;
+    if (J->rank == root) {
+        memset(full, 0, (size_t)nn * sizeof(double));
+        for (int r = 0; r < J->P; r++) {
+            const double *src = J->hs[g].sum;
+            if (r != root) {
+                MP_TRY(mp_comm_recv_f64(J->comm, buf, nn, r, 100 + g));
+                src = buf;
+            }
+            for (int64_t i = 0; i < dim; i++)
+                for (int64_t j = i; j < dim; j++)
+                    full[i * dim + j] += src[i * dim + j];
+        }
+        for (int r = 0; r < J->P; r++)
+            if (owners[r] && r != root)
+                MP_TRY(mp_comm_send_f64(J->comm, full, nn, r, 200 + g));
+    } else {
+        MP_TRY(mp_comm_send_f64(J->comm, J->hs[g].sum, nn, root, 100 + g));
+        if (owners[J->rank])
+            MP_TRY(mp_comm_recv_f64(J->comm, full, nn, root, 200 + g));
+    }
+    if (owners[J->rank]) {
+        /* (2/N)·Σ, both triangles; N counts every calibration token. */
+        mp_hessian tot = {.dim = dim, .sum = full, .rows = J->o->nsamples * J->o->seqlen};
+        mp_hessian_finish(&tot, buf);
+        memcpy(full, buf, (size_t)nn * sizeof(double));
+    }
+done:
+    return st;
+}
+
+/* Prunes the layers this rank owns in block blk; fills their records. Not collective. */
+static mp_status solve_owned(job *J, mp_block *blk, layer_rec *recs, int64_t n,
+                             double *const *Hfull)
+{
+    mp_status st = MP_OK;
+    const mp_prune_opts *o = J->o;
+    float *W = NULL, *U = NULL;
+    double *Hw = NULL;
+    int cached_group = -1;
+    mp_obs_info info = {0};
+    for (int64_t i = 0; i < n; i++) {
+        layer_rec *r = &recs[i];
+        if (r->owner != J->rank)
+            continue;
+        double t0 = mp_comm_wtime();
+        mp_linear *l = &blk->lin[r->id];
+        int g = (int)mp_lin_group(r->id);
+        int64_t cols = l->in, rows = l->out;
+        const double *H = Hfull[g];
+        free(W);
+        W = malloc((size_t)(rows * cols) * sizeof(float));
+        if (!W)
+            MP_FAIL(MP_ERR_NOMEM, "cannot allocate a copy of a %lld x %lld layer",
+                    (long long)rows, (long long)cols);
+        memcpy(W, l->w, (size_t)(rows * cols) * sizeof(float));
+        if (o->method == MP_METHOD_SPARSEGPT) {
+            if (cached_group != g) {
+                free(U);
+                free(Hw);
+                U = malloc((size_t)(cols * cols) * sizeof(float));
+                Hw = malloc((size_t)(cols * cols) * sizeof(double));
+                if (!U || !Hw)
+                    MP_FAIL(MP_ERR_NOMEM, "cannot allocate a %lld x %lld factor",
+                            (long long)cols, (long long)cols);
+                memcpy(Hw, H, (size_t)(cols * cols) * sizeof(double));
+                char nm[256];
+                st = mp_obs_prepare(Hw, cols, NULL, 0, o->damp, U, &info);
+                if (st != MP_OK) {
+                    mp_lin_full_name(&J->md.cfg, r->block, r->id, nm, sizeof nm);
+                    MP_FAIL(st, "%s: %s", nm, mp_error_message());
+                }
+                if (info.escalations > 0) {
+                    mp_lin_full_name(&J->md.cfg, r->block, r->id, nm, sizeof nm);
+                    fprintf(stderr, "mpiprune: warning: %s: Cholesky failed with damping %g; "
+                            "used %g of mean(diag H)\n", nm, o->damp, info.damp);
+                }
+                cached_group = g;
+            }
+            /* Dead inputs: their columns are zeroed before the sweep, as the reference does. */
+            for (int64_t j = 0; j < cols; j++)
+                if (H[j * cols + j] == 0.0)
+                    for (int64_t k = 0; k < rows; k++)
+                        W[k * cols + j] = 0.0f;
+            MP_TRY(mp_sparsegpt_sweep(W, rows, cols, U, o->blocksize, &o->sp, NULL));
+            r->damp = info.damp;
+            r->escalations = info.escalations;
+            r->dead = (double)info.dead;
+        } else if (o->method == MP_METHOD_WANDA) {
+            double *diag = malloc((size_t)cols * sizeof(double));
+            if (!diag)
+                MP_FAIL(MP_ERR_NOMEM, "cannot allocate Wanda norms");
+            for (int64_t j = 0; j < cols; j++)
+                diag[j] = H[j * cols + j];
+            st = mp_wanda_prune(W, rows, cols, diag, &o->sp);
+            free(diag);
+            MP_TRY(st);
+        } else {
+            MP_TRY(mp_magnitude_prune(W, rows, cols, &o->sp));
+        }
+        int64_t zeros = 0;
+        for (int64_t k = 0; k < rows * cols; k++)
+            zeros += W[k] == 0.0f;
+        r->sparsity = (double)zeros / (double)(rows * cols);
+        MP_TRY(mp_recon_error(l->w, W, rows, cols, H, &r->err));
+        memcpy(l->w, W, (size_t)(rows * cols) * sizeof(float));
+        r->seconds = mp_comm_wtime() - t0;
+    }
+done:
+    free(W);
+    free(U);
+    free(Hw);
+    return st;
+}
+
+static mp_status prune_block(job *J, mp_block *blk)
+{
+    mp_status st = MP_OK, local = MP_OK;
+    const mp_model_config *c = &J->md.cfg;
+    layer_rec recs[MP_LIN_COUNT];
+    int64_t n = 0;
+    double *full[MP_IN_COUNT] = {NULL}, *buf = NULL;
+    bool owners[MP_IN_COUNT][1024];
+    memset(owners, 0, sizeof owners);
+
+    for (int id = 0; id < MP_LIN_COUNT; id++) {
+        if (!J->lin_sel[id] || !blk->lin[id].present)
+            continue;
+        layer_rec *r = &recs[n++];
+        memset(r, 0, sizeof *r);
+        r->block = blk->index;
+        r->id = (mp_lin_id)id;
+        r->rows = blk->lin[id].out;
+        r->cols = blk->lin[id].in;
+        r->cost = (double)r->rows * (double)r->cols * (double)r->cols +
+                  pow((double)r->cols, 3.0);
+    }
+    assign_owners(recs, n, J->P);
+    for (int g = 0; g < MP_IN_COUNT; g++)
+        J->need[g] = false;
+    for (int64_t i = 0; i < n; i++) {
+        int g = (int)mp_lin_group(recs[i].id);
+        J->need[g] = true;
+        owners[g][recs[i].owner] = true;
+    }
+
+    /* Forward with hooks on a copy: the inputs are needed again for the pruned rerun. */
+    double t = mp_comm_wtime();
+    int64_t nh = (J->s1 - J->s0) * J->o->seqlen * c->d;
+    for (int g = 0; g < MP_IN_COUNT && local == MP_OK; g++)
+        if (J->need[g]) {
+            local = mp_hessian_init(&J->hs[g], mp_in_group_dim(c, (mp_in_group)g));
+        }
+    if (local == MP_OK) {
+        memcpy(J->hwork, J->h, (size_t)nh * sizeof(float));
+        mp_hook hook = {hook_fn, J};
+        double th = J->t_stage[ST_HESSIAN];
+        local = run_block(J, blk, J->hwork, &hook);
+        J->t_stage[ST_FORWARD] += mp_comm_wtime() - t - (J->t_stage[ST_HESSIAN] - th);
+    }
+    /* Buffers for the reduction on the owners. */
+    int64_t maxdim = 0;
+    for (int g = 0; g < MP_IN_COUNT && local == MP_OK; g++) {
+        if (!J->need[g])
+            continue;
+        int64_t dim = J->hs[g].dim;
+        maxdim = dim > maxdim ? dim : maxdim;
+        full[g] = malloc((size_t)(dim * dim) * sizeof(double));
+        if (!full[g])
+            local = mp_error(MP_ERR_NOMEM, "cannot allocate a %lld x %lld Hessian",
+                             (long long)dim, (long long)dim);
+    }
+    if (local == MP_OK && maxdim > 0 &&
+        !(buf = malloc((size_t)(maxdim * maxdim) * sizeof(double))))
+        local = mp_error(MP_ERR_NOMEM, "cannot allocate a Hessian buffer");
+    MP_TRY(agree(J, local));
+
+    t = mp_comm_wtime();
+    for (int g = 0; g < MP_IN_COUNT; g++)
+        if (J->need[g])
+            MP_TRY(reduce_group(J, g, owners[g], full[g], buf));
+    J->t_stage[ST_REDUCE] += mp_comm_wtime() - t;
+    for (int g = 0; g < MP_IN_COUNT; g++)
+        mp_hessian_free(&J->hs[g]);
+
+    t = mp_comm_wtime();
+    local = solve_owned(J, blk, recs, n, full);
+    J->t_stage[ST_SOLVE] += mp_comm_wtime() - t;
+    MP_TRY(agree(J, local));
+
+    /* Pruned weights and their records, from each owner to every rank, in layer order. */
+    t = mp_comm_wtime();
+    for (int64_t i = 0; i < n; i++) {
+        mp_linear *l = &blk->lin[recs[i].id];
+        MP_TRY(mp_comm_bcast(J->comm, l->w, l->out * l->in * (int64_t)sizeof(float),
+                             recs[i].owner));
+        MP_TRY(mp_comm_bcast(J->comm, &recs[i].sparsity, 6 * (int64_t)sizeof(double),
+                             recs[i].owner));
+    }
+    J->t_stage[ST_BCAST] += mp_comm_wtime() - t;
+
+    if (J->rank == 0) {
+        t = mp_comm_wtime();
+        for (int64_t i = 0; i < n && local == MP_OK; i++) {
+            char name[300], base[256];
+            mp_lin_full_name(c, blk->index, recs[i].id, base, sizeof base);
+            snprintf(name, sizeof name, "%s.weight", base);
+            local = mp_outdir_put(&J->out, name, blk->lin[recs[i].id].w);
+        }
+        J->t_stage[ST_WRITE] += mp_comm_wtime() - t;
+        if (local == MP_OK && J->nrecs + n > J->cap) {
+            int64_t cap = (J->cap ? J->cap * 2 : 64) + n;
+            layer_rec *nr = realloc(J->recs, (size_t)cap * sizeof *nr);
+            if (!nr)
+                local = mp_error(MP_ERR_NOMEM, "cannot grow the report");
+            else {
+                J->recs = nr;
+                J->cap = cap;
+            }
+        }
+        if (local == MP_OK) {
+            memcpy(J->recs + J->nrecs, recs, (size_t)n * sizeof *recs);
+            J->nrecs += n;
+        }
+    }
+    MP_TRY(agree(J, local));
+done:
+    for (int g = 0; g < MP_IN_COUNT; g++) {
+        free(full[g]);
+        mp_hessian_free(&J->hs[g]);
+    }
+    free(buf);
+    return st;
+}
+
+static mp_status add_sha(cJSON *obj, const char *key, const char *path)
+{
+    char hex[65];
+    mp_status st = mp_sha256_file(path, hex);
+    if (st == MP_OK)
+        cJSON_AddStringToObject(obj, key, hex);
+    return st;
+}
+
+/* report.json, rank 0. stages[P][ST_COUNT], peak[P] gathered from all ranks. */
+static mp_status write_report(job *J, const double *stages, const double *peak, double seconds)
+{
+    mp_status st = MP_OK;
+    const mp_prune_opts *o = J->o;
+    char *text = NULL;
+    cJSON *root = cJSON_CreateObject();
+    if (!root)
+        return mp_error(MP_ERR_NOMEM, "cannot build the report");
+    cJSON_AddStringToObject(root, "mpiprune_version", MPIPRUNE_VERSION);
+    cJSON *cmd = cJSON_AddArrayToObject(root, "command");
+    for (int i = 0; i < o->argc; i++)
+        cJSON_AddItemToArray(cmd, cJSON_CreateString(o->argv[i]));
+    cJSON *op = cJSON_AddObjectToObject(root, "options");
+    cJSON_AddStringToObject(op, "model", o->model);
+    cJSON_AddStringToObject(op, "calib", o->calib);
+    cJSON_AddStringToObject(op, "out", o->out);
+    cJSON_AddStringToObject(op, "method", o->method_name);
+    if (o->sp.n > 0) {
+        char nm[32];
+        snprintf(nm, sizeof nm, "%d:%d", o->sp.n, o->sp.m);
+        cJSON_AddStringToObject(op, "nm", nm);
+    } else {
+        cJSON_AddNumberToObject(op, "sparsity", o->sp.sparsity);
+    }
+    cJSON_AddNumberToObject(op, "seqlen", (double)o->seqlen);
+    cJSON_AddNumberToObject(op, "nsamples", (double)o->nsamples);
+    cJSON_AddNumberToObject(op, "blocksize", (double)o->blocksize);
+    cJSON_AddNumberToObject(op, "damp", o->damp);
+    cJSON_AddNumberToObject(op, "batch", (double)o->batch);
+    cJSON_AddStringToObject(op, "blocks", o->blocks ? o->blocks : "all");
+    cJSON_AddStringToObject(op, "layers", o->layers ? o->layers : "all");
+    cJSON_AddNumberToObject(op, "ranks", J->P);
+
+    cJSON *in = cJSON_AddObjectToObject(root, "inputs_sha256");
+    MP_TRY(add_sha(in, "config.json", J->md.config_path));
+    for (int f = 0; f < mp_st_file_count(J->md.st); f++)
+        MP_TRY(add_sha(in, mp_st_file_name(J->md.st, f), mp_st_file_path(J->md.st, f)));
+    if (mp_st_is_sharded(J->md.st)) {
+        char p[4200];
+        snprintf(p, sizeof p, "%s/model.safetensors.index.json", J->md.dir);
+        MP_TRY(add_sha(in, "model.safetensors.index.json", p));
+    }
+    MP_TRY(add_sha(in, "calib", o->calib));
+
+    cJSON *layers = cJSON_AddArrayToObject(root, "layers");
+    double zeros = 0.0, total = 0.0;
+    for (int64_t i = 0; i < J->nrecs; i++) {
+        const layer_rec *r = &J->recs[i];
+        char name[256];
+        cJSON *l = cJSON_CreateObject();
+        cJSON_AddStringToObject(l, "name", mp_lin_full_name(&J->md.cfg, r->block, r->id, name,
+                                                            sizeof name));
+        cJSON_AddNumberToObject(l, "block", (double)r->block);
+        cJSON_AddNumberToObject(l, "rows", (double)r->rows);
+        cJSON_AddNumberToObject(l, "cols", (double)r->cols);
+        cJSON_AddNumberToObject(l, "sparsity", r->sparsity);
+        cJSON_AddNumberToObject(l, "rel_recon_error", r->err);
+        if (o->method == MP_METHOD_SPARSEGPT) {
+            cJSON_AddNumberToObject(l, "damp", r->damp);
+            cJSON_AddNumberToObject(l, "damp_escalations", r->escalations);
+            cJSON_AddNumberToObject(l, "dead_inputs", r->dead);
+        }
+        cJSON_AddNumberToObject(l, "seconds", r->seconds);
+        cJSON_AddNumberToObject(l, "rank", r->owner);
+        cJSON_AddItemToArray(layers, l);
+        zeros += r->sparsity * (double)(r->rows * r->cols);
+        total += (double)(r->rows * r->cols);
+    }
+    cJSON_AddNumberToObject(root, "pruned_layers_sparsity", total > 0 ? zeros / total : 0.0);
+    cJSON *sts = cJSON_AddObjectToObject(root, "stage_seconds_max_over_ranks");
+    cJSON *per = cJSON_AddArrayToObject(root, "stage_seconds_per_rank");
+    for (int s = 0; s < ST_COUNT; s++) {
+        double mx = 0.0;
+        for (int r = 0; r < J->P; r++)
+            mx = stages[r * ST_COUNT + s] > mx ? stages[r * ST_COUNT + s] : mx;
+        cJSON_AddNumberToObject(sts, stage_names[s], mx);
+    }
+    for (int r = 0; r < J->P; r++) {
+        cJSON *x = cJSON_CreateObject();
+        for (int s = 0; s < ST_COUNT; s++)
+            cJSON_AddNumberToObject(x, stage_names[s], stages[r * ST_COUNT + s]);
+        cJSON_AddItemToArray(per, x);
+    }
+    cJSON *pk = cJSON_AddArrayToObject(root, "peak_memory_bytes_per_rank");
+    for (int r = 0; r < J->P; r++)
+        cJSON_AddItemToArray(pk, cJSON_CreateNumber(peak[r]));
+    cJSON_AddNumberToObject(root, "seconds", seconds);
+    text = cJSON_Print(root);
+    if (!text)
+        MP_FAIL(MP_ERR_NOMEM, "cannot print the report");
+    size_t len = strlen(text);
+    char *withnl = realloc(text, len + 2);
+    if (!withnl)
+        MP_FAIL(MP_ERR_NOMEM, "cannot print the report");
+    text = withnl;
+    text[len] = '\n';
+    text[len + 1] = '\0';
+    MP_TRY(mp_outdir_write_file(&J->out, "report.json", text));
+done:
+    free(text);
+    cJSON_Delete(root);
+    return st;
+}
+
+/* Everything before the first block: inputs validated identically on every rank. */
+static mp_status setup_local(job *J)
+{
+    mp_status st = MP_OK;
+    const mp_prune_opts *o = J->o;
+    int64_t nw = 0;
+    MP_TRY(mp_modeldir_open(o->model, &J->md));
+    MP_TRY(mp_modeldir_check_seqlen(&J->md, o->seqlen));
+    MP_TRY(mp_tokens_load(o->calib, &J->tok));
+    MP_TRY(mp_tokens_windows(&J->tok, o->seqlen, o->calib, &nw));
+    if (nw < o->nsamples)
+        MP_FAIL(MP_ERR_RANGE, "%s: %lld windows of %lld tokens, fewer than --nsamples %lld",
+                o->calib, (long long)nw, (long long)o->seqlen, (long long)o->nsamples);
+    mp_tokens view = {.ids = J->tok.ids, .count = o->nsamples * o->seqlen};
+    MP_TRY(mp_tokens_check_vocab(&view, J->md.cfg.vocab, o->calib));
+    const mp_model_config *c = &J->md.cfg;
+    if (o->sp.n > 0) {
+        for (int id = 0; id < MP_LIN_COUNT; id++) {
+            mp_in_group g = mp_lin_group((mp_lin_id)id);
+            if (mp_in_group_dim(c, g) % o->sp.m != 0)
+                MP_FAIL(MP_ERR_ARG, "mpiprune prune: --nm %d:%d: input width %lld of %s is not "
+                        "a multiple of %d", o->sp.n, o->sp.m, (long long)mp_in_group_dim(c, g),
+                        mp_lin_short_name(c, (mp_lin_id)id), o->sp.m);
+        }
+        if (o->method == MP_METHOD_SPARSEGPT && o->blocksize % o->sp.m != 0)
+            MP_FAIL(MP_ERR_ARG, "mpiprune prune: --blocksize %lld is not a multiple of M = %d",
+                    (long long)o->blocksize, o->sp.m);
+    }
+    J->block_sel = calloc((size_t)c->n_layers, sizeof(bool));
+    if (!J->block_sel)
+        MP_FAIL(MP_ERR_NOMEM, "cannot allocate block selection");
+    MP_TRY(parse_blocks(o->blocks, c->n_layers, J->block_sel));
+    MP_TRY(parse_layers(o->layers, c, J->lin_sel));
+    J->s0 = o->nsamples * J->rank / J->P;
+    J->s1 = o->nsamples * (J->rank + 1) / J->P;
+done:
+    return st;
+}
+
+static mp_status embed_local(job *J)
+{
+    mp_status st = MP_OK;
+    const mp_model_config *c = &J->md.cfg;
+    mp_head *head = NULL;
+    int64_t T = J->o->seqlen, n = J->s1 - J->s0, nh = n * T * c->d;
+    J->h = malloc((size_t)(nh ? nh : 1) * sizeof(float));
+    J->hwork = malloc((size_t)(nh ? nh : 1) * sizeof(float));
+    if (!J->h || !J->hwork)
+        MP_FAIL(MP_ERR_NOMEM, "cannot allocate hidden states for %lld sequences", (long long)n);
+    MP_TRY(mp_head_load(c, &J->md.src, &head));
+    if (n > 0)
+        MP_TRY(mp_embed_forward(c, head, J->tok.ids + J->s0 * T, n, T, J->h));
+done:
+    mp_head_free(&head);
+    return st;
+}
+
+mp_status mp_prune_run(const mp_prune_opts *o, const mp_comm *comm)
+{
+    mp_status st = MP_OK, local = MP_OK;
+    job Jv = {0}, *J = &Jv;
+    mp_block *blk = NULL;
+    double *stages = NULL, *peak = NULL;
+    J->o = o;
+    J->comm = comm;
+    J->rank = mp_comm_rank(comm);
+    J->P = mp_comm_size(comm);
+    double t0 = mp_comm_wtime();
+    if (J->P > 1024)
+        return mp_error(MP_ERR_UNSUPPORTED, "mpiprune prune runs on at most 1024 ranks");
+    mp_progress_start(&J->pg, o->progress && J->rank == 0, "prune", 1);
+
+    local = setup_local(J);
+    if (local == MP_OK) {
+        J->pg.total = J->md.cfg.n_layers;
+        local = memory_plan(J);
+    }
+    if (local == MP_OK && J->rank == 0) {
+        local = mp_outdir_create(&J->out, o->out, o->model, J->md.st);
+        J->out_open = local == MP_OK;
+    }
+    MP_TRY(agree(J, local));
+    mp_progress_note(&J->pg, "%s %s on %lld sequences of %lld tokens, %d rank(s)",
+                     o->method_name, o->nm_text ? o->nm_text : "unstructured",
+                     (long long)o->nsamples, (long long)o->seqlen, J->P);
+    MP_TRY(agree(J, embed_local(J)));
+
+    const mp_model_config *c = &J->md.cfg;
+    for (int64_t b = 0; b < c->n_layers; b++) {
+        MP_TRY(agree(J, mp_block_load(c, &J->md.src, b, &blk)));
+        if (J->block_sel[b])
+            MP_TRY(prune_block(J, blk));
+        double t = mp_comm_wtime();
+        local = run_block(J, blk, J->h, NULL);
+        J->t_stage[ST_FORWARD] += mp_comm_wtime() - t;
+        mp_block_free(&blk);
+        MP_TRY(agree(J, local));
+        mp_progress_step(&J->pg, b + 1,
+                         (double)(o->nsamples * o->seqlen) * (double)(b + 1) *
+                             (J->block_sel[b] ? 2.0 : 1.0),
+                         "block");
+    }
+
+    /* Stage times and peak memory of every rank, for the report. */
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    double mine[ST_COUNT + 1];
+    memcpy(mine, J->t_stage, sizeof J->t_stage);
+    mine[ST_COUNT] = (double)ru.ru_maxrss * 1024.0;
+    int64_t *counts = malloc((size_t)J->P * sizeof(int64_t));
+    stages = malloc((size_t)J->P * (ST_COUNT + 1) * sizeof(double));
+    peak = malloc((size_t)J->P * sizeof(double));
+    local = counts && stages && peak ? MP_OK : mp_error(MP_ERR_NOMEM, "report buffers");
+    if (counts)
+        for (int r = 0; r < J->P; r++)
+            counts[r] = ST_COUNT + 1;
+    st = agree(J, local);
+    if (st == MP_OK)
+        st = mp_comm_gatherv_f64(comm, mine, ST_COUNT + 1, stages, counts, 0);
+    free(counts);
+    MP_TRY(st);
+    local = MP_OK;
+    if (J->rank == 0) {
+        double *flat = malloc((size_t)J->P * ST_COUNT * sizeof(double));
+        if (!flat)
+            local = mp_error(MP_ERR_NOMEM, "report buffers");
+        else {
+            for (int r = 0; r < J->P; r++) {
+                memcpy(flat + r * ST_COUNT, stages + r * (ST_COUNT + 1),
+                       ST_COUNT * sizeof(double));
+                peak[r] = stages[r * (ST_COUNT + 1) + ST_COUNT];
+            }
+            local = write_report(J, flat, peak, mp_comm_wtime() - t0);
+            free(flat);
+        }
+        if (local == MP_OK)
+            local = mp_outdir_commit(&J->out);
+        if (local == MP_OK)
+            mp_progress_note(&J->pg, "wrote %s (%.1f s)", o->out, mp_comm_wtime() - t0);
+    }
+    MP_TRY(agree(J, local));
+done:
+    if (J->out_open)
+        mp_outdir_abort(&J->out);
+    mp_block_free(&blk);
+    for (int g = 0; g < MP_IN_COUNT; g++)
+        mp_hessian_free(&J->hs[g]);
+    free(J->h);
+    free(J->hwork);
+    free(J->block_sel);
+    free(J->recs);
+    free(stages);
+    free(peak);
+    mp_tokens_free(&J->tok);
+    mp_modeldir_close(&J->md);
+    return st;
+}
