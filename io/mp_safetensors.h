@@ -38,6 +38,7 @@ typedef struct {
     const void *data;  /* inside the mapping; any alignment */
     size_t nbytes;
     int file;          /* index into the model's files */
+    int64_t file_offset; /* byte offset of data from the start of that file (8 + N + begin) */
 } mp_st_tensor;
 
 typedef struct mp_st_model mp_st_model;

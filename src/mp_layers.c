@@ -83,43 +83,53 @@ void mp_rope(float *x, int64_t T, int64_t n_heads, int64_t head_dim, double thet
     }
 }
 
+/* Query rows per tile: keys after a tile's last row are never computed (causal). */
+#define MP_ATTN_TILE 64
+
 mp_status mp_attention(const float *q, const float *k, const float *v, int64_t T, int64_t nh,
                        int64_t nkv, int64_t hd, double scale, float *out)
 {
     if (nkv <= 0 || nh % nkv != 0)
         return mp_error(MP_ERR_INTERNAL, "attention: %lld heads not a multiple of %lld kv heads",
                         (long long)nh, (long long)nkv);
-    if (!fits_int(T) || !fits_int(nh * hd) || !fits_int(T * T))
+    if (!fits_int(T) || !fits_int(nh * hd) || !fits_int(T * MP_ATTN_TILE))
         return mp_error(MP_ERR_RANGE, "attention: sequence length %lld too large", (long long)T);
     int64_t qw = nh * hd, kw = nkv * hd, group = nh / nkv;
-    float *scores = malloc((size_t)(T * T) * sizeof(float));
+    float *scores = malloc((size_t)(T * MP_ATTN_TILE) * sizeof(float));
     if (!scores)
-        return mp_error(MP_ERR_NOMEM, "attention: cannot allocate %lld x %lld scores",
-                        (long long)T, (long long)T);
+        return mp_error(MP_ERR_NOMEM, "attention: cannot allocate %lld x %d scores",
+                        (long long)T, MP_ATTN_TILE);
     for (int64_t h = 0; h < nh; h++) {
         int64_t kvh = h / group;
-        const float *qh = q + h * hd, *kh = k + kvh * hd, *vh = v + kvh * hd;
-        /* scores[T, T] = scale · q_h k_hᵀ; only the lower triangle is used. */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, (int)T, (int)hd,
-                    (float)scale, qh, (int)qw, kh, (int)kw, 0.0f, scores, (int)T);
-        for (int64_t i = 0; i < T; i++) {
-            float *s = scores + i * T;
-            float mx = -FLT_MAX;
-            for (int64_t j = 0; j <= i; j++)
-                mx = s[j] > mx ? s[j] : mx;
-            double sum = 0.0;
-            for (int64_t j = 0; j <= i; j++) {
-                s[j] = expf(s[j] - mx);
-                sum += s[j];
+        const float *kh = k + kvh * hd, *vh = v + kvh * hd;
+        for (int64_t i0 = 0; i0 < T; i0 += MP_ATTN_TILE) {
+            int64_t m = T - i0 < MP_ATTN_TILE ? T - i0 : MP_ATTN_TILE;
+            int64_t nk = i0 + m; /* keys 0..nk-1 are visible to some row of the tile */
+            /* scores[m, nk] = scale · q_tile k_hᵀ */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)nk, (int)hd,
+                        (float)scale, q + i0 * qw + h * hd, (int)qw, kh, (int)kw, 0.0f, scores,
+                        (int)nk);
+            for (int64_t r = 0; r < m; r++) {
+                int64_t i = i0 + r;
+                float *s = scores + r * nk;
+                float mx = -FLT_MAX;
+                for (int64_t j = 0; j <= i; j++)
+                    mx = s[j] > mx ? s[j] : mx;
+                double sum = 0.0;
+                for (int64_t j = 0; j <= i; j++) {
+                    s[j] = expf(s[j] - mx);
+                    sum += s[j];
+                }
+                float inv = (float)(1.0 / sum);
+                for (int64_t j = 0; j <= i; j++)
+                    s[j] *= inv;
+                for (int64_t j = i + 1; j < nk; j++)
+                    s[j] = 0.0f;
             }
-            float inv = (float)(1.0 / sum);
-            for (int64_t j = 0; j <= i; j++)
-                s[j] *= inv;
-            for (int64_t j = i + 1; j < T; j++)
-                s[j] = 0.0f;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)hd, (int)nk,
+                        1.0f, scores, (int)nk, vh, (int)kw, 0.0f, out + i0 * qw + h * hd,
+                        (int)qw);
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)T, (int)hd, (int)T, 1.0f,
-                    scores, (int)T, vh, (int)kw, 0.0f, out + h * hd, (int)qw);
     }
     free(scores);
     return MP_OK;

@@ -326,7 +326,10 @@ double mp_block_flops(const mp_model_config *c, int64_t n_seq, int64_t T)
         if (present)
             lin += (double)out * (double)in;
     }
-    double attn = 4.0 * (double)n_seq * (double)T * (double)T * (double)(c->n_heads * c->head_dim);
+    /* Causal attention in tiles of 64 query rows: about T(T + 64)/2 scores per head, each
+     * costing 2·head_dim for q·k and 2·head_dim for p·v. */
+    double attn = 2.0 * (double)n_seq * (double)T * (double)(T + 64) *
+                  (double)(c->n_heads * c->head_dim);
     return 2.0 * rows * lin + attn;
 }
 
