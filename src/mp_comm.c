@@ -4,10 +4,7 @@
 #include <mpi.h>
 #include <stdlib.h>
 
-struct mp_comm {
-    MPI_Comm comm;
-    int rank, size;
-};
+#include "mp_comm_internal.h"
 
 /* Largest element count per MPI call: MPI counts are int. */
 #define MP_COMM_CHUNK ((int64_t)1 << 30)

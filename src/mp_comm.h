@@ -1,4 +1,4 @@
-/* mp_comm: the one module that includes mpi.h (and, later, BLACS).
+/* mp_comm: the one module that includes mpi.h, BLACS and ScaLAPACK.
  *
  * A mp_comm wraps a private duplicate of a communicator with MPI_ERRORS_RETURN, so an MPI
  * failure is a status, not an abort. Functions are collective over the communicator unless
@@ -51,5 +51,30 @@ MP_NODISCARD mp_status mp_comm_recv_f64(const mp_comm *c, double *buf, int64_t n
 /* Element-wise reductions in place over all ranks. */
 MP_NODISCARD mp_status mp_comm_allreduce_max_f64(const mp_comm *c, double *buf, int64_t n);
 MP_NODISCARD mp_status mp_comm_allreduce_sum_i64(const mp_comm *c, int64_t *buf, int64_t n);
+
+/* Every rank receives every rank's n values, in rank order, into recv, which must hold the sum
+ * of n over all ranks; *total is that sum. Counts are exchanged inside; n may differ between
+ * ranks and may be 0. Totals above 2^31 - 1 go rank by rank in chunks. */
+MP_NODISCARD mp_status mp_comm_allgatherv_f32(const mp_comm *c, const float *send, int64_t n,
+                                              float *recv, int64_t *total);
+
+/* ScaLAPACK: the upper Cholesky factor of the inverse of an SPD matrix, on a BLACS grid of all
+ * ranks of c. Collective.
+ *   A[n, n]  symmetric, row-major, identical on all ranks (already damped); only its row-major
+ *            upper triangle is read.
+ *   nb       block size of the block-cyclic distribution (nb >= 1).
+ *   U[n, n]  out, row-major, on every rank: the upper triangle holds U with A⁻¹ = UᵀU, the
+ *            strict lower triangle is zero (mp_obs_prepare's convention, in double). U may be
+ *            the same buffer as A.
+ *   info     out, the same on all ranks: 0 on success, > 0 when a factorisation found the
+ *            matrix (or its inverse) not positive definite; U is then unspecified.
+ * Notes: the grid is near-square (nprow <= npcol, nprow * npcol = size), created from c's
+ * communicator and freed before return. pdpotrf('L'), pdpotri('L'), pdpotrf('L') on the
+ * column-major view of A, which is A itself (symmetric) with its row-major upper triangle as
+ * the column-major lower one. The factor is assembled on every rank with an allgather of each
+ * rank's lower-triangle part (n(n+1)/2 doubles in all). A ScaLAPACK info < 0 is
+ * MP_ERR_INTERNAL. */
+MP_NODISCARD mp_status mp_comm_chol_inv_chol(const mp_comm *c, const double *A, int64_t n,
+                                             int nb, double *U, int *info);
 
 #endif

@@ -12,8 +12,35 @@ extern void dpotrf_(const char *uplo, const int *n, double *a, const int *lda, i
 extern void dpotri_(const char *uplo, const int *n, double *a, const int *lda, int *info,
                     size_t uplo_len);
 
-mp_status mp_obs_prepare(double *H, int64_t n, float *W, int64_t rows, double damp, float *hinv,
-                         mp_obs_info *info)
+/* The serial factorisation: on success the row-major upper triangle of A[n, n] holds U with
+ * A⁻¹ = UᵀU (the strict lower triangle is not cleared). *info > 0: not positive definite. */
+static mp_status lapack_chol_inv_chol(double *A, int64_t n, int *info)
+{
+    int N = (int)n, lapack_info = 0;
+    /* Symmetric, so the row-major array is also its column-major self; 'L' in column-major
+     * is the upper triangle in row-major. */
+    dpotrf_("L", &N, A, &N, &lapack_info, 1);
+    if (lapack_info == 0)
+        dpotri_("L", &N, A, &N, &lapack_info, 1);
+    if (lapack_info == 0) {
+        /* Mirror the inverse so both triangles hold it, then factor it. */
+        for (int64_t c = 0; c < n; c++)
+            for (int64_t r = c + 1; r < n; r++)
+                A[r * n + c] = A[c * n + r];
+        dpotrf_("L", &N, A, &N, &lapack_info, 1);
+    }
+    *info = lapack_info;
+    if (lapack_info < 0)
+        return mp_error(MP_ERR_INTERNAL, "LAPACK argument %d invalid", -lapack_info);
+    return MP_OK;
+}
+
+/* mp_obs_prepare and mp_obs_prepare_dist: c == NULL factors with LAPACK here, else with
+ * ScaLAPACK over c (block size nb). Everything else is the same code on every rank, and every
+ * decision depends only on H and the (agreed) factorisation info, so all ranks take the same
+ * branches and enter the same collectives. */
+static mp_status obs_prepare(const mp_comm *c, int nb, double *H, int64_t n, float *W,
+                             int64_t rows, double damp, float *hinv, mp_obs_info *info)
 {
     mp_status st = MP_OK;
     double *A = NULL;
@@ -36,31 +63,29 @@ mp_status mp_obs_prepare(double *H, int64_t n, float *W, int64_t rows, double da
         mean += H[j * n + j];
     mean /= (double)n;
     A = malloc((size_t)(n * n) * sizeof(double));
-    if (!A)
+    if (c) {
+        mp_status global = MP_OK;
+        int who = -1;
+        MP_TRY(mp_comm_agree(c, A ? MP_OK : MP_ERR_NOMEM, &global, &who));
+        if (global != MP_OK)
+            MP_FAIL(global, "cannot allocate a %lld x %lld factor on rank %d", (long long)n,
+                    (long long)n, who);
+    } else if (!A) {
         return mp_error(MP_ERR_NOMEM, "cannot allocate a %lld x %lld factor", (long long)n,
                         (long long)n);
-    int N = (int)n, lapack_info = 0;
+    }
     double frac = damp;
     for (int attempt = 0;; attempt++) {
         memcpy(A, H, (size_t)(n * n) * sizeof(double));
         double lambda = frac * mean;
         for (int64_t j = 0; j < n; j++)
             A[j * n + j] += lambda;
-        /* Symmetric, so the row-major array is also its column-major self; 'L' in column-major
-         * is the upper triangle in row-major. */
-        dpotrf_("L", &N, A, &N, &lapack_info, 1);
-        if (lapack_info == 0)
-            dpotri_("L", &N, A, &N, &lapack_info, 1);
-        if (lapack_info == 0) {
-            /* Mirror the inverse so both triangles hold it, then factor it. */
-            for (int64_t c = 0; c < n; c++)
-                for (int64_t r = c + 1; r < n; r++)
-                    A[r * n + c] = A[c * n + r];
-            dpotrf_("L", &N, A, &N, &lapack_info, 1);
-        }
-        if (lapack_info < 0)
-            MP_FAIL(MP_ERR_INTERNAL, "LAPACK argument %d invalid", -lapack_info);
-        if (lapack_info == 0)
+        int finfo = 0;
+        if (c)
+            MP_TRY(mp_comm_chol_inv_chol(c, A, n, nb, A, &finfo));
+        else
+            MP_TRY(lapack_chol_inv_chol(A, n, &finfo));
+        if (finfo == 0)
             break;
         if (attempt == MP_DAMP_ESCALATIONS)
             MP_FAIL(MP_ERR_NUMERIC, "Hessian not positive definite even with damping %g of "
@@ -76,6 +101,18 @@ mp_status mp_obs_prepare(double *H, int64_t n, float *W, int64_t rows, double da
 done:
     free(A);
     return st;
+}
+
+mp_status mp_obs_prepare(double *H, int64_t n, float *W, int64_t rows, double damp, float *hinv,
+                         mp_obs_info *info)
+{
+    return obs_prepare(NULL, 0, H, n, W, rows, damp, hinv, info);
+}
+
+mp_status mp_obs_prepare_dist(const mp_comm *c, double *H, int64_t n, float *W, int64_t rows,
+                              double damp, int nb, float *hinv, mp_obs_info *info)
+{
+    return obs_prepare(c, nb, H, n, W, rows, damp, hinv, info);
 }
 
 float mp_kth_smallest(float *v, int64_t n, int64_t k)
@@ -125,23 +162,57 @@ static void lowest_n(const float *score, int m, int n, unsigned char *mask)
     }
 }
 
-mp_status mp_sparsegpt_sweep(float *W, int64_t rows, int64_t cols, const float *U,
-                             int64_t blocksize, const mp_sparsity *sp,
-                             const mp_threshold_fn *global)
+/* Workspace of one sweep over `rows` rows with block size B: allocated before any collective,
+ * so that a distributed sweep can agree on an allocation failure first. */
+typedef struct {
+    float *err;           /* [rows, B] */
+    float *scores;        /* [rows * B] */
+    float *tmp;           /* [rows * B], the serial threshold's copy */
+    unsigned char *mask;  /* [rows * B] */
+} sweep_ws;
+
+static void sweep_ws_free(sweep_ws *ws)
 {
-    mp_status st = MP_OK;
-    int64_t B = blocksize;
+    free(ws->err);
+    free(ws->scores);
+    free(ws->tmp);
+    free(ws->mask);
+    memset(ws, 0, sizeof *ws);
+}
+
+static mp_status sweep_ws_alloc(sweep_ws *ws, int64_t rows, int64_t B)
+{
+    size_t cnt = (size_t)(rows * B + 1);
+    ws->err = malloc(cnt * sizeof(float));
+    ws->scores = malloc(cnt * sizeof(float));
+    ws->tmp = malloc(cnt * sizeof(float));
+    ws->mask = malloc(cnt);
+    if (!ws->err || !ws->scores || !ws->tmp || !ws->mask) {
+        sweep_ws_free(ws);
+        return mp_error(MP_ERR_NOMEM, "cannot allocate SparseGPT workspace for %lld rows",
+                        (long long)rows);
+    }
+    return MP_OK;
+}
+
+static mp_status sweep_check(int64_t rows, int64_t cols, int64_t B, const mp_sparsity *sp)
+{
     if (B <= 0 || (sp->n > 0 && (sp->m <= 0 || B % sp->m != 0 || cols % sp->m != 0)))
         return mp_error(MP_ERR_ARG, "block size %lld and %d:%d pattern do not fit %lld columns",
                         (long long)B, sp->n, sp->m, (long long)cols);
-    if (rows > INT_MAX || cols > INT_MAX)
+    if (rows < 0 || rows > INT_MAX || cols > INT_MAX)
         return mp_error(MP_ERR_RANGE, "layer too large for BLAS int");
-    float *err = malloc((size_t)(rows * B) * sizeof(float));
-    float *scores = malloc((size_t)(rows * B + 1) * sizeof(float));
-    unsigned char *mask = malloc((size_t)(rows * B + 1));
-    if (!err || !scores || !mask)
-        MP_FAIL(MP_ERR_NOMEM, "cannot allocate SparseGPT workspace for %lld rows",
-                (long long)rows);
+    return MP_OK;
+}
+
+/* The sweep itself, arguments checked and workspace allocated. With a global threshold, fn is
+ * called once per block on every rank whatever its row count (zero included). */
+static mp_status sweep_run(float *W, int64_t rows, int64_t cols, const float *U, int64_t B,
+                           const mp_sparsity *sp, const mp_threshold_fn *global, sweep_ws *ws)
+{
+    mp_status st = MP_OK;
+    float *err = ws->err, *scores = ws->scores;
+    unsigned char *mask = ws->mask;
     for (int64_t i1 = 0; i1 < cols; i1 += B) {
         int64_t nb = cols - i1 < B ? cols - i1 : B;
         if (sp->n == 0) {
@@ -156,12 +227,8 @@ mp_status mp_sparsegpt_sweep(float *W, int64_t rows, int64_t cols, const float *
                 MP_TRY(global->fn(global->ud, scores, cnt, k, &thresh));
             } else {
                 int64_t k = (int64_t)((double)cnt * sp->sparsity);
-                float *tmp = malloc((size_t)cnt * sizeof(float));
-                if (!tmp)
-                    MP_FAIL(MP_ERR_NOMEM, "cannot allocate SparseGPT scores");
-                memcpy(tmp, scores, (size_t)cnt * sizeof(float));
-                thresh = k < cnt ? mp_kth_smallest(tmp, cnt, k) : INFINITY;
-                free(tmp);
+                memcpy(ws->tmp, scores, (size_t)cnt * sizeof(float));
+                thresh = k < cnt ? mp_kth_smallest(ws->tmp, cnt, k) : INFINITY;
             }
             for (int64_t t = 0; t < cnt; t++)
                 mask[t] = scores[t] <= thresh;
@@ -188,15 +255,96 @@ mp_status mp_sparsegpt_sweep(float *W, int64_t rows, int64_t cols, const float *
             }
         }
         int64_t rest = cols - (i1 + nb);
-        if (rest > 0)
+        if (rest > 0 && rows > 0)
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)rest, (int)nb,
                         -1.0f, err, (int)B, U + i1 * cols + i1 + nb, (int)cols, 1.0f,
                         W + i1 + nb, (int)cols);
     }
 done:
-    free(err);
-    free(scores);
-    free(mask);
+    return st;
+}
+
+mp_status mp_sparsegpt_sweep(float *W, int64_t rows, int64_t cols, const float *U,
+                             int64_t blocksize, const mp_sparsity *sp,
+                             const mp_threshold_fn *global)
+{
+    mp_status st = sweep_check(rows, cols, blocksize, sp);
+    if (st != MP_OK)
+        return st;
+    sweep_ws ws = {0};
+    st = sweep_ws_alloc(&ws, rows, blocksize);
+    if (st != MP_OK)
+        return st;
+    st = sweep_run(W, rows, cols, U, blocksize, sp, global, &ws);
+    sweep_ws_free(&ws);
+    return st;
+}
+
+/* The distributed threshold: all ranks' scores of the block, in rank (= row) order, and their
+ * k-th smallest, the same value on every rank and the same as the serial sweep's. */
+typedef struct {
+    const mp_comm *c;
+    float *all; /* [total_rows * B] */
+} dist_threshold;
+
+static mp_status dist_threshold_fn(void *ud, const float *scores, int64_t count, int64_t k,
+                                   float *thresh)
+{
+    dist_threshold *d = ud;
+    int64_t total = 0;
+    mp_status st = mp_comm_allgatherv_f32(d->c, scores, count, d->all, &total);
+    if (st != MP_OK)
+        return st;
+    *thresh = k < total ? mp_kth_smallest(d->all, total, k) : INFINITY;
+    return MP_OK;
+}
+
+mp_status mp_sparsegpt_sweep_dist(const mp_comm *c, float *W, int64_t rows, int64_t cols,
+                                  const float *U, int64_t blocksize, const mp_sparsity *sp)
+{
+    mp_status st = sweep_check(rows, cols, blocksize, sp);
+    if (st != MP_OK)
+        return st; /* the arguments are the same on every rank */
+    int P = mp_comm_size(c), rank = mp_comm_rank(c);
+    int64_t base = rows / P, extra = rows % P;
+    int64_t r0 = rank * base + (rank < extra ? rank : extra);
+    int64_t nr = base + (rank < extra);
+    sweep_ws ws = {0};
+    dist_threshold d = {c, NULL};
+    float *full = NULL;
+    mp_status local = sweep_ws_alloc(&ws, nr, blocksize);
+    if (local == MP_OK) {
+        d.all = malloc((size_t)(rows * blocksize + 1) * sizeof(float));
+        full = malloc((size_t)(rows * cols + 1) * sizeof(float));
+        if (!d.all || !full)
+            local = mp_error(MP_ERR_NOMEM, "cannot allocate the distributed sweep's buffers "
+                             "for %lld x %lld", (long long)rows, (long long)cols);
+    }
+    mp_status global = MP_OK;
+    int who = -1;
+    MP_TRY(mp_comm_agree(c, local, &global, &who));
+    if (global != MP_OK) {
+        st = local != MP_OK ? local
+                            : mp_error(global, "distributed sweep setup failed on rank %d", who);
+        goto done;
+    }
+    mp_threshold_fn fn = {dist_threshold_fn, &d, rows};
+    local = sweep_run(W + r0 * cols, nr, cols, U, blocksize, sp, &fn, &ws);
+    MP_TRY(mp_comm_agree(c, local, &global, &who));
+    if (global != MP_OK) {
+        st = local != MP_OK ? local : mp_error(global, "distributed sweep failed on rank %d", who);
+        goto done;
+    }
+    int64_t total = 0;
+    MP_TRY(mp_comm_allgatherv_f32(c, W + r0 * cols, nr * cols, full, &total));
+    if (total != rows * cols)
+        MP_FAIL(MP_ERR_INTERNAL, "distributed sweep gathered %lld of %lld weights",
+                (long long)total, (long long)(rows * cols));
+    memcpy(W, full, (size_t)(rows * cols) * sizeof(float));
+done:
+    sweep_ws_free(&ws);
+    free(d.all);
+    free(full);
     return st;
 }
 

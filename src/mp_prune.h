@@ -1,6 +1,7 @@
 /* mp_prune: the one-shot pruning solvers for one linear layer W[rows, cols] (row-major,
- * nn.Linear layout), given its input Hessian H[cols, cols] (mp_hessian). Not collective;
- * the distributed variant of the factorisation is mp_scalapack.
+ * nn.Linear layout), given its input Hessian H[cols, cols] (mp_hessian). Not collective,
+ * except the *_dist variants: the factorisation on a ScaLAPACK grid of the ranks
+ * (mp_comm_chol_inv_chol) and the OBS sweep split by rows of W over the ranks.
  *
  * Sparsity targets: unstructured (fraction `sparsity` of the weights) or N:M (in each group of
  * M consecutive inputs of a row, the N lowest-scoring weights are zeroed).
@@ -27,6 +28,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "mp_comm.h"
 #include "mp_status.h"
 
 #define MP_DAMP_ESCALATIONS 6
@@ -48,6 +50,16 @@ typedef struct {
 MP_NODISCARD mp_status mp_obs_prepare(double *H, int64_t n, float *W, int64_t rows,
                                       double damp, float *hinv, mp_obs_info *info);
 
+/* mp_obs_prepare on a ScaLAPACK grid of all ranks of c (block size nb). Collective.
+ * H, W and damp must be identical on all ranks; every rank gets the same hinv (float32, the
+ * upper factor of H⁻¹, lower triangle zero), the same info and the same W (dead columns zeroed).
+ * Dead inputs, damping and its escalation are mp_obs_prepare's code; only the factorisation
+ * differs (pdpotrf, pdpotri, pdpotrf on every attempt), so the two agree to rounding and take
+ * the same escalations unless a Cholesky is borderline. */
+MP_NODISCARD mp_status mp_obs_prepare_dist(const mp_comm *c, double *H, int64_t n, float *W,
+                                           int64_t rows, double damp, int nb, float *hinv,
+                                           mp_obs_info *info);
+
 /* Global threshold for an unstructured block when rows are split over ranks: given this rank's
  * scores (count values) returns in *thresh the k-th smallest (0-based) over all ranks. NULL for
  * a serial sweep. */
@@ -62,6 +74,19 @@ typedef struct {
 MP_NODISCARD mp_status mp_sparsegpt_sweep(float *W, int64_t rows, int64_t cols, const float *U,
                                           int64_t blocksize, const mp_sparsity *sp,
                                           const mp_threshold_fn *global);
+
+/* mp_sparsegpt_sweep with the rows of W split over the ranks of c. Collective.
+ *   W[rows, cols]  in: identical on all ranks; out: the full pruned matrix on every rank.
+ *   U[cols, cols]  the factor from mp_obs_prepare(_dist), identical on all ranks.
+ * Rank r sweeps a contiguous range of rows (rows / size, the first rows % size ranks one
+ * more; a rank may have none and still takes part in every block's collective). An
+ * unstructured block's threshold is the k-th smallest of the scores all-gathered over the
+ * ranks, so the mask is the serial one; N:M needs no communication. The pruned rows are then
+ * all-gathered. Memory per rank: a rows x cols float copy and rows x blocksize scores beside
+ * the serial workspace of its own rows. */
+MP_NODISCARD mp_status mp_sparsegpt_sweep_dist(const mp_comm *c, float *W, int64_t rows,
+                                               int64_t cols, const float *U, int64_t blocksize,
+                                               const mp_sparsity *sp);
 
 MP_NODISCARD mp_status mp_wanda_prune(float *W, int64_t rows, int64_t cols, const double *hdiag,
                                       const mp_sparsity *sp);

@@ -1,0 +1,13 @@
+# prune: acceptance against the reference numbers of the fixture README, output format checks,
+# and bad input.
+set(MP_PRUNE_WORK ${CMAKE_CURRENT_BINARY_DIR}/prune_work)
+foreach(case "sparsegpt;0.5" "sparsegpt;2:4" "wanda;0.5" "magnitude;0.5")
+  list(GET case 0 method)
+  list(GET case 1 target)
+  string(REPLACE ":" "of" tname "${method}_${target}")
+  mp_add_cli_test(prune_accept_${tname} TIMEOUT 900 LABELS "prune;accept"
+    COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/check_prune.py
+            ${MPIEXEC_EXECUTABLE} ${MP_CLI} ${MP_FIXTURE_DIR} ${MP_PRUNE_WORK}
+            ${method} ${target})
+  set_tests_properties(prune_accept_${tname} PROPERTIES PROCESSORS 2)
+endforeach()
