@@ -137,8 +137,10 @@ static int cmd_prune(int argc, char **argv, const mp_comm *comm)
          "q_proj,down_proj (default: all)", false, 0, 0, NULL},
         {"batch", MP_OPT_INT, &o.batch, "16", "N", "sequences per matrix product", false, 1, 4096,
          NULL},
-        {"scalapack-min-dim", MP_OPT_INT, &o.scalapack_min_dim, "16384", "N",
-         "Hessians this large are factored with ScaLAPACK over all ranks", false, 1, 1e9, NULL},
+        {"scalapack-min-dim", MP_OPT_INT, &o.scalapack_min_dim, "0", "N",
+         "SparseGPT layers with this many inputs or more are factored with ScaLAPACK over all "
+         "ranks (0: from memory, when a serial factorisation would need half a rank's memory)",
+         false, 0, 1e9, NULL},
         {"max-memory", MP_OPT_DOUBLE, &o.max_memory_gib, "0", "GIB", "memory per rank the plan "
          "may use (0: available memory / ranks)", false, 0, 1e9, NULL},
         {"quiet", MP_OPT_FLAG, &quiet, NULL, NULL, "no progress lines on stderr", false, 0, 0,

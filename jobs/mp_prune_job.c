@@ -6,6 +6,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 #include <sys/resource.h>
 
@@ -29,7 +30,8 @@ static const char *const stage_names[ST_COUNT] = {"forward", "hessian", "reducti
 typedef struct {
     int64_t block;
     mp_lin_id id;
-    int owner;
+    int owner;    /* the solving rank; for a ScaLAPACK layer every rank solves, 0 reports */
+    bool dist;    /* factored with ScaLAPACK and swept by rows over all ranks */
     int64_t rows, cols;
     double cost;
     /* filled by the owner, broadcast to all */
@@ -54,6 +56,7 @@ typedef struct {
     mp_outdir out;
     bool out_open;
     mp_progress pg;
+    int64_t scalapack_min;     /* Hessian dimension from which ScaLAPACK is used (P > 1) */
 } job;
 
 mp_status mp_prune_parse_nm(const char *text, mp_sparsity *sp)
@@ -175,11 +178,18 @@ static mp_status memory_plan(job *J)
     double total = weights + (head > hidden ? head : hidden) + act + hess + solve;
     double limit = o->max_memory_gib > 0 ? o->max_memory_gib * 1073741824.0
                                          : mem_available_bytes() / (double)J->P;
+    /* ScaLAPACK from the dimension whose serial factorisation (about three n x n float64
+     * matrices) would take more than half of a rank's memory, unless given. */
+    J->scalapack_min = o->scalapack_min_dim > 0 ? o->scalapack_min_dim
+                       : limit > 0 ? (int64_t)sqrt(limit / 2.0 / 24.0) : INT64_MAX;
     mp_progress_note(&J->pg, "memory plan per rank: block weights %.1f MiB, hidden states %.1f "
                      "MiB (embeddings %.1f MiB at start), Hessians %.1f MiB, solve workspace "
                      "%.1f MiB, activations %.1f MiB: %.1f MiB of %.1f MiB available",
                      weights / MiB, hidden / MiB, head / MiB, hess / MiB, solve / MiB, act / MiB,
                      total / MiB, limit / MiB);
+    if (J->P > 1 && o->method == MP_METHOD_SPARSEGPT)
+        mp_progress_note(&J->pg, "Hessians of dimension >= %lld are factored with ScaLAPACK "
+                         "over all ranks", (long long)J->scalapack_min);
     if (limit > 0 && total > limit)
         return mp_error(MP_ERR_NOMEM, "memory plan needs %.2f GiB per rank but %.2f GiB is "
                         "available (use more ranks or nodes, a smaller --nsamples or --batch, or "
@@ -236,12 +246,14 @@ static int cmp_cost(const void *a, const void *b)
 }
 
 /* Largest first onto the least-loaded rank: deterministic for a given P. */
-static void assign_owners(layer_rec *recs, int64_t n, int P)
+static void assign_owners(layer_rec *recs, int64_t nrecs, int P)
 {
     layer_rec *order[MP_LIN_COUNT];
     double load[1024] = {0};
-    for (int64_t i = 0; i < n; i++)
-        order[i] = &recs[i];
+    int64_t n = 0;
+    for (int64_t i = 0; i < nrecs; i++)
+        if (!recs[i].dist)
+            order[n++] = &recs[i];
     qsort(order, (size_t)n, sizeof order[0], cmp_cost);
     for (int64_t i = 0; i < n; i++) {
         int best = 0;
@@ -309,7 +321,7 @@ static mp_status solve_owned(job *J, mp_block *blk, layer_rec *recs, int64_t n,
     mp_obs_info info = {0};
     for (int64_t i = 0; i < n; i++) {
         layer_rec *r = &recs[i];
-        if (r->owner != J->rank)
+        if (r->dist || r->owner != J->rank)
             continue;
         double t0 = mp_comm_wtime();
         mp_linear *l = &blk->lin[r->id];
@@ -381,6 +393,50 @@ done:
     return st;
 }
 
+/* A layer whose Hessian is too large for one rank: the factorisations run on a ScaLAPACK grid of
+ * all ranks and the sweep is split by rows; every rank ends with the pruned weights.
+ * Collective. */
+static mp_status solve_dist(job *J, mp_block *blk, layer_rec *r, const double *H)
+{
+    mp_status st = MP_OK;
+    mp_linear *l = &blk->lin[r->id];
+    int64_t rows = l->out, cols = l->in;
+    double t0 = mp_comm_wtime();
+    mp_obs_info info = {0};
+    float *W = malloc((size_t)(rows * cols) * sizeof(float));
+    float *U = malloc((size_t)(cols * cols) * sizeof(float));
+    double *Hw = malloc((size_t)(cols * cols) * sizeof(double));
+    MP_TRY(agree(J, W && U && Hw ? MP_OK : mp_error(MP_ERR_NOMEM, "cannot allocate the "
+                                                    "ScaLAPACK solve of a %lld x %lld layer",
+                                                    (long long)rows, (long long)cols)));
+    memcpy(W, l->w, (size_t)(rows * cols) * sizeof(float));
+    memcpy(Hw, H, (size_t)(cols * cols) * sizeof(double));
+    MP_TRY(mp_obs_prepare_dist(J->comm, Hw, cols, W, rows, J->o->damp, 64, U, &info));
+    if (info.escalations > 0 && J->rank == 0) {
+        char nm[256];
+        mp_lin_full_name(&J->md.cfg, r->block, r->id, nm, sizeof nm);
+        fprintf(stderr, "mpiprune: warning: %s: Cholesky failed with damping %g; used %g of "
+                "mean(diag H)\n", nm, J->o->damp, info.damp);
+    }
+    MP_TRY(mp_sparsegpt_sweep_dist(J->comm, W, rows, cols, U, J->o->blocksize, &J->o->sp));
+    int64_t zeros = 0;
+    for (int64_t k = 0; k < rows * cols; k++)
+        zeros += W[k] == 0.0f;
+    r->sparsity = (double)zeros / (double)(rows * cols);
+    MP_TRY(agree(J, mp_recon_error(l->w, W, rows, cols, H, &r->err)));
+    memcpy(l->w, W, (size_t)(rows * cols) * sizeof(float));
+    r->damp = info.damp;
+    r->escalations = info.escalations;
+    r->dead = (double)info.dead;
+    r->owner = 0;
+    r->seconds = mp_comm_wtime() - t0;
+done:
+    free(W);
+    free(U);
+    free(Hw);
+    return st;
+}
+
 static mp_status prune_block(job *J, mp_block *blk)
 {
     mp_status st = MP_OK, local = MP_OK;
@@ -402,6 +458,7 @@ static mp_status prune_block(job *J, mp_block *blk)
         r->cols = blk->lin[id].in;
         r->cost = (double)r->rows * (double)r->cols * (double)r->cols +
                   pow((double)r->cols, 3.0);
+        r->dist = J->P > 1 && J->o->method == MP_METHOD_SPARSEGPT && r->cols >= J->scalapack_min;
     }
     assign_owners(recs, n, J->P);
     for (int g = 0; g < MP_IN_COUNT; g++)
@@ -409,7 +466,8 @@ static mp_status prune_block(job *J, mp_block *blk)
     for (int64_t i = 0; i < n; i++) {
         int g = (int)mp_lin_group(recs[i].id);
         J->need[g] = true;
-        owners[g][recs[i].owner] = true;
+        for (int r = 0; r < J->P; r++)
+            owners[g][r] = owners[g][r] || recs[i].dist || r == recs[i].owner;
     }
 
     /* Forward with hooks on a copy: the inputs are needed again for the pruned rerun. */
@@ -455,11 +513,18 @@ static mp_status prune_block(job *J, mp_block *blk)
     local = solve_owned(J, blk, recs, n, full);
     J->t_stage[ST_SOLVE] += mp_comm_wtime() - t;
     MP_TRY(agree(J, local));
+    t = mp_comm_wtime();
+    for (int64_t i = 0; i < n; i++)
+        if (recs[i].dist)
+            MP_TRY(solve_dist(J, blk, &recs[i], full[mp_lin_group(recs[i].id)]));
+    J->t_stage[ST_SOLVE] += mp_comm_wtime() - t;
 
     /* Pruned weights and their records, from each owner to every rank, in layer order. */
     t = mp_comm_wtime();
     for (int64_t i = 0; i < n; i++) {
         mp_linear *l = &blk->lin[recs[i].id];
+        if (recs[i].dist)
+            continue;
         MP_TRY(mp_comm_bcast(J->comm, l->w, l->out * l->in * (int64_t)sizeof(float),
                              recs[i].owner));
         MP_TRY(mp_comm_bcast(J->comm, &recs[i].sparsity, 6 * (int64_t)sizeof(double),
@@ -574,7 +639,10 @@ static mp_status write_report(job *J, const double *stages, const double *peak, 
             cJSON_AddNumberToObject(l, "dead_inputs", r->dead);
         }
         cJSON_AddNumberToObject(l, "seconds", r->seconds);
-        cJSON_AddNumberToObject(l, "rank", r->owner);
+        if (r->dist)
+            cJSON_AddStringToObject(l, "rank", "all (ScaLAPACK)");
+        else
+            cJSON_AddNumberToObject(l, "rank", r->owner);
         cJSON_AddItemToArray(layers, l);
         zeros += r->sparsity * (double)(r->rows * r->cols);
         total += (double)(r->rows * r->cols);
@@ -697,6 +765,8 @@ mp_status mp_prune_run(const mp_prune_opts *o, const mp_comm *comm)
         J->out_open = local == MP_OK;
     }
     MP_TRY(agree(J, local));
+    /* Available memory may differ between nodes: rank 0's choice holds for all. */
+    MP_TRY(mp_comm_bcast(comm, &J->scalapack_min, (int64_t)sizeof J->scalapack_min, 0));
     mp_progress_note(&J->pg, "%s %s on %lld sequences of %lld tokens, %d rank(s)",
                      o->method_name, o->nm_text ? o->nm_text : "unstructured",
                      (long long)o->nsamples, (long long)o->seqlen, J->P);

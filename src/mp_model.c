@@ -142,7 +142,7 @@ static mp_status load_vec(const mp_weight_source *src, const char *name, int64_t
 
 int64_t mp_block_bytes(const mp_model_config *c)
 {
-    int64_t total = 4 * c->d;
+    int64_t total = (c->arch == MP_ARCH_LLAMA ? 2 : 4) * c->d; /* norm weights (and biases) */
     for (int id = 0; id < MP_LIN_COUNT; id++) {
         int64_t out, in;
         bool present, bias;
@@ -225,6 +225,18 @@ static mp_status call_hook(const mp_hook *hook, mp_in_group g, const float *x, i
     return hook && hook->fn ? hook->fn(hook->ud, g, x, rows, dim) : MP_OK;
 }
 
+/* One matrix product per sequence: BLAS rounding can depend on a row's place in the product, so
+ * this keeps every sequence's result independent of the others in the call. */
+static mp_status lin_seq(const mp_linear *l, const float *x, int64_t n_seq, int64_t T, float *y)
+{
+    for (int64_t s = 0; s < n_seq; s++) {
+        mp_status st = mp_linear_forward(l, x + s * T * l->in, T, y + s * T * l->out);
+        if (st != MP_OK)
+            return st;
+    }
+    return MP_OK;
+}
+
 static void add_into(float *h, const float *x, int64_t n)
 {
     for (int64_t i = 0; i < n; i++)
@@ -266,9 +278,9 @@ mp_status mp_block_forward(const mp_model_config *c, const mp_block *blk, float 
         ain = xn;
     }
     MP_TRY(call_hook(hook, MP_IN_ATTN, ain, rows, d));
-    MP_TRY(mp_linear_forward(&blk->lin[MP_LIN_Q], ain, rows, q));
-    MP_TRY(mp_linear_forward(&blk->lin[MP_LIN_K], ain, rows, k));
-    MP_TRY(mp_linear_forward(&blk->lin[MP_LIN_V], ain, rows, v));
+    MP_TRY(lin_seq(&blk->lin[MP_LIN_Q], ain, n_seq, T, q));
+    MP_TRY(lin_seq(&blk->lin[MP_LIN_K], ain, n_seq, T, k));
+    MP_TRY(lin_seq(&blk->lin[MP_LIN_V], ain, n_seq, T, v));
     for (int64_t s = 0; s < n_seq; s++) {
         float *qs = q + s * T * qd, *ks = k + s * T * kd;
         if (llama) {
@@ -279,7 +291,7 @@ mp_status mp_block_forward(const mp_model_config *c, const mp_block *blk, float 
                             1.0 / sqrt((double)c->head_dim), ao + s * T * qd));
     }
     MP_TRY(call_hook(hook, MP_IN_O, ao, rows, qd));
-    MP_TRY(mp_linear_forward(&blk->lin[MP_LIN_O], ao, rows, tmp));
+    MP_TRY(lin_seq(&blk->lin[MP_LIN_O], ao, n_seq, T, tmp));
     add_into(h, tmp, rows * d);
     if (!pre)
         norm_apply(c, blk->norm1_w, blk->norm1_b, h, rows, h);
@@ -292,15 +304,15 @@ mp_status mp_block_forward(const mp_model_config *c, const mp_block *blk, float 
     }
     MP_TRY(call_hook(hook, MP_IN_MLP, min, rows, d));
     if (llama) {
-        MP_TRY(mp_linear_forward(&blk->lin[MP_LIN_GATE], min, rows, g));
-        MP_TRY(mp_linear_forward(&blk->lin[MP_LIN_UP], min, rows, u));
+        MP_TRY(lin_seq(&blk->lin[MP_LIN_GATE], min, n_seq, T, g));
+        MP_TRY(lin_seq(&blk->lin[MP_LIN_UP], min, n_seq, T, u));
         mp_swiglu(g, u, rows * c->ffn);
     } else {
-        MP_TRY(mp_linear_forward(&blk->lin[MP_LIN_UP], min, rows, g));
+        MP_TRY(lin_seq(&blk->lin[MP_LIN_UP], min, n_seq, T, g));
         mp_relu(g, rows * c->ffn);
     }
     MP_TRY(call_hook(hook, MP_IN_DOWN, g, rows, c->ffn));
-    MP_TRY(mp_linear_forward(&blk->lin[MP_LIN_DOWN], g, rows, tmp));
+    MP_TRY(lin_seq(&blk->lin[MP_LIN_DOWN], g, n_seq, T, tmp));
     add_into(h, tmp, rows * d);
     if (!pre)
         norm_apply(c, blk->norm2_w, blk->norm2_b, h, rows, h);
@@ -326,10 +338,14 @@ double mp_block_flops(const mp_model_config *c, int64_t n_seq, int64_t T)
         if (present)
             lin += (double)out * (double)in;
     }
-    /* Causal attention in tiles of 64 query rows: about T(T + 64)/2 scores per head, each
-     * costing 2·head_dim for q·k and 2·head_dim for p·v. */
-    double attn = 2.0 * (double)n_seq * (double)T * (double)(T + 64) *
-                  (double)(c->n_heads * c->head_dim);
+    /* Causal attention in tiles of 64 query rows (mp_attention): a tile of m rows ending at
+     * key nk computes m·nk scores, each 2·head_dim for q·k and 2·head_dim for p·v. */
+    double scores = 0.0;
+    for (int64_t i0 = 0; i0 < T; i0 += 64) {
+        int64_t m = T - i0 < 64 ? T - i0 : 64;
+        scores += (double)m * (double)(i0 + m);
+    }
+    double attn = 4.0 * (double)n_seq * scores * (double)(c->n_heads * c->head_dim);
     return 2.0 * rows * lin + attn;
 }
 
@@ -412,7 +428,7 @@ mp_status mp_embed_forward(const mp_model_config *c, const mp_head *head, const 
         memcpy(dst + r * wd, head->embed + (int64_t)tokens[r] * wd, (size_t)wd * sizeof(float));
     if (head->project_in) {
         mp_linear pin = {.out = c->d, .in = wd, .w = head->project_in, .present = true};
-        MP_TRY(mp_linear_forward(&pin, e, rows, h));
+        MP_TRY(lin_seq(&pin, e, n_seq, T, h));
     }
     if (head->pos) {
         /* OPT's learned positions are offset by 2 (rows 0 and 1 are padding slots). */
@@ -427,8 +443,9 @@ done:
 
 /* Final norm and projection in place: h[rows, d] -> x[rows, wd] (x may be h when wd == d). */
 static mp_status head_prepare(const mp_model_config *c, const mp_head *head, float *h,
-                              int64_t rows, float **x_out, float **owned)
+                              int64_t n_seq, int64_t T, float **x_out, float **owned)
 {
+    int64_t rows = n_seq * T;
     *owned = NULL;
     if (head->norm_w)
         norm_apply(c, head->norm_w, head->norm_b, h, rows, h);
@@ -442,7 +459,7 @@ static mp_status head_prepare(const mp_model_config *c, const mp_head *head, flo
         return mp_error(MP_ERR_NOMEM, "cannot allocate head input for %lld tokens",
                         (long long)rows);
     mp_linear pout = {.out = wd, .in = c->d, .w = head->project_out, .present = true};
-    mp_status st = mp_linear_forward(&pout, h, rows, x);
+    mp_status st = lin_seq(&pout, h, n_seq, T, x);
     if (st != MP_OK) {
         free(x);
         return st;
@@ -455,14 +472,13 @@ static mp_status head_prepare(const mp_model_config *c, const mp_head *head, flo
 mp_status mp_head_logits(const mp_model_config *c, const mp_head *head, float *h, int64_t n_seq,
                          int64_t T, float *logits)
 {
-    int64_t rows = n_seq * T;
     float *x, *owned;
-    mp_status st = head_prepare(c, head, h, rows, &x, &owned);
+    mp_status st = head_prepare(c, head, h, n_seq, T, &x, &owned);
     if (st != MP_OK)
         return st;
     mp_linear lm = {.out = c->vocab, .in = c->word_embed_proj_dim, .w = head->lm_head,
                     .present = true};
-    st = mp_linear_forward(&lm, x, rows, logits);
+    st = lin_seq(&lm, x, n_seq, T, logits);
     free(owned);
     return st;
 }
@@ -474,12 +490,12 @@ mp_status mp_head_nll(const mp_model_config *c, const mp_head *head, float *h,
                       const uint32_t *tokens, int64_t n_seq, int64_t T, double *nll)
 {
     mp_status st = MP_OK;
-    int64_t rows = n_seq * T, wd = c->word_embed_proj_dim, V = c->vocab;
+    int64_t wd = c->word_embed_proj_dim, V = c->vocab;
     float *x = NULL, *owned = NULL;
     float *lg = malloc((size_t)(MP_NLL_CHUNK * V) * sizeof(float));
     if (!lg)
         return mp_error(MP_ERR_NOMEM, "cannot allocate logits for vocabulary %lld", (long long)V);
-    MP_TRY(head_prepare(c, head, h, rows, &x, &owned));
+    MP_TRY(head_prepare(c, head, h, n_seq, T, &x, &owned));
     mp_linear lm = {.out = V, .in = wd, .w = head->lm_head, .present = true};
     for (int64_t s = 0; s < n_seq; s++) {
         double sum = 0.0;
