@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "mp_ckpt.h"
 #include "mp_eval.h"
 #include "mp_opts.h"
 #include "mp_prune_job.h"
@@ -22,6 +23,7 @@ static const char *const top_usage =
     "Commands:\n"
     "  prune     one-shot pruning (SparseGPT, Wanda, magnitude; unstructured or N:M)\n"
     "  eval      perplexity of a Hugging Face causal LM on a token file\n"
+    "  status    what a prune checkpoint holds\n"
     "  version   print the version\n"
     "\n"
     "Run 'mpiprune <command> --help' for a command's options.\n"
@@ -44,7 +46,7 @@ static int report_agreed(const mp_comm *comm, mp_status st)
 {
     const char *msg = mp_error_message();
     int who = mp_comm_rank(comm), failed_rank = -1;
-    if (sscanf(msg, "rank %d failed", &failed_rank) == 1)
+    if (sscanf(msg, "(reported by rank %d)", &failed_rank) == 1)
         who = failed_rank;
     if (mp_comm_rank(comm) == who)
         fprintf(stderr, "mpiprune: error: %s\n", msg);
@@ -143,6 +145,16 @@ static int cmd_prune(int argc, char **argv, const mp_comm *comm)
          false, 0, 1e9, NULL},
         {"max-memory", MP_OPT_DOUBLE, &o.max_memory_gib, "0", "GIB", "memory per rank the plan "
          "may use (0: available memory / ranks)", false, 0, 1e9, NULL},
+        {"checkpoint", MP_OPT_STR, &o.checkpoint, NULL, "FILE", "HDF5 checkpoint: written "
+         "after every block, resumed from when it exists", false, 0, 0, NULL},
+        {"restart", MP_OPT_FLAG, &o.restart, NULL, NULL, "ignore an existing --checkpoint and "
+         "start over", false, 0, 0, NULL},
+        {"snapshot-blocks", MP_OPT_INT, &o.snapshot_blocks, "4", "K", "save the calibration "
+         "hidden states every K blocks", false, 1, 1e9, NULL},
+        {"snapshot-minutes", MP_OPT_DOUBLE, &o.snapshot_minutes, "30", "M", "... or every M "
+         "minutes, whichever comes first", false, 0, 1e9, NULL},
+        {"pause-after-block", MP_OPT_INT, &o.pause_ms, "0", "MS", "sleep MS milliseconds after "
+         "each block (to test signals and kills)", false, 0, 1e9, NULL},
         {"quiet", MP_OPT_FLAG, &quiet, NULL, NULL, "no progress lines on stderr", false, 0, 0,
          NULL},
     };
@@ -175,6 +187,51 @@ static int cmd_prune(int argc, char **argv, const mp_comm *comm)
     return 0;
 }
 
+static int cmd_status(int argc, char **argv, const mp_comm *comm)
+{
+    bool help = false;
+    const char *pos[1] = {NULL};
+    int npos = 0;
+    const mp_opt opts[] = {{"quiet", MP_OPT_FLAG, &help, NULL, NULL, "(ignored)", false, 0, 0,
+                            NULL}};
+    mp_status st = mp_opts_parse("status", opts, 0, argc, argv, &help, pos, 1, &npos);
+    if (st == MP_OK && help) {
+        if (mp_comm_rank(comm) == 0)
+            mp_opts_usage(stdout, "status", "CKPT.h5",
+                          "Prints what a prune checkpoint holds: the job, its progress, when "
+                          "and by how many ranks\nit was written.",
+                          opts, 0);
+        return 0;
+    }
+    if (st == MP_OK && npos != 1)
+        st = mp_error(MP_ERR_ARG, "mpiprune status: give the checkpoint file (see mpiprune "
+                      "status --help)");
+    if (st != MP_OK)
+        return report(comm, st, 0);
+    mp_ckpt_info info;
+    st = mp_ckpt_read_main(pos[0], &info);
+    if (st != MP_OK)
+        return report(comm, st, 0);
+    if (mp_comm_rank(comm) == 0) {
+        printf("checkpoint      %s\n", pos[0]);
+        printf("format version  %lld (mpiprune %s)\n", (long long)info.format_version,
+               info.mpiprune_version);
+        printf("written         %s by %lld rank(s)\n", info.written_at, (long long)info.ranks);
+        printf("progress        %lld of %lld blocks pruned%s\n", (long long)info.next_block,
+               (long long)info.n_blocks, info.next_block == info.n_blocks ? " (complete)" : "");
+        if (info.snapshot_block >= 0)
+            printf("hidden states   inputs of block %lld, [%lld, %lld, %lld]\n",
+                   (long long)info.snapshot_block, (long long)info.n_seq,
+                   (long long)info.seqlen, (long long)info.d);
+        else
+            printf("hidden states   none (recomputed from the embeddings on resume)\n");
+        printf("job id          %s\n", info.job_id);
+        printf("job             %s\n", info.job_json);
+    }
+    mp_ckpt_info_free(&info);
+    return 0;
+}
+
 int mp_cli_main(int argc, char **argv, const mp_comm *comm)
 {
     int rank = mp_comm_rank(comm);
@@ -194,6 +251,8 @@ int mp_cli_main(int argc, char **argv, const mp_comm *comm)
         return cmd_prune(argc - 2, argv + 2, comm);
     if (strcmp(cmd, "eval") == 0)
         return cmd_eval(argc - 2, argv + 2, comm);
+    if (strcmp(cmd, "status") == 0)
+        return cmd_status(argc - 2, argv + 2, comm);
     if (rank == 0)
         fprintf(stderr, "mpiprune: error: unknown command '%s' (see mpiprune --help)\n", cmd);
     return 2;

@@ -100,7 +100,7 @@ mp_status mp_eval_run(const mp_eval_opts *o, const mp_comm *comm, mp_eval_result
         st = gst;
         /* Ranks other than the failing one carry no message of their own. */
         if (rank != who)
-            mp_error(gst, "rank %d failed", who);
+            mp_error(gst, "(reported by rank %d)", who);
         goto done;
     }
 

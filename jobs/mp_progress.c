@@ -10,6 +10,13 @@ void mp_progress_start(mp_progress *p, bool enabled, const char *what, int64_t t
     p->enabled = enabled;
     p->what = what;
     p->total = total;
+    p->first = 0;
+    p->t0 = mp_comm_wtime();
+}
+
+void mp_progress_restart(mp_progress *p, int64_t first)
+{
+    p->first = first;
     p->t0 = mp_comm_wtime();
 }
 
@@ -18,7 +25,8 @@ void mp_progress_step(mp_progress *p, int64_t done, double tokens, const char *d
     if (!p->enabled)
         return;
     double el = mp_comm_wtime() - p->t0;
-    double eta = done > 0 ? el * (double)(p->total - done) / (double)done : 0.0;
+    int64_t ran = done - p->first;
+    double eta = ran > 0 ? el * (double)(p->total - done) / (double)ran : 0.0;
     fprintf(stderr, "%s: %s %lld/%lld done, %.0f tok/s, elapsed %.1f s, ETA %.1f s\n", p->what,
             detail ? detail : "step", (long long)done, (long long)p->total,
             el > 0 ? tokens / el : 0.0, el, eta);

@@ -9,12 +9,14 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <time.h>
 
 #include "mp_hessian.h"
 #include "mp_model.h"
 #include "mp_modeldir.h"
 #include "mp_outdir.h"
 #include "mp_progress.h"
+#include "mp_ckpt.h"
 #include "mp_sha256.h"
 #include "mp_tokens.h"
 
@@ -22,42 +24,11 @@
 #define MPIPRUNE_VERSION "unknown"
 #endif
 
-enum { ST_FORWARD, ST_HESSIAN, ST_REDUCE, ST_SOLVE, ST_BCAST, ST_WRITE, ST_COUNT };
-static const char *const stage_names[ST_COUNT] = {"forward", "hessian", "reduction", "solve",
-                                                  "broadcast", "write"};
+#include "mp_prune_internal.h"
+#include "mp_signals.h"
 
-/* One pruned layer, as reported. */
-typedef struct {
-    int64_t block;
-    mp_lin_id id;
-    int owner;    /* the solving rank; for a ScaLAPACK layer every rank solves, 0 reports */
-    bool dist;    /* factored with ScaLAPACK and swept by rows over all ranks */
-    int64_t rows, cols;
-    double cost;
-    /* filled by the owner, broadcast to all */
-    double sparsity, err, damp, seconds, escalations, dead;
-} layer_rec;
-
-typedef struct {
-    const mp_prune_opts *o;
-    const mp_comm *comm;
-    int rank, P;
-    mp_modeldir md;
-    mp_tokens tok;
-    bool *block_sel;
-    bool lin_sel[MP_LIN_COUNT];
-    int64_t s0, s1;            /* this rank's calibration sequences [s0, s1) */
-    float *h, *hwork;          /* [n_loc, T, d] */
-    mp_hessian hs[MP_IN_COUNT];
-    bool need[MP_IN_COUNT];
-    double t_stage[ST_COUNT];
-    layer_rec *recs;
-    int64_t nrecs, cap;
-    mp_outdir out;
-    bool out_open;
-    mp_progress pg;
-    int64_t scalapack_min;     /* Hessian dimension from which ScaLAPACK is used (P > 1) */
-} job;
+const char *const mp_stage_names[ST_COUNT] = {"forward", "hessian", "reduction", "solve",
+                                               "broadcast", "write", "checkpoint"};
 
 mp_status mp_prune_parse_nm(const char *text, mp_sparsity *sp)
 {
@@ -210,7 +181,7 @@ static mp_status hook_fn(void *ud, mp_in_group g, const float *x, int64_t rows, 
 }
 
 /* Runs the current block on this rank's sequences in place, `batch` sequences at a time. */
-static mp_status run_block(job *J, const mp_block *blk, float *h, const mp_hook *hook)
+mp_status mp_prune_run_block(job *J, const mp_block *blk, float *h, const mp_hook *hook)
 {
     const mp_model_config *c = &J->md.cfg;
     int64_t T = J->o->seqlen, n = J->s1 - J->s0;
@@ -225,7 +196,7 @@ static mp_status run_block(job *J, const mp_block *blk, float *h, const mp_hook 
 
 /* Agrees on a failure across ranks; on failure every rank returns the failing rank's status and
  * only that rank keeps its message. */
-static mp_status agree(job *J, mp_status local)
+mp_status mp_prune_agree(job *J, mp_status local)
 {
     mp_status g = MP_OK;
     int who = -1;
@@ -233,7 +204,7 @@ static mp_status agree(job *J, mp_status local)
     if (st != MP_OK)
         return st;
     if (g != MP_OK && J->rank != who)
-        mp_error(g, "rank %d failed", who);
+        mp_error(g, "(reported by rank %d)", who);
     return g;
 }
 
@@ -406,7 +377,7 @@ static mp_status solve_dist(job *J, mp_block *blk, layer_rec *r, const double *H
     float *W = malloc((size_t)(rows * cols) * sizeof(float));
     float *U = malloc((size_t)(cols * cols) * sizeof(float));
     double *Hw = malloc((size_t)(cols * cols) * sizeof(double));
-    MP_TRY(agree(J, W && U && Hw ? MP_OK : mp_error(MP_ERR_NOMEM, "cannot allocate the "
+    MP_TRY(mp_prune_agree(J, W && U && Hw ? MP_OK : mp_error(MP_ERR_NOMEM, "cannot allocate the "
                                                     "ScaLAPACK solve of a %lld x %lld layer",
                                                     (long long)rows, (long long)cols)));
     memcpy(W, l->w, (size_t)(rows * cols) * sizeof(float));
@@ -423,7 +394,7 @@ static mp_status solve_dist(job *J, mp_block *blk, layer_rec *r, const double *H
     for (int64_t k = 0; k < rows * cols; k++)
         zeros += W[k] == 0.0f;
     r->sparsity = (double)zeros / (double)(rows * cols);
-    MP_TRY(agree(J, mp_recon_error(l->w, W, rows, cols, H, &r->err)));
+    MP_TRY(mp_prune_agree(J, mp_recon_error(l->w, W, rows, cols, H, &r->err)));
     memcpy(l->w, W, (size_t)(rows * cols) * sizeof(float));
     r->damp = info.damp;
     r->escalations = info.escalations;
@@ -481,7 +452,7 @@ static mp_status prune_block(job *J, mp_block *blk)
         memcpy(J->hwork, J->h, (size_t)nh * sizeof(float));
         mp_hook hook = {hook_fn, J};
         double th = J->t_stage[ST_HESSIAN];
-        local = run_block(J, blk, J->hwork, &hook);
+        local = mp_prune_run_block(J, blk, J->hwork, &hook);
         J->t_stage[ST_FORWARD] += mp_comm_wtime() - t - (J->t_stage[ST_HESSIAN] - th);
     }
     /* Buffers for the reduction on the owners. */
@@ -499,7 +470,7 @@ static mp_status prune_block(job *J, mp_block *blk)
     if (local == MP_OK && maxdim > 0 &&
         !(buf = malloc((size_t)(maxdim * maxdim) * sizeof(double))))
         local = mp_error(MP_ERR_NOMEM, "cannot allocate a Hessian buffer");
-    MP_TRY(agree(J, local));
+    MP_TRY(mp_prune_agree(J, local));
 
     t = mp_comm_wtime();
     for (int g = 0; g < MP_IN_COUNT; g++)
@@ -512,7 +483,7 @@ static mp_status prune_block(job *J, mp_block *blk)
     t = mp_comm_wtime();
     local = solve_owned(J, blk, recs, n, full);
     J->t_stage[ST_SOLVE] += mp_comm_wtime() - t;
-    MP_TRY(agree(J, local));
+    MP_TRY(mp_prune_agree(J, local));
     t = mp_comm_wtime();
     for (int64_t i = 0; i < n; i++)
         if (recs[i].dist)
@@ -556,22 +527,13 @@ static mp_status prune_block(job *J, mp_block *blk)
             J->nrecs += n;
         }
     }
-    MP_TRY(agree(J, local));
+    MP_TRY(mp_prune_agree(J, local));
 done:
     for (int g = 0; g < MP_IN_COUNT; g++) {
         free(full[g]);
         mp_hessian_free(&J->hs[g]);
     }
     free(buf);
-    return st;
-}
-
-static mp_status add_sha(cJSON *obj, const char *key, const char *path)
-{
-    char hex[65];
-    mp_status st = mp_sha256_file(path, hex);
-    if (st == MP_OK)
-        cJSON_AddStringToObject(obj, key, hex);
     return st;
 }
 
@@ -609,17 +571,8 @@ static mp_status write_report(job *J, const double *stages, const double *peak, 
     cJSON_AddStringToObject(op, "layers", o->layers ? o->layers : "all");
     cJSON_AddNumberToObject(op, "ranks", J->P);
 
-    cJSON *in = cJSON_AddObjectToObject(root, "inputs_sha256");
-    MP_TRY(add_sha(in, "config.json", J->md.config_path));
-    for (int f = 0; f < mp_st_file_count(J->md.st); f++)
-        MP_TRY(add_sha(in, mp_st_file_name(J->md.st, f), mp_st_file_path(J->md.st, f)));
-    if (mp_st_is_sharded(J->md.st)) {
-        char p[4200];
-        snprintf(p, sizeof p, "%s/model.safetensors.index.json", J->md.dir);
-        MP_TRY(add_sha(in, "model.safetensors.index.json", p));
-    }
-    MP_TRY(add_sha(in, "calib", o->calib));
-
+    cJSON_AddItemToObject(root, "inputs_sha256", cJSON_Duplicate(J->inputs, 1));
+    cJSON_AddNumberToObject(root, "resumed_from_block", (double)J->resumed_from);
     cJSON *layers = cJSON_AddArrayToObject(root, "layers");
     double zeros = 0.0, total = 0.0;
     for (int64_t i = 0; i < J->nrecs; i++) {
@@ -654,12 +607,12 @@ static mp_status write_report(job *J, const double *stages, const double *peak, 
         double mx = 0.0;
         for (int r = 0; r < J->P; r++)
             mx = stages[r * ST_COUNT + s] > mx ? stages[r * ST_COUNT + s] : mx;
-        cJSON_AddNumberToObject(sts, stage_names[s], mx);
+        cJSON_AddNumberToObject(sts, mp_stage_names[s], mx);
     }
     for (int r = 0; r < J->P; r++) {
         cJSON *x = cJSON_CreateObject();
         for (int s = 0; s < ST_COUNT; s++)
-            cJSON_AddNumberToObject(x, stage_names[s], stages[r * ST_COUNT + s]);
+            cJSON_AddNumberToObject(x, mp_stage_names[s], stages[r * ST_COUNT + s]);
         cJSON_AddItemToArray(per, x);
     }
     cJSON *pk = cJSON_AddArrayToObject(root, "peak_memory_bytes_per_rank");
@@ -722,7 +675,7 @@ done:
     return st;
 }
 
-static mp_status embed_local(job *J)
+mp_status mp_prune_embed(job *J)
 {
     mp_status st = MP_OK;
     const mp_model_config *c = &J->md.cfg;
@@ -755,37 +708,75 @@ mp_status mp_prune_run(const mp_prune_opts *o, const mp_comm *comm)
         return mp_error(MP_ERR_UNSUPPORTED, "mpiprune prune runs on at most 1024 ranks");
     mp_progress_start(&J->pg, o->progress && J->rank == 0, "prune", 1);
 
+    J->resumed_from = -1;
+    J->snapshot_block = -1;
+    mp_signals_install();
     local = setup_local(J);
     if (local == MP_OK) {
         J->pg.total = J->md.cfg.n_layers;
         local = memory_plan(J);
     }
-    if (local == MP_OK && J->rank == 0) {
+    if (local == MP_OK && J->rank == 0)
+        local = mp_prune_identity(J);
+    MP_TRY(mp_prune_agree(J, local));
+    /* Available memory may differ between nodes: rank 0's choice holds for all. */
+    MP_TRY(mp_comm_bcast(comm, &J->scalapack_min, (int64_t)sizeof J->scalapack_min, 0));
+    MP_TRY(mp_prune_resume(J));
+    if (J->rank == 0) {
         local = mp_outdir_create(&J->out, o->out, o->model, J->md.st);
         J->out_open = local == MP_OK;
     }
-    MP_TRY(agree(J, local));
-    /* Available memory may differ between nodes: rank 0's choice holds for all. */
-    MP_TRY(mp_comm_bcast(comm, &J->scalapack_min, (int64_t)sizeof J->scalapack_min, 0));
-    mp_progress_note(&J->pg, "%s %s on %lld sequences of %lld tokens, %d rank(s)",
+    MP_TRY(mp_prune_agree(J, local));
+    mp_progress_note(&J->pg, "%s %s on %lld sequences of %lld tokens, %d rank(s)%s",
                      o->method_name, o->nm_text ? o->nm_text : "unstructured",
-                     (long long)o->nsamples, (long long)o->seqlen, J->P);
-    MP_TRY(agree(J, embed_local(J)));
-
+                     (long long)o->nsamples, (long long)o->seqlen, J->P,
+                     J->resumed_from >= 0 ? ", resumed from the checkpoint" : "");
     const mp_model_config *c = &J->md.cfg;
-    for (int64_t b = 0; b < c->n_layers; b++) {
-        MP_TRY(agree(J, mp_block_load(c, &J->md.src, b, &blk)));
+    if (J->resumed_from >= 0) {
+        MP_TRY(mp_prune_restore(J));
+    } else {
+        MP_TRY(mp_prune_agree(J, mp_prune_embed(J)));
+    }
+    J->snapshot_time = mp_comm_wtime();
+    mp_progress_restart(&J->pg, J->start_block);
+
+    for (int64_t b = J->start_block; b < c->n_layers; b++) {
+        MP_TRY(mp_prune_agree(J, mp_block_load(c, &J->md.src, b, &blk)));
         if (J->block_sel[b])
             MP_TRY(prune_block(J, blk));
         double t = mp_comm_wtime();
-        local = run_block(J, blk, J->h, NULL);
+        local = mp_prune_run_block(J, blk, J->h, NULL);
         J->t_stage[ST_FORWARD] += mp_comm_wtime() - t;
+        MP_TRY(mp_prune_agree(J, local));
+        if (o->pause_ms > 0) {
+            struct timespec ts = {o->pause_ms / 1000, (o->pause_ms % 1000) * 1000000L};
+            while (nanosleep(&ts, &ts) != 0 && !mp_signals_pending())
+                ;
+        }
+        /* A signal on any rank stops every rank here, after a checkpoint. */
+        mp_status sig = MP_OK;
+        int who = -1;
+        MP_TRY(mp_comm_agree(comm, mp_signals_pending() ? MP_ERR_INTERRUPTED : MP_OK, &sig,
+                             &who));
+        bool stopping = sig != MP_OK && b + 1 < c->n_layers;
+        if (o->checkpoint)
+            MP_TRY(mp_prune_checkpoint(J, blk, b, stopping));
         mp_block_free(&blk);
-        MP_TRY(agree(J, local));
         mp_progress_step(&J->pg, b + 1,
-                         (double)(o->nsamples * o->seqlen) * (double)(b + 1) *
+                         (double)(o->nsamples * o->seqlen) * (double)(b + 1 - J->start_block) *
                              (J->block_sel[b] ? 2.0 : 1.0),
                          "block");
+        if (stopping) {
+            if (J->rank != 0)
+                MP_FAIL(MP_ERR_INTERRUPTED, "(reported by rank 0)");
+            if (o->checkpoint)
+                MP_FAIL(MP_ERR_INTERRUPTED, "stopped by a signal after block %lld of %lld; "
+                        "checkpoint %s written: run the same command to resume",
+                        (long long)b + 1, (long long)c->n_layers, o->checkpoint);
+            MP_FAIL(MP_ERR_INTERRUPTED, "stopped by a signal after block %lld of %lld (no "
+                    "--checkpoint: a rerun starts over)", (long long)b + 1,
+                    (long long)c->n_layers);
+        }
     }
 
     /* Stage times and peak memory of every rank, for the report. */
@@ -801,7 +792,7 @@ mp_status mp_prune_run(const mp_prune_opts *o, const mp_comm *comm)
     if (counts)
         for (int r = 0; r < J->P; r++)
             counts[r] = ST_COUNT + 1;
-    st = agree(J, local);
+    st = mp_prune_agree(J, local);
     if (st == MP_OK)
         st = mp_comm_gatherv_f64(comm, mine, ST_COUNT + 1, stages, counts, 0);
     free(counts);
@@ -824,8 +815,11 @@ mp_status mp_prune_run(const mp_prune_opts *o, const mp_comm *comm)
             local = mp_outdir_commit(&J->out);
         if (local == MP_OK)
             mp_progress_note(&J->pg, "wrote %s (%.1f s)", o->out, mp_comm_wtime() - t0);
+        /* The output is whole: the checkpoint has served its purpose. */
+        if (local == MP_OK && o->checkpoint)
+            local = mp_ckpt_remove(o->checkpoint);
     }
-    MP_TRY(agree(J, local));
+    MP_TRY(mp_prune_agree(J, local));
 done:
     if (J->out_open)
         mp_outdir_abort(&J->out);
@@ -840,5 +834,7 @@ done:
     free(peak);
     mp_tokens_free(&J->tok);
     mp_modeldir_close(&J->md);
+    cJSON_Delete(J->inputs);
+    free(J->job_json);
     return st;
 }

@@ -34,6 +34,11 @@ typedef struct {
     int64_t scalapack_min_dim; /* Hessians at least this large use ScaLAPACK (P > 1) */
     double max_memory_gib;     /* 0: MemAvailable / ranks per node */
     bool progress;
+    const char *checkpoint;    /* HDF5 checkpoint path or NULL */
+    bool restart;              /* ignore an existing checkpoint */
+    int64_t snapshot_blocks;   /* hidden-state snapshot every K blocks ... */
+    double snapshot_minutes;   /* ... or every M minutes, whichever comes first */
+    int64_t pause_ms;          /* sleep after each block (for tests of signals and kills) */
     int argc;                  /* the command line, for the report */
     char **argv;
 } mp_prune_opts;

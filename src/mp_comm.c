@@ -80,6 +80,8 @@ int mp_comm_rank(const mp_comm *c) { return c->rank; }
 int mp_comm_size(const mp_comm *c) { return c->size; }
 double mp_comm_wtime(void) { return MPI_Wtime(); }
 
+const void *mp_comm_native(const mp_comm *c) { return &c->comm; }
+
 mp_status mp_comm_barrier(const mp_comm *c)
 {
     MPI_CHECK(MPI_Barrier(c->comm), "MPI_Barrier");

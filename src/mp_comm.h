@@ -30,6 +30,10 @@ double mp_comm_wtime(void);
 
 MP_NODISCARD mp_status mp_comm_barrier(const mp_comm *c);
 
+/* The underlying MPI_Comm, for a library that takes one (parallel HDF5): points at an MPI_Comm
+ * owned by c. Not collective. */
+const void *mp_comm_native(const mp_comm *c);
+
 /* Every rank learns whether any rank failed: *global is the status of the lowest failing rank
  * (MP_OK if none) and *who that rank (-1 if none). The failing rank keeps its message, so the
  * caller prints it where rank == *who. */

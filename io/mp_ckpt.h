@@ -1,0 +1,81 @@
+/* mp_ckpt (h5ck): the HDF5 checkpoint of a prune job.
+ *
+ * Layout (format version 1). A checkpoint CKPT is a main file and a folder CKPT.d beside it:
+ *
+ *   CKPT                       the main file, small, rewritten at every checkpoint
+ *     attributes  format_version (int64), job_id (string, sha256 of /job), mpiprune_version,
+ *                 written_at (UTC ISO 8601), ranks (int64: ranks that wrote it),
+ *                 n_blocks, next_block (first block not yet pruned),
+ *                 snapshot_block (int64: the hidden-state snapshot holds the inputs of this
+ *                 block; -1 when there is none), n_seq, seqlen, d (the snapshot's shape)
+ *     /job        uint8 [n]: JSON text of the job's identity (sha256 of the model and
+ *                 calibration files, every option that changes the result)
+ *     /report     uint8 [n]: JSON array of the per-layer records of the blocks done
+ *     /weights/block_BBBBB   external link to CKPT.d/block_BBBBB.h5 "/", per finished block
+ *     /hidden                external link to CKPT.d/hidden_BBBBB.h5 "/hidden" (if any)
+ *   CKPT.d/block_BBBBB.h5      pruned weights of block B, written once by rank 0: one float32
+ *                 dataset [out, in] per pruned linear layer, named by its short name
+ *                 ("q_proj", "fc1", ...); attributes job_id, block
+ *   CKPT.d/hidden_BBBBB.h5     /hidden float32 [n_seq, seqlen, d], the inputs of block B of
+ *                 every calibration sequence; written collectively, each rank its sequences;
+ *                 attributes job_id, block
+ *
+ * Every dataset is chunked with a Fletcher32 checksum, verified on every read; the files use
+ * the 1.10 format, whose metadata carries checksums too. Every file is written under a
+ * temporary name, closed, and renamed into place only when complete, and the main file is
+ * renamed last, so the previous checkpoint stays valid until the new one is whole. Files no
+ * longer referenced are removed after the main file's rename.
+ * Readable with h5dump and h5py (which follow the external links).
+ */
+#ifndef MP_CKPT_H
+#define MP_CKPT_H
+
+#include <stdint.h>
+
+#include "mp_comm.h"
+#include "mp_status.h"
+
+#define MP_CKPT_FORMAT_VERSION 1
+
+typedef struct {
+    int64_t format_version;
+    char job_id[65];
+    char *job_json;
+    char mpiprune_version[32];
+    char written_at[32];
+    int64_t ranks;
+    int64_t n_blocks, next_block, snapshot_block;
+    int64_t n_seq, seqlen, d;
+    char *report_json;
+} mp_ckpt_info;
+
+void mp_ckpt_info_free(mp_ckpt_info *info);
+
+/* Rank 0 only. Writes CKPT.d/block_BBBBB.h5 with n datasets. */
+MP_NODISCARD mp_status mp_ckpt_write_block(const char *ckpt, int64_t block, const char *job_id,
+                                           int n, const char *const *names,
+                                           const int64_t (*shapes)[2], const float *const *data);
+/* Any rank. Reads the n datasets of a block file into data[i] (shapes must match). */
+MP_NODISCARD mp_status mp_ckpt_read_block(const char *ckpt, int64_t block, const char *job_id,
+                                          int n, const char *const *names,
+                                          const int64_t (*shapes)[2], float *const *data);
+
+/* Collective. Every rank writes sequences [s0, s1) of h[n_seq, T, d] (h holds s1 − s0). */
+MP_NODISCARD mp_status mp_ckpt_write_hidden(const mp_comm *c, const char *ckpt, int64_t block,
+                                            const char *job_id, int64_t n_seq, int64_t T,
+                                            int64_t d, int64_t s0, int64_t s1, const float *h);
+/* Collective. Every rank reads its sequences [s0, s1). */
+MP_NODISCARD mp_status mp_ckpt_read_hidden(const mp_comm *c, const char *ckpt, int64_t block,
+                                           const char *job_id, int64_t n_seq, int64_t T,
+                                           int64_t d, int64_t s0, int64_t s1, float *h);
+
+/* Rank 0 only. Writes the main file (tmp + rename), then removes files of CKPT.d that it does
+ * not reference. */
+MP_NODISCARD mp_status mp_ckpt_write_main(const char *ckpt, const mp_ckpt_info *info);
+/* Any rank. MP_ERR_NOT_FOUND when CKPT does not exist; MP_ERR_FORMAT with the reason when it is
+ * damaged, truncated or of an unknown format version. */
+MP_NODISCARD mp_status mp_ckpt_read_main(const char *ckpt, mp_ckpt_info *info);
+/* Rank 0 only: removes CKPT and CKPT.d. */
+MP_NODISCARD mp_status mp_ckpt_remove(const char *ckpt);
+
+#endif

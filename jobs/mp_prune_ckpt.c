@@ -1,0 +1,388 @@
+/* Checkpoint and resume of the prune job: the job's identity, the checkpoint after each block,
+ * and the restore of a job from its checkpoint (format: io/mp_ckpt.h). */
+#define _POSIX_C_SOURCE 200809L
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "mp_ckpt.h"
+#include "mp_prune_internal.h"
+#include "mp_sha256.h"
+
+#ifndef MPIPRUNE_VERSION
+#define MPIPRUNE_VERSION "unknown"
+#endif
+
+static mp_status add_sha(cJSON *obj, const char *key, const char *path)
+{
+    char hex[65];
+    mp_status st = mp_sha256_file(path, hex);
+    if (st == MP_OK)
+        cJSON_AddStringToObject(obj, key, hex);
+    return st;
+}
+
+mp_status mp_prune_identity(job *J)
+{
+    mp_status st = MP_OK;
+    const mp_prune_opts *o = J->o;
+    cJSON *id = cJSON_CreateObject();
+    J->inputs = cJSON_CreateObject();
+    if (!id || !J->inputs)
+        MP_FAIL(MP_ERR_NOMEM, "cannot build the job identity");
+    MP_TRY(add_sha(J->inputs, "config.json", J->md.config_path));
+    for (int f = 0; f < mp_st_file_count(J->md.st); f++)
+        MP_TRY(add_sha(J->inputs, mp_st_file_name(J->md.st, f), mp_st_file_path(J->md.st, f)));
+    if (mp_st_is_sharded(J->md.st)) {
+        char p[4200];
+        snprintf(p, sizeof p, "%s/model.safetensors.index.json", J->md.dir);
+        MP_TRY(add_sha(J->inputs, "model.safetensors.index.json", p));
+    }
+    MP_TRY(add_sha(J->inputs, "calib", o->calib));
+    /* What changes the result; the rank count changes only rounding, so it is not here. */
+    cJSON_AddNumberToObject(id, "format", 1);
+    cJSON_AddItemToObject(id, "inputs_sha256", cJSON_Duplicate(J->inputs, 1));
+    cJSON_AddStringToObject(id, "method", o->method_name);
+    if (o->sp.n > 0) {
+        char nm[32];
+        snprintf(nm, sizeof nm, "%d:%d", o->sp.n, o->sp.m);
+        cJSON_AddStringToObject(id, "nm", nm);
+    } else {
+        cJSON_AddNumberToObject(id, "sparsity", o->sp.sparsity);
+    }
+    cJSON_AddNumberToObject(id, "seqlen", (double)o->seqlen);
+    cJSON_AddNumberToObject(id, "nsamples", (double)o->nsamples);
+    cJSON_AddNumberToObject(id, "blocksize", (double)o->blocksize);
+    cJSON_AddNumberToObject(id, "damp", o->damp);
+    cJSON_AddNumberToObject(id, "batch", (double)o->batch);
+    cJSON_AddStringToObject(id, "blocks", o->blocks ? o->blocks : "all");
+    cJSON_AddStringToObject(id, "layers", o->layers ? o->layers : "all");
+    if (o->scalapack_min_dim > 0)
+        cJSON_AddNumberToObject(id, "scalapack_min_dim", (double)o->scalapack_min_dim);
+    J->job_json = cJSON_PrintUnformatted(id);
+    if (!J->job_json)
+        MP_FAIL(MP_ERR_NOMEM, "cannot print the job identity");
+done:
+    cJSON_Delete(id);
+    return st;
+}
+
+/* Names the first difference between a checkpoint's identity and this job's. */
+static void describe_difference(const char *theirs, const char *ours, char *buf, size_t len)
+{
+    cJSON *a = cJSON_Parse(theirs), *b = cJSON_Parse(ours);
+    snprintf(buf, len, "its identity differs");
+    if (a && b) {
+        cJSON *ia = cJSON_GetObjectItemCaseSensitive(a, "inputs_sha256");
+        cJSON *ib = cJSON_GetObjectItemCaseSensitive(b, "inputs_sha256");
+        cJSON *x;
+        bool found = false;
+        cJSON_ArrayForEach(x, ib)
+        {
+            cJSON *y = cJSON_GetObjectItemCaseSensitive(ia, x->string);
+            if (!y || !cJSON_Compare(x, y, true)) {
+                snprintf(buf, len, "input '%s' is not the same file", x->string);
+                found = true;
+                break;
+            }
+        }
+        cJSON_ArrayForEach(x, b)
+        {
+            if (found)
+                break;
+            if (strcmp(x->string, "inputs_sha256") == 0)
+                continue;
+            cJSON *y = cJSON_GetObjectItemCaseSensitive(a, x->string);
+            if (!y || !cJSON_Compare(x, y, true)) {
+                char *vb = cJSON_PrintUnformatted(x), *va = y ? cJSON_PrintUnformatted(y) : NULL;
+                snprintf(buf, len, "option '%s' is %s there, %s here", x->string,
+                         va ? va : "absent", vb ? vb : "?");
+                free(va);
+                free(vb);
+                found = true;
+            }
+        }
+        cJSON_ArrayForEach(x, a)
+        {
+            if (found)
+                break;
+            if (!cJSON_GetObjectItemCaseSensitive(b, x->string)) {
+                snprintf(buf, len, "option '%s' is set there, not here", x->string);
+                found = true;
+            }
+        }
+    }
+    cJSON_Delete(a);
+    cJSON_Delete(b);
+}
+
+char *mp_prune_records_json(const job *J)
+{
+    cJSON *arr = cJSON_CreateArray();
+    if (!arr)
+        return NULL;
+    for (int64_t i = 0; i < J->nrecs; i++) {
+        const layer_rec *r = &J->recs[i];
+        cJSON *x = cJSON_CreateObject();
+        cJSON_AddNumberToObject(x, "block", (double)r->block);
+        cJSON_AddNumberToObject(x, "id", (double)r->id);
+        cJSON_AddNumberToObject(x, "owner", r->owner);
+        cJSON_AddBoolToObject(x, "dist", r->dist);
+        cJSON_AddNumberToObject(x, "rows", (double)r->rows);
+        cJSON_AddNumberToObject(x, "cols", (double)r->cols);
+        cJSON_AddNumberToObject(x, "sparsity", r->sparsity);
+        cJSON_AddNumberToObject(x, "err", r->err);
+        cJSON_AddNumberToObject(x, "damp", r->damp);
+        cJSON_AddNumberToObject(x, "seconds", r->seconds);
+        cJSON_AddNumberToObject(x, "escalations", r->escalations);
+        cJSON_AddNumberToObject(x, "dead", r->dead);
+        cJSON_AddItemToArray(arr, x);
+    }
+    char *text = cJSON_PrintUnformatted(arr);
+    cJSON_Delete(arr);
+    return text;
+}
+
+static double num(const cJSON *o, const char *k)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    return cJSON_IsNumber(v) ? v->valuedouble : 0.0;
+}
+
+static mp_status records_from_json(job *J, const char *text, const char *path)
+{
+    cJSON *arr = cJSON_Parse(text);
+    if (!cJSON_IsArray(arr)) {
+        cJSON_Delete(arr);
+        return mp_error(MP_ERR_FORMAT, "%s: damaged checkpoint: /report is not a JSON array",
+                        path);
+    }
+    int64_t n = cJSON_GetArraySize(arr);
+    J->recs = calloc((size_t)(n + 1), sizeof *J->recs);
+    if (!J->recs) {
+        cJSON_Delete(arr);
+        return mp_error(MP_ERR_NOMEM, "cannot allocate the report");
+    }
+    J->cap = n + 1;
+    const cJSON *x;
+    cJSON_ArrayForEach(x, arr)
+    {
+        layer_rec *r = &J->recs[J->nrecs++];
+        r->block = (int64_t)num(x, "block");
+        r->id = (mp_lin_id)num(x, "id");
+        r->owner = (int)num(x, "owner");
+        r->dist = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(x, "dist"));
+        r->rows = (int64_t)num(x, "rows");
+        r->cols = (int64_t)num(x, "cols");
+        r->sparsity = num(x, "sparsity");
+        r->err = num(x, "err");
+        r->damp = num(x, "damp");
+        r->seconds = num(x, "seconds");
+        r->escalations = num(x, "escalations");
+        r->dead = num(x, "dead");
+    }
+    cJSON_Delete(arr);
+    return MP_OK;
+}
+
+mp_status mp_prune_resume(job *J)
+{
+    mp_status st = MP_OK, local = MP_OK;
+    const mp_prune_opts *o = J->o;
+    mp_ckpt_info info = {0};
+    int64_t len = J->rank == 0 ? (int64_t)strlen(J->job_json) : 0;
+    MP_TRY(mp_comm_bcast(J->comm, &len, (int64_t)sizeof len, 0));
+    if (J->rank != 0) {
+        J->job_json = calloc((size_t)len + 1, 1);
+        local = J->job_json ? MP_OK : mp_error(MP_ERR_NOMEM, "cannot allocate the identity");
+    }
+    MP_TRY(mp_prune_agree(J, local));
+    MP_TRY(mp_comm_bcast(J->comm, J->job_json, len, 0));
+    mp_sha256 sh;
+    mp_sha256_init(&sh);
+    mp_sha256_update(&sh, J->job_json, (size_t)len);
+    mp_sha256_final_hex(&sh, J->job_id);
+    if (!o->checkpoint)
+        return MP_OK;
+
+    int64_t found[3] = {0, 0, -1}; /* found, next_block, snapshot_block */
+    if (J->rank == 0 && !o->restart) {
+        local = mp_ckpt_read_main(o->checkpoint, &info);
+        if (local == MP_ERR_NOT_FOUND) {
+            local = MP_OK;
+        } else if (local != MP_OK) {
+            char msg[1024];
+            snprintf(msg, sizeof msg, "%s", mp_error_message());
+            local = mp_error(local, "%s; refusing to overwrite it (use --restart to start over)",
+                             msg);
+        } else if (strcmp(info.job_id, J->job_id) != 0) {
+            char why[512];
+            describe_difference(info.job_json, J->job_json, why, sizeof why);
+            local = mp_error(MP_ERR_FORMAT, "%s: checkpoint of another job (%s); refusing to "
+                             "overwrite it (use --restart to start over)", o->checkpoint, why);
+        } else if (info.n_blocks != J->md.cfg.n_layers || info.n_seq != o->nsamples ||
+                   info.seqlen != o->seqlen || info.d != J->md.cfg.d) {
+            local = mp_error(MP_ERR_FORMAT, "%s: damaged checkpoint: shapes do not match the "
+                             "job", o->checkpoint);
+        } else {
+            local = records_from_json(J, info.report_json, o->checkpoint);
+            found[0] = 1;
+            found[1] = info.next_block;
+            found[2] = info.snapshot_block;
+        }
+    }
+    MP_TRY(mp_prune_agree(J, local));
+    MP_TRY(mp_comm_bcast(J->comm, found, (int64_t)sizeof found, 0));
+    if (found[0]) {
+        J->start_block = found[1];
+        J->resumed_from = found[1];
+        J->snapshot_block = found[2];
+        if (J->rank == 0)
+            mp_progress_note(&J->pg, "resuming from %s: %lld of %lld blocks done (written %s by "
+                             "%lld rank(s)), hidden states of block %lld", o->checkpoint,
+                             (long long)info.next_block, (long long)info.n_blocks,
+                             info.written_at, (long long)info.ranks,
+                             (long long)info.snapshot_block);
+    }
+done:
+    mp_ckpt_info_free(&info);
+    return st;
+}
+
+/* The pruned layers of block b: names, shapes and weight pointers into blk. */
+static int block_layers(const job *J, const mp_block *blk, int64_t b, const char **names,
+                        int64_t (*shapes)[2], float **data)
+{
+    int n = 0;
+    if (!J->block_sel[b])
+        return 0;
+    for (int id = 0; id < MP_LIN_COUNT; id++) {
+        if (!J->lin_sel[id] || !blk->lin[id].present)
+            continue;
+        names[n] = mp_lin_short_name(&J->md.cfg, (mp_lin_id)id);
+        shapes[n][0] = blk->lin[id].out;
+        shapes[n][1] = blk->lin[id].in;
+        data[n] = blk->lin[id].w;
+        n++;
+    }
+    return n;
+}
+
+/* Block b with its pruned weights from the checkpoint. Not collective. */
+static mp_status load_pruned_block(job *J, int64_t b, mp_block **out)
+{
+    const char *names[MP_LIN_COUNT];
+    int64_t shapes[MP_LIN_COUNT][2];
+    float *data[MP_LIN_COUNT];
+    mp_status st = mp_block_load(&J->md.cfg, &J->md.src, b, out);
+    if (st != MP_OK)
+        return st;
+    int n = block_layers(J, *out, b, names, shapes, data);
+    st = mp_ckpt_read_block(J->o->checkpoint, b, J->job_id, n, names,
+                            (const int64_t(*)[2])shapes, data);
+    if (st != MP_OK)
+        mp_block_free(out);
+    return st;
+}
+
+mp_status mp_prune_restore(job *J)
+{
+    mp_status st = MP_OK, local = MP_OK;
+    mp_block *blk = NULL;
+    const mp_prune_opts *o = J->o;
+    const mp_model_config *c = &J->md.cfg;
+    /* The output directory: the pruned weights of the blocks done. */
+    if (J->rank == 0)
+        for (int64_t b = 0; b < J->start_block && local == MP_OK; b++) {
+            local = load_pruned_block(J, b, &blk);
+            for (int id = 0; id < MP_LIN_COUNT && local == MP_OK; id++) {
+                if (!J->block_sel[b] || !J->lin_sel[id] || !blk->lin[id].present)
+                    continue;
+                char base[256], name[300];
+                mp_lin_full_name(c, b, (mp_lin_id)id, base, sizeof base);
+                snprintf(name, sizeof name, "%s.weight", base);
+                local = mp_outdir_put(&J->out, name, blk->lin[id].w);
+            }
+            mp_block_free(&blk);
+        }
+    MP_TRY(mp_prune_agree(J, local));
+    /* The hidden states: from the snapshot, then through the pruned blocks after it. */
+    MP_TRY(mp_prune_agree(J, mp_prune_embed(J)));
+    int64_t from = 0;
+    if (J->snapshot_block >= 0) {
+        MP_TRY(mp_ckpt_read_hidden(J->comm, o->checkpoint, J->snapshot_block, J->job_id,
+                                   o->nsamples, o->seqlen, c->d, J->s0, J->s1, J->h));
+        from = J->snapshot_block;
+    }
+    for (int64_t b = from; b < J->start_block; b++) {
+        local = load_pruned_block(J, b, &blk);
+        if (local == MP_OK)
+            local = mp_prune_run_block(J, blk, J->h, NULL);
+        mp_block_free(&blk);
+        MP_TRY(mp_prune_agree(J, local));
+        mp_progress_note(&J->pg, "recomputed the inputs of block %lld", (long long)b + 1);
+    }
+done:
+    mp_block_free(&blk);
+    return st;
+}
+
+mp_status mp_prune_checkpoint(job *J, const mp_block *blk, int64_t b, bool stopping)
+{
+    mp_status st = MP_OK, local = MP_OK;
+    const mp_prune_opts *o = J->o;
+    const mp_model_config *c = &J->md.cfg;
+    mp_ckpt_info info = {0};
+    double t = mp_comm_wtime();
+    if (J->rank == 0) {
+        const char *names[MP_LIN_COUNT];
+        int64_t shapes[MP_LIN_COUNT][2];
+        float *data[MP_LIN_COUNT];
+        int n = block_layers(J, blk, b, names, shapes, data);
+        local = mp_ckpt_write_block(o->checkpoint, b, J->job_id, n, names,
+                                    (const int64_t(*)[2])shapes, (const float *const *)data);
+    }
+    MP_TRY(mp_prune_agree(J, local));
+    /* Snapshots are large: every K blocks, every M minutes, and when stopping. Rank 0's clock
+     * decides for all. */
+    int64_t due = 0;
+    if (J->rank == 0 && b + 1 < c->n_layers) {
+        int64_t last = J->snapshot_block >= 0 ? J->snapshot_block : 0;
+        due = stopping || b + 1 - last >= o->snapshot_blocks ||
+              (mp_comm_wtime() - J->snapshot_time) / 60.0 >= o->snapshot_minutes;
+    }
+    MP_TRY(mp_comm_bcast(J->comm, &due, (int64_t)sizeof due, 0));
+    if (due) {
+        MP_TRY(mp_ckpt_write_hidden(J->comm, o->checkpoint, b + 1, J->job_id, o->nsamples,
+                                    o->seqlen, c->d, J->s0, J->s1, J->h));
+        J->snapshot_block = b + 1;
+        J->snapshot_time = mp_comm_wtime();
+    }
+    if (J->rank == 0) {
+        info.format_version = MP_CKPT_FORMAT_VERSION;
+        snprintf(info.job_id, sizeof info.job_id, "%s", J->job_id);
+        info.job_json = J->job_json;
+        snprintf(info.mpiprune_version, sizeof info.mpiprune_version, "%s", MPIPRUNE_VERSION);
+        time_t now = time(NULL);
+        struct tm tmv;
+        gmtime_r(&now, &tmv);
+        strftime(info.written_at, sizeof info.written_at, "%Y-%m-%dT%H:%M:%SZ", &tmv);
+        info.ranks = J->P;
+        info.n_blocks = c->n_layers;
+        info.next_block = b + 1;
+        info.snapshot_block = J->snapshot_block;
+        info.n_seq = o->nsamples;
+        info.seqlen = o->seqlen;
+        info.d = c->d;
+        info.report_json = mp_prune_records_json(J);
+        local = info.report_json ? mp_ckpt_write_main(o->checkpoint, &info)
+                                 : mp_error(MP_ERR_NOMEM, "cannot print the report");
+        free(info.report_json);
+    }
+    MP_TRY(mp_prune_agree(J, local));
+    J->t_stage[ST_CKPT] += mp_comm_wtime() - t;
+done:
+    return st;
+}

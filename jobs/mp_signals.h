@@ -1,0 +1,14 @@
+/* mp_signals: SIGTERM, SIGUSR1 and SIGINT ask the job to stop at its next safe point (a block
+ * boundary), where the ranks agree, write a checkpoint and exit with code 75. The handler only
+ * sets a flag, so a second signal during a checkpoint write changes nothing. Not collective. */
+#ifndef MP_SIGNALS_H
+#define MP_SIGNALS_H
+
+#include <stdbool.h>
+
+/* Installs the handlers (idempotent). */
+void mp_signals_install(void);
+/* The signal number received first, 0 if none. */
+int mp_signals_pending(void);
+
+#endif
