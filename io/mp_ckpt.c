@@ -241,6 +241,7 @@ mp_status mp_ckpt_write_block(const char *ckpt, int64_t block, const char *job_i
     if (rc < 0)
         MP_FAIL(MP_ERR_IO, "%s: cannot close (disk full?)", tmp);
     MP_TRY(ck_fsync(tmp));
+    mp_fault_point("ckpt_block_written");
     MP_TRY(ck_rename(tmp, path));
 done:
     if (f >= 0)
@@ -349,6 +350,7 @@ mp_status mp_ckpt_write_hidden(const mp_comm *c, const char *ckpt, int64_t block
         H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE);
         float dummy = 0.0f;
         rc = H5Dwrite(ds, H5T_NATIVE_FLOAT, msp, fsp, dxpl, s1 > s0 ? h : &dummy);
+        mp_fault_point("ckpt_hidden_partial");
     }
     if (ds >= 0)
         H5Dclose(ds);
@@ -361,6 +363,7 @@ mp_status mp_ckpt_write_hidden(const mp_comm *c, const char *ckpt, int64_t block
     MP_TRY(mp_comm_agree(c, st, &g, &who));
     if ((st = g) != MP_OK)
         goto done;
+    mp_fault_point("ckpt_hidden_written");
     if (mp_comm_rank(c) == 0) {
         st = ck_fsync(tmp);
         if (st == MP_OK)
@@ -518,7 +521,9 @@ mp_status mp_ckpt_write_main(const char *ckpt, const mp_ckpt_info *info)
     if (rc < 0)
         MP_FAIL(MP_ERR_IO, "%s: cannot write the checkpoint (disk full?)", tmp);
     MP_TRY(ck_fsync(tmp));
+    mp_fault_point("ckpt_main_written");
     MP_TRY(ck_rename(tmp, ckpt));
+    mp_fault_point("ckpt_main_renamed");
     ck_prune_dir(ckpt, info);
 done:
     if (grp >= 0)

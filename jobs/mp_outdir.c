@@ -5,6 +5,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,6 +64,72 @@ static mp_status join(char *buf, size_t len, const char *a, const char *b)
     return MP_OK;
 }
 
+static void remove_tree_files(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    char path[8192];
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        if (join(path, sizeof path, dir, e->d_name) == MP_OK)
+            unlink(path);
+    }
+    closedir(d);
+    rmdir(dir);
+}
+
+/* Whether a process of this host still runs (a zombie does not: its parent was killed with it). */
+static bool pid_alive(long pid)
+{
+    if (kill((pid_t)pid, 0) != 0 && errno == ESRCH)
+        return false;
+    char path[64], buf[256];
+    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return true;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *rp = strrchr(buf, ')');
+    return !(rp && rp[1] == ' ' && (rp[2] == 'Z' || rp[2] == 'X'));
+}
+
+/* A run killed before it finished leaves OUT.tmp-<pid>; removes those whose process is gone
+ * from this host. */
+static void remove_stale(const char *out)
+{
+    char parent[4096], prefix[4096];
+    const char *slash = strrchr(out, '/');
+    if (slash) {
+        snprintf(parent, sizeof parent, "%.*s", (int)(slash - out), out);
+        if (parent[0] == '\0')
+            snprintf(parent, sizeof parent, "/");
+        snprintf(prefix, sizeof prefix, "%s.tmp-", slash + 1);
+    } else {
+        snprintf(parent, sizeof parent, ".");
+        snprintf(prefix, sizeof prefix, "%s.tmp-", out);
+    }
+    DIR *d = opendir(parent);
+    if (!d)
+        return;
+    size_t n = strlen(prefix);
+    char path[8192];
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        char *end = NULL;
+        if (strncmp(e->d_name, prefix, n) != 0)
+            continue;
+        long pid = strtol(e->d_name + n, &end, 10);
+        if (pid <= 0 || *end != '\0' || pid_alive(pid))
+            continue;
+        if (join(path, sizeof path, parent, e->d_name) == MP_OK)
+            remove_tree_files(path);
+    }
+    closedir(d);
+}
+
 mp_status mp_outdir_create(mp_outdir *o, const char *out, const char *model_dir,
                            const mp_st_model *st_model)
 {
@@ -72,6 +139,7 @@ mp_status mp_outdir_create(mp_outdir *o, const char *out, const char *model_dir,
     char src[8192], dst[8192];
     memset(o, 0, sizeof *o);
     o->st = st_model;
+    remove_stale(out);
     if (stat(out, &sb) == 0)
         return mp_error(MP_ERR_ARG, "%s: already exists; mpiprune does not overwrite an output "
                         "(remove it or choose another --out)", out);
@@ -197,17 +265,6 @@ void mp_outdir_abort(mp_outdir *o)
 {
     if (!o->created)
         return;
-    DIR *d = opendir(o->tmp);
-    if (d) {
-        char path[8192];
-        for (struct dirent *e; (e = readdir(d)) != NULL;) {
-            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-                continue;
-            if (join(path, sizeof path, o->tmp, e->d_name) == MP_OK)
-                unlink(path);
-        }
-        closedir(d);
-    }
-    rmdir(o->tmp);
+    remove_tree_files(o->tmp);
     o->created = false;
 }

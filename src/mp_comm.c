@@ -101,6 +101,9 @@ mp_status mp_comm_agree(const mp_comm *c, mp_status local, mp_status *global, in
     MPI_CHECK(MPI_Bcast(&code, 1, MPI_INT, first, c->comm), "MPI_Bcast");
     *global = (mp_status)code;
     *who = first;
+    /* One rank reports; the others point at it, so the job prints one line. */
+    if (c->rank != first)
+        mp_error(*global, "(reported by rank %d)", first);
     return MP_OK;
 }
 

@@ -35,8 +35,8 @@ MP_NODISCARD mp_status mp_comm_barrier(const mp_comm *c);
 const void *mp_comm_native(const mp_comm *c);
 
 /* Every rank learns whether any rank failed: *global is the status of the lowest failing rank
- * (MP_OK if none) and *who that rank (-1 if none). The failing rank keeps its message, so the
- * caller prints it where rank == *who. */
+ * (MP_OK if none) and *who that rank (-1 if none). That rank keeps its message; on every other
+ * rank the message becomes "(reported by rank N)", so the caller prints it where rank == *who. */
 MP_NODISCARD mp_status mp_comm_agree(const mp_comm *c, mp_status local, mp_status *global,
                                      int *who);
 

@@ -197,6 +197,10 @@ static mp_status sweep_ws_alloc(sweep_ws *ws, int64_t rows, int64_t B)
 
 static mp_status sweep_check(int64_t rows, int64_t cols, int64_t B, const mp_sparsity *sp)
 {
+    if (!(sp->sparsity >= 0.0 && sp->sparsity < 1.0) ||
+        (sp->n > 0 && (sp->m > 64 || sp->n >= sp->m)))
+        return mp_error(MP_ERR_ARG, "sparsity %g or %d:%d pattern out of range", sp->sparsity,
+                        sp->n, sp->m);
     if (B <= 0 || (sp->n > 0 && (sp->m <= 0 || B % sp->m != 0 || cols % sp->m != 0)))
         return mp_error(MP_ERR_ARG, "block size %lld and %d:%d pattern do not fit %lld columns",
                         (long long)B, sp->n, sp->m, (long long)cols);
@@ -365,6 +369,8 @@ static int cmp_scored(const void *a, const void *b)
 
 static mp_status check_nm(const mp_sparsity *sp, int64_t cols)
 {
+    if (!(sp->sparsity >= 0.0 && sp->sparsity < 1.0))
+        return mp_error(MP_ERR_ARG, "sparsity %g outside [0, 1)", sp->sparsity);
     if (sp->n > 0 && (sp->m > 64 || sp->n > sp->m || cols % sp->m != 0))
         return mp_error(MP_ERR_ARG, "%d:%d pattern does not fit %lld columns", sp->n, sp->m,
                         (long long)cols);

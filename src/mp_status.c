@@ -1,6 +1,8 @@
 #include "mp_status.h"
 
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Per-thread like errno: the message travels with the status up to main without a context
@@ -68,4 +70,18 @@ int mp_status_exit_code(mp_status st)
     case MP_ERR_INTERNAL:
     default: return 1;
     }
+}
+
+void mp_fault_point(const char *name)
+{
+    static _Thread_local int hits;
+    const char *spec = getenv("MPIPRUNE_FAULT");
+    if (!spec)
+        return;
+    size_t n = strlen(name);
+    if (strncmp(spec, name, n) != 0 || (spec[n] != '\0' && spec[n] != ':'))
+        return;
+    int k = spec[n] == ':' ? atoi(spec + n + 1) : 1;
+    if (++hits == (k > 0 ? k : 1))
+        raise(SIGKILL);
 }

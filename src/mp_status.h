@@ -49,6 +49,11 @@ void mp_error_clear(void);
 /* Process exit code for a status; documented in the README ("Exit codes"). */
 int mp_status_exit_code(mp_status st);
 
+/* Fault injection for tests: when the environment variable MPIPRUNE_FAULT is "NAME" or
+ * "NAME:K", the K-th (default first) call of mp_fault_point(NAME) in this process kills the
+ * process with SIGKILL, as a node failure would at that moment. Costs one getenv otherwise. */
+void mp_fault_point(const char *name);
+
 /* Propagates a failing status to the enclosing function's `st` and jumps to `done`. */
 #define MP_TRY(expr)                      \
     do {                                  \

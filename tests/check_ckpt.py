@@ -1,0 +1,175 @@
+#!/usr/bin/env python3
+"""Checkpoint tests beyond kill -9 (see check_kill_resume.py):
+  resume on another rank count (2 -> 1, 1 -> 3): perplexity equal to the uninterrupted run's
+  within 1e-4 relative, the same per-layer sparsity;
+  a flipped byte (in the hidden snapshot, in a block's weights, in the main file's report),
+  a truncated main file, and a checkpoint of another job: each refused with one line that says
+  why, nothing overwritten (every checkpoint file byte-identical before and after, no OUT);
+  --restart then starts over; `mpiprune status` describes the checkpoint; h5py reads it.
+Needs h5py (Debian's python3-h5py): run with /usr/bin/python3.
+
+usage: check_ckpt.py MPIEXEC MPIPRUNE FIXTURE_DIR WORKDIR
+"""
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import h5py
+
+mpiexec, exe, fixture, work = sys.argv[1:5]
+os.makedirs(work, exist_ok=True)
+BASE = ["prune", "--model", fixture, "--calib", os.path.join(fixture, "calib.bin"),
+        "--seqlen", "256", "--nsamples", "32", "--method", "sparsegpt", "--sparsity", "0.5",
+        "--snapshot-blocks", "2", "--quiet"]
+EVAL_WINDOWS = "60"
+
+
+def cmd(p, args):
+    exe_args = [exe] + args
+    return exe_args if p == 1 else [mpiexec, "--bind-to", "none", "-n", str(p)] + exe_args
+
+
+def run(p, args, expect=0):
+    r = subprocess.run(cmd(p, args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if r.returncode != expect:
+        sys.exit(f"FAIL: {' '.join(args[:1])} P={p} exited {r.returncode}, expected {expect}:"
+                 f"\n{r.stderr}")
+    return r
+
+
+def ppl(out):
+    r = run(2, ["eval", "--model", out, "--data", os.path.join(fixture, "eval_dev.bin"),
+                "--seqlen", "256", "--json", "--quiet", "--max-windows", EVAL_WINDOWS])
+    return json.loads(r.stdout)["perplexity"]
+
+
+def sparsities(out):
+    with open(os.path.join(out, "report.json")) as f:
+        return [(l["name"], l["sparsity"]) for l in json.load(f)["layers"]]
+
+
+def fresh(*paths):
+    for p in paths:
+        shutil.rmtree(p, ignore_errors=True)
+        shutil.rmtree(p + ".d", ignore_errors=True)
+        if os.path.isfile(p):
+            os.unlink(p)
+
+
+def stop_after_block2(p, out, ckpt, extra=()):
+    """The checkpoint after block 2, deterministically: the run is killed right after it renames
+    its second main file into place (a signal would land at a timing-dependent block)."""
+    fresh(out, ckpt)
+    env = dict(os.environ, MPIPRUNE_FAULT="ckpt_main_renamed:2")
+    c = cmd(p, BASE + list(extra) + ["--out", out, "--checkpoint", ckpt])
+    if p > 1:
+        c = c[:5] + ["-x", "MPIPRUNE_FAULT"] + c[5:]
+    subprocess.run(c, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(["pkill", "-KILL", "-f", out], check=False)
+    if not os.path.exists(ckpt) or os.path.exists(out):
+        sys.exit("FAIL: could not produce a checkpoint after block 2")
+
+
+def files_digest(ckpt):
+    paths = [ckpt] + [os.path.join(ckpt + ".d", n) for n in sorted(os.listdir(ckpt + ".d"))]
+    return {p: hashlib.sha256(open(p, "rb").read()).hexdigest() for p in paths}
+
+
+def one_line_refusal(r, *needles):
+    lines = [l for l in r.stderr.splitlines() if l.startswith("mpiprune: error:")]
+    if len(lines) != 1:
+        sys.exit(f"FAIL: expected one error line, got:\n{r.stderr}")
+    for n in needles:
+        if n not in lines[0]:
+            sys.exit(f"FAIL: error line lacks '{n}': {lines[0]}")
+    print(f"  refused: {lines[0]}")
+
+
+# 1. Resume on another rank count.
+for p_from, p_to in ((2, 1), (1, 3)):
+    ref = os.path.join(work, f"ref_p{p_from}")
+    fresh(ref)
+    run(p_from, BASE + ["--out", ref])
+    out, ckpt = os.path.join(work, f"out_{p_from}to{p_to}"), os.path.join(work, "ck_move.h5")
+    stop_after_block2(p_from, out, ckpt)
+    st = run(1, ["status", ckpt]).stdout
+    if "2 of 5 blocks pruned" not in st or f"by {p_from} rank(s)" not in st:
+        sys.exit(f"FAIL: status output:\n{st}")
+    run(p_to, BASE + ["--out", out, "--checkpoint", ckpt])
+    a, b = ppl(ref), ppl(out)
+    rel = abs(a - b) / a
+    print(f"resume {p_from} -> {p_to}: perplexity {b:.6f} vs uninterrupted {a:.6f} "
+          f"(rel {rel:.1e})")
+    if not rel <= 1e-4:
+        sys.exit(f"FAIL: resume {p_from} -> {p_to}: relative difference {rel:.2e}")
+    if sparsities(ref) != sparsities(out):
+        sys.exit(f"FAIL: resume {p_from} -> {p_to}: per-layer sparsity differs")
+    if os.path.exists(ckpt):
+        sys.exit("FAIL: checkpoint left after success")
+
+# 2. Damaged checkpoints and a checkpoint of another job are refused, nothing overwritten.
+out, ckpt = os.path.join(work, "out_dmg"), os.path.join(work, "ck_dmg.h5")
+
+
+def flip(path, offset):
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        b = f.read(1)
+        f.seek(offset)
+        f.write(bytes([b[0] ^ 0x40]))
+
+
+def chunk_offset(path, dset):
+    with h5py.File(path, "r") as f:
+        info = f[dset].id.get_chunk_info(0)
+        return info.byte_offset + info.size // 2
+
+
+cases = [
+    ("hidden snapshot", lambda: flip(os.path.join(ckpt + ".d", "hidden_00002.h5"),
+                                     chunk_offset(os.path.join(ckpt + ".d", "hidden_00002.h5"),
+                                                  "hidden")), ["hidden_00002.h5", "checksum"]),
+    ("block weights", lambda: flip(os.path.join(ckpt + ".d", "block_00001.h5"),
+                                   chunk_offset(os.path.join(ckpt + ".d", "block_00001.h5"),
+                                                "o_proj")), ["block_00001.h5", "checksum"]),
+    ("main report", lambda: flip(ckpt, chunk_offset(ckpt, "report")), ["ck_dmg.h5"]),
+    ("truncated", lambda: os.truncate(ckpt, os.path.getsize(ckpt) // 2), ["ck_dmg.h5"]),
+]
+for name, damage, needles in cases:
+    stop_after_block2(2, out, ckpt)
+    damage()
+    before = files_digest(ckpt)
+    tmp_before = {n for n in os.listdir(work) if n.startswith("out_dmg.tmp-")}
+    r = run(2, BASE + ["--out", out, "--checkpoint", ckpt], expect=3)
+    print(f"{name}:")
+    one_line_refusal(r, *needles)
+    if files_digest(ckpt) != before or os.path.exists(out):
+        sys.exit(f"FAIL: {name}: the checkpoint was changed or an output written")
+    if {n for n in os.listdir(work) if n.startswith("out_dmg.tmp-")} - tmp_before:
+        sys.exit(f"FAIL: {name}: the refused run left a temporary output behind")
+
+stop_after_block2(2, out, ckpt)
+before = files_digest(ckpt)
+other = [a if a != "0.5" else "0.6" for a in BASE]
+r = run(2, other + ["--out", out, "--checkpoint", ckpt], expect=3)
+print("another job:")
+one_line_refusal(r, "another job", "sparsity")
+if files_digest(ckpt) != before or os.path.exists(out):
+    sys.exit("FAIL: another job: the checkpoint was changed or an output written")
+
+# h5py reads the checkpoint (external links followed) and finds the documented layout.
+with h5py.File(ckpt, "r") as f:
+    assert f.attrs["format_version"] == 1 and f.attrs["next_block"] == 2, dict(f.attrs)
+    assert f["hidden"].shape == (32, 256, 64), f["hidden"].shape
+    assert f["weights/block_00001/q_proj"].shape == (64, 64)
+    json.loads(bytes(f["job"][()]).decode())
+print("h5py reads the checkpoint layout")
+
+# --restart starts over and succeeds; the result equals the uninterrupted P=2 run.
+run(2, other + ["--out", out, "--checkpoint", ckpt, "--restart"])
+if os.path.exists(ckpt) or not os.path.exists(out):
+    sys.exit("FAIL: --restart did not complete")
+print("ok")

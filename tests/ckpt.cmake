@@ -1,0 +1,18 @@
+# Checkpoints: kill -9 at random moments and inside checkpoint writes, resume on another rank
+# count, damaged checkpoints and checkpoints of other jobs refused.
+set(MP_CKPT_WORK ${CMAKE_CURRENT_BINARY_DIR}/ckpt_work)
+# Debian's h5py lives with the system Python.
+find_program(MP_SYSTEM_PYTHON python3 PATHS /usr/bin NO_DEFAULT_PATH REQUIRED)
+set(MP_FAULTS
+  "ckpt_block_written:2,ckpt_hidden_partial:1,ckpt_hidden_written:1,ckpt_main_written:3,ckpt_main_renamed:2")
+mp_add_cli_test(ckpt_kill_resume_p2 TIMEOUT 1200 LABELS ckpt
+  COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/check_kill_resume.py
+          ${MPIEXEC_EXECUTABLE} ${MP_CLI} ${MP_FIXTURE_DIR} ${MP_CKPT_WORK}/p2 2 0 16 ${MP_FAULTS})
+mp_add_cli_test(ckpt_kill_resume_p1 TIMEOUT 900 LABELS ckpt
+  COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/check_kill_resume.py
+          ${MPIEXEC_EXECUTABLE} ${MP_CLI} ${MP_FIXTURE_DIR} ${MP_CKPT_WORK}/p1 1 100 4
+          "ckpt_hidden_partial:1,ckpt_main_written:2")
+mp_add_cli_test(ckpt_refuse_and_move TIMEOUT 900 LABELS ckpt
+  COMMAND ${MP_SYSTEM_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/check_ckpt.py
+          ${MPIEXEC_EXECUTABLE} ${MP_CLI} ${MP_FIXTURE_DIR} ${MP_CKPT_WORK}/refuse)
+set_tests_properties(ckpt_kill_resume_p2 ckpt_refuse_and_move PROPERTIES PROCESSORS 2)
