@@ -1,0 +1,5 @@
+# Solvers: SparseGPT (mp_obs_prepare + mp_sparsegpt_sweep) against an independent float64
+# brute-force reference, dead inputs, damping escalation, Wanda, magnitude, mp_kth_smallest,
+# mp_recon_error and mp_hessian. Serial, no MPI ranks.
+mp_add_unit_test(test_prune SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_prune.c
+                 LABELS solvers TIMEOUT 120)
