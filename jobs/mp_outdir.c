@@ -101,7 +101,7 @@ static bool pid_alive(long pid)
  * from this host. */
 static void remove_stale(const char *out)
 {
-    char parent[4096], prefix[4096];
+    char parent[4096], prefix[4200];
     const char *slash = strrchr(out, '/');
     if (slash) {
         snprintf(parent, sizeof parent, "%.*s", (int)(slash - out), out);
@@ -139,13 +139,18 @@ mp_status mp_outdir_create(mp_outdir *o, const char *out, const char *model_dir,
     char src[8192], dst[8192];
     memset(o, 0, sizeof *o);
     o->st = st_model;
-    remove_stale(out);
-    if (stat(out, &sb) == 0)
-        return mp_error(MP_ERR_ARG, "%s: already exists; mpiprune does not overwrite an output "
-                        "(remove it or choose another --out)", out);
-    if (snprintf(o->final, sizeof o->final, "%s", out) >= (int)sizeof o->final ||
-        snprintf(o->tmp, sizeof o->tmp, "%s.tmp-%ld", out, (long)getpid()) >= (int)sizeof o->tmp)
+    /* "OUT/" names the directory OUT. */
+    size_t len = strlen(out);
+    while (len > 1 && out[len - 1] == '/')
+        len--;
+    if (snprintf(o->final, sizeof o->final, "%.*s", (int)len, out) >= (int)sizeof o->final ||
+        snprintf(o->tmp, sizeof o->tmp, "%s.tmp-%ld", o->final, (long)getpid()) >=
+            (int)sizeof o->tmp)
         return mp_error(MP_ERR_RANGE, "%s: path too long", out);
+    remove_stale(o->final);
+    if (stat(o->final, &sb) == 0)
+        return mp_error(MP_ERR_ARG, "%s: already exists; mpiprune does not overwrite an output "
+                        "(remove it or choose another --out)", o->final);
     if (mkdir(o->tmp, 0755) != 0)
         return mp_error(MP_ERR_IO, "%s: cannot create: %s", o->tmp, strerror(errno));
     o->created = true;

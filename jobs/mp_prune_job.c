@@ -3,6 +3,7 @@
 #include "mp_prune_job.h"
 
 #include <cjson/cJSON.h>
+#include <ctype.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,7 +34,7 @@ const char *const mp_stage_names[ST_COUNT] = {"forward", "hessian", "reduction",
 mp_status mp_prune_parse_nm(const char *text, mp_sparsity *sp)
 {
     int n = 0, m = 0, used = 0;
-    if (sscanf(text, "%d:%d%n", &n, &m, &used) != 2 || text[used] != '\0' || n <= 0 || m <= n ||
+    if (!isdigit((unsigned char)text[0]) || sscanf(text, "%d:%d%n", &n, &m, &used) != 2 || text[used] != '\0' || n <= 0 || m <= n ||
         m > 64)
         return mp_error(MP_ERR_ARG, "mpiprune prune: --nm: '%s' is not N:M with 0 < N < M <= 64",
                         text);
@@ -71,7 +72,7 @@ static mp_status parse_blocks(const char *text, int64_t n, bool *sel)
                             "model's blocks 0-%lld", a, b, (long long)n - 1);
         for (long i = a; i <= b; i++)
             sel[i] = true;
-        if (*p == ',')
+        if (*p == ',' && p[1] != '\0')
             p++;
         else if (*p)
             goto bad;
@@ -104,6 +105,8 @@ static mp_status parse_layers(const char *text, const mp_model_config *c, bool *
                             "of this model (%s)", (int)len, p,
                             c->arch == MP_ARCH_OPT ? "q_proj,k_proj,v_proj,out_proj,fc1,fc2"
                             : "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj");
+        if (comma && comma[1] == '\0')
+            return mp_error(MP_ERR_ARG, "mpiprune prune: --layers: '%s' ends with a comma", text);
         p = comma ? comma + 1 : p + len;
     }
     return MP_OK;
