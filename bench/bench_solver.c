@@ -9,9 +9,11 @@
  *   n...  d_row = d_col sizes (default 1024 2048 4096)
  *
  * Flop model (what the GF/s columns divide by; B = blocksize = 128, rows = cols = n):
- *   prepare = 4n³/3: dpotrf of H (n³/3), dpotri = dtrtri (n³/3) + dlauum (n³/3), dpotrf of
- *             H⁻¹ (n³/3); all float64. The O(n²) copies, the triangle mirror and the float32
- *             conversion inside mp_obs_prepare are not counted (they are time, not flops).
+ *   prepare = 4n³/3, the reference algorithm's count: dpotrf of H (n³/3), dpotri = dtrtri
+ *             (n³/3) + dlauum (n³/3), dpotrf of H⁻¹ (n³/3); all float64. mp_obs_prepare gets
+ *             the same factor with 2n³/3 (dpotrf of the reversed H, dtrtri), so its "prep GF"
+ *             is reference-equivalent GFLOP/s: the reference's work divided by our time.
+ *             The O(n²) copies and the float32 conversion are not counted.
  *   sweep   = lazy + block:
  *             lazy  = rows·cols·(cols − B): per block of B columns one sgemm
  *                     rows × rest × B (2 flops per multiply-add), rest = columns after the
@@ -25,7 +27,7 @@
  *   hessian = mp_hessian_flops(n, T) = n(n+1)·T (ssyrk's count); ssyrk of the same shape
  *             (C[n, n] upper += Aᵀ A, A [T, n]) is counted the same.
  *   sgemm/dgemm = 2n³ (n×n×n).
- * Extra columns explain the time: "lapack s" is dpotrf + dpotri + dpotrf called directly on a
+ * Extra columns explain the time: "lapack s" is the reference's dpotrf + dpotri + dpotrf on a
  * copy (no mirror, no conversion), "lazy s" is the sweep's sgemm calls alone (same shapes, same
  * operands), so prepare − lapack and sweep − lazy are the non-BLAS parts.
  *
@@ -286,7 +288,8 @@ int main(int argc, char **argv)
     printf("bench_solver: SparseGPT unstructured 0.5, blocksize %d, damp 0.01, rows = cols = n;"
            " Hessian T=%lld; reps=%d (best of) BLAS threads=%d core=%s\n", BLOCKSIZE,
            (long long)T, reps, openblas_get_num_threads(), openblas_get_corename());
-    printf("flops: prepare 4n^3/3 (dpotrf n^3/3 + dpotri 2n^3/3 + dpotrf n^3/3, float64); "
+    printf("flops: prepare 4n^3/3 = the reference's potrf+potri+potrf (mpiprune does potrf+trtri,"
+           " 2n^3/3: prepare GF is reference-equivalent); "
            "sweep n*n*(n-B) lazy sgemm + n*n*(B-1) in-block = n^2(n-1); solve = sum; "
            "gemm 2n^3; hessian/ssyrk n(n+1)T\n\n");
     printf("%5s %8s %8s %8s %8s %8s %8s %8s %8s %8s %8s %8s %7s %7s %7s\n", "n", "prep s",

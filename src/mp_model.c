@@ -472,7 +472,7 @@ static mp_status head_prepare(const mp_model_config *c, const mp_head *head, flo
 mp_status mp_head_logits(const mp_model_config *c, const mp_head *head, float *h, int64_t n_seq,
                          int64_t T, float *logits)
 {
-    float *x, *owned;
+    float *x = NULL, *owned = NULL;
     mp_status st = head_prepare(c, head, h, n_seq, T, &x, &owned);
     if (st != MP_OK)
         return st;

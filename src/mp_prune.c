@@ -9,25 +9,44 @@
 /* LAPACK (Fortran ABI). */
 extern void dpotrf_(const char *uplo, const int *n, double *a, const int *lda, int *info,
                     size_t uplo_len);
-extern void dpotri_(const char *uplo, const int *n, double *a, const int *lda, int *info,
-                    size_t uplo_len);
+extern void dtrtri_(const char *uplo, const char *diag, const int *n, double *a, const int *lda,
+                    int *info, size_t uplo_len, size_t diag_len);
+
+static void reverse(double *a, int64_t n)
+{
+    for (int64_t i = 0, j = n - 1; i < j; i++, j--) {
+        double t = a[i];
+        a[i] = a[j];
+        a[j] = t;
+    }
+}
 
 /* The serial factorisation: on success the row-major upper triangle of A[n, n] holds U with
- * A⁻¹ = UᵀU (the strict lower triangle is not cleared). *info > 0: not positive definite. */
+ * A⁻¹ = UᵀU (the strict lower triangle is not cleared). *info > 0: not positive definite.
+ *
+ * The reference computes U as chol(inv(A)) (potrf, potri, potrf: 4n³/3 flops). U is also
+ * R⁻¹ for the "upper-lower" factor A = R Rᵀ, R upper: then A⁻¹ = R⁻ᵀR⁻¹ and R⁻¹ is upper with
+ * a positive diagonal, so it is that same unique factor, for potrf + trtri (2n³/3 flops). R is
+ * J L J where J A J = L Lᵀ (J reverses the order), and reversing the flat n×n array is J·J. */
 static mp_status lapack_chol_inv_chol(double *A, int64_t n, int *info)
 {
     int N = (int)n, lapack_info = 0;
-    /* Symmetric, so the row-major array is also its column-major self; 'L' in column-major
-     * is the upper triangle in row-major. */
+    int64_t nn = n * n;
+    reverse(A, nn); /* J A J */
+    /* Symmetric, so the row-major array is also its column-major self. */
     dpotrf_("L", &N, A, &N, &lapack_info, 1);
-    if (lapack_info == 0)
-        dpotri_("L", &N, A, &N, &lapack_info, 1);
     if (lapack_info == 0) {
-        /* Mirror the inverse so both triangles hold it, then factor it. */
-        for (int64_t c = 0; c < n; c++)
-            for (int64_t r = c + 1; r < n; r++)
-                A[r * n + c] = A[c * n + r];
-        dpotrf_("L", &N, A, &N, &lapack_info, 1);
+        reverse(A, nn); /* column-major: R = J L J, upper */
+        dtrtri_("U", "N", &N, A, &N, &lapack_info, 1, 1);
+    }
+    if (lapack_info == 0) {
+        /* Column-major U into the row-major upper triangle. */
+        for (int64_t i = 0; i < n; i++)
+            for (int64_t j = i + 1; j < n; j++) {
+                double t = A[i * n + j];
+                A[i * n + j] = A[j * n + i];
+                A[j * n + i] = t;
+            }
     }
     *info = lapack_info;
     if (lapack_info < 0)
@@ -237,26 +256,39 @@ static mp_status sweep_run(float *W, int64_t rows, int64_t cols, const float *U,
             for (int64_t t = 0; t < cnt; t++)
                 mask[t] = scores[t] <= thresh;
         }
-        for (int64_t r = 0; r < rows; r++) {
-            float *w = W + r * cols + i1;
-            unsigned char *mk = mask + r * nb;
-            for (int64_t i = 0; i < nb; i++) {
-                const float *urow = U + (i1 + i) * cols + i1;
-                if (sp->n > 0 && i % sp->m == 0) {
-                    float sc[64];
-                    int m = sp->m;
-                    for (int t = 0; t < m; t++)
-                        sc[t] = obs_score(w[i + t], U[(i1 + i + t) * cols + i1 + i + t]);
-                    lowest_n(sc, m, sp->n, mk + i);
+        /* Within the block, sub-blocks of sb columns: the column-by-column OBS updates stay
+         * inside a sub-block, and one matrix product carries a sub-block's errors to the rest
+         * of the block (the same updates, reordered into BLAS 3). N:M groups never straddle a
+         * sub-block, so each group is chosen on fully updated weights, as in the reference. */
+        int64_t sb = sp->n > 0 ? sp->m * ((16 + sp->m - 1) / sp->m) : 16;
+        for (int64_t j0 = 0; j0 < nb; j0 += sb) {
+            int64_t ns = nb - j0 < sb ? nb - j0 : sb;
+            for (int64_t r = 0; r < rows; r++) {
+                float *restrict w = W + r * cols + i1;
+                unsigned char *mk = mask + r * nb;
+                for (int64_t i = j0; i < j0 + ns; i++) {
+                    const float *restrict urow = U + (i1 + i) * cols + i1;
+                    if (sp->n > 0 && i % sp->m == 0) {
+                        float sc[64];
+                        int m = sp->m;
+                        for (int t = 0; t < m; t++)
+                            sc[t] = obs_score(w[i + t], U[(i1 + i + t) * cols + i1 + i + t]);
+                        lowest_n(sc, m, sp->n, mk + i);
+                    }
+                    float q = mk[i] ? 0.0f : w[i];
+                    float e = (w[i] - q) / urow[i];
+                    w[i] = q;
+                    err[r * B + i] = e;
+                    if (e != 0.0f)
+                        for (int64_t j = i + 1; j < j0 + ns; j++)
+                            w[j] -= e * urow[j];
                 }
-                float q = mk[i] ? 0.0f : w[i];
-                float e = (w[i] - q) / urow[i];
-                w[i] = q;
-                err[r * B + i] = e;
-                if (e != 0.0f)
-                    for (int64_t j = i + 1; j < nb; j++)
-                        w[j] -= e * urow[j];
             }
+            int64_t after = nb - (j0 + ns);
+            if (after > 0 && rows > 0)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)after,
+                            (int)ns, -1.0f, err + j0, (int)B, U + (i1 + j0) * cols + i1 + j0 + ns,
+                            (int)cols, 1.0f, W + i1 + j0 + ns, (int)cols);
         }
         int64_t rest = cols - (i1 + nb);
         if (rest > 0 && rows > 0)
