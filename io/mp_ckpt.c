@@ -137,9 +137,11 @@ static hid_t ck_create(hid_t loc, const char *name, hid_t type, int nd, const hs
         inner *= (int64_t)chunk[i];
     }
     int64_t rows = CK_CHUNK_BYTES / (inner > 0 ? inner : 1);
-    chunk[0] = rows < 1 ? 1 : (hsize_t)rows;
-    if (dims[0] > 0 && chunk[0] > dims[0])
-        chunk[0] = dims[0];
+    rows = rows < 1 ? 1 : rows;
+    /* Equal chunks: an edge chunk is stored whole, so a ragged split would waste space. */
+    int64_t n0 = dims[0] > 0 ? (int64_t)dims[0] : 1;
+    int64_t nchunks = (n0 + rows - 1) / rows;
+    chunk[0] = (hsize_t)((n0 + nchunks - 1) / nchunks);
     hid_t sp = H5Screate_simple(nd, dims, NULL);
     hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
     H5Pset_chunk(dcpl, nd, chunk);
