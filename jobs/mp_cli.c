@@ -192,15 +192,13 @@ static int cmd_status(int argc, char **argv, const mp_comm *comm)
     bool help = false;
     const char *pos[1] = {NULL};
     int npos = 0;
-    const mp_opt opts[] = {{"quiet", MP_OPT_FLAG, &help, NULL, NULL, "(ignored)", false, 0, 0,
-                            NULL}};
-    mp_status st = mp_opts_parse("status", opts, 0, argc, argv, &help, pos, 1, &npos);
+    mp_status st = mp_opts_parse("status", NULL, 0, argc, argv, &help, pos, 1, &npos);
     if (st == MP_OK && help) {
         if (mp_comm_rank(comm) == 0)
             mp_opts_usage(stdout, "status", "CKPT.h5",
                           "Prints what a prune checkpoint holds: the job, its progress, when "
                           "and by how many ranks\nit was written.",
-                          opts, 0);
+                          NULL, 0);
         return 0;
     }
     if (st == MP_OK && npos != 1)
