@@ -186,7 +186,7 @@ static void lowest_n(const float *score, int m, int n, unsigned char *mask)
 typedef struct {
     float *err;           /* [rows, B] */
     float *scores;        /* [rows * B] */
-    float *tmp;           /* [rows * B], the serial threshold's copy */
+    float *tmp;           /* [rows * B]: the serial threshold's copy, then the block transposed */
     unsigned char *mask;  /* [rows * B] */
 } sweep_ws;
 
@@ -228,14 +228,42 @@ static mp_status sweep_check(int64_t rows, int64_t cols, int64_t B, const mp_spa
     return MP_OK;
 }
 
+/* dst[c * ldd + r] = src[r * lds + c] for r < nr, c < nc, in tiles: a plain transpose strides
+ * through memory and thrashes the TLB. */
+enum { TILE = 32 };
+
+static void transpose(const float *restrict src, int64_t lds, float *restrict dst, int64_t ldd,
+                      int64_t nr, int64_t nc)
+{
+    for (int64_t r0 = 0; r0 < nr; r0 += TILE)
+        for (int64_t c0 = 0; c0 < nc; c0 += TILE) {
+            int64_t r1 = r0 + TILE < nr ? r0 + TILE : nr, c1 = c0 + TILE < nc ? c0 + TILE : nc;
+            for (int64_t r = r0; r < r1; r++)
+                for (int64_t c = c0; c < c1; c++)
+                    dst[c * ldd + r] = src[r * lds + c];
+        }
+}
+
 /* The sweep itself, arguments checked and workspace allocated. With a global threshold, fn is
- * called once per block on every rank whatever its row count (zero included). */
+ * called once per block on every rank whatever its row count (zero included).
+ *
+ * Each block of B columns is worked on transposed, Wt[B, rows], so that the column-by-column
+ * OBS updates run over all rows at once (long contiguous vectors, as the reference's tensor
+ * operations do). Within the block, sub-blocks of sb columns: the updates stay inside a
+ * sub-block, and one matrix product carries its errors to the rest of the block; after the
+ * block, one matrix product carries the block's errors to the later columns (lazy batch
+ * update). Every weight sees the same updates in the same order as the column loop of the
+ * reference. N:M groups never straddle a sub-block, so each group is chosen on fully updated
+ * weights. */
 static mp_status sweep_run(float *W, int64_t rows, int64_t cols, const float *U, int64_t B,
                            const mp_sparsity *sp, const mp_threshold_fn *global, sweep_ws *ws)
 {
     mp_status st = MP_OK;
-    float *err = ws->err, *scores = ws->scores;
-    unsigned char *mask = ws->mask;
+    float *restrict et = ws->err;    /* [B, rows]: errors, transposed */
+    float *restrict wt = ws->tmp;    /* [B, rows]: the block, transposed */
+    float *scores = ws->scores;      /* [rows, nb] */
+    unsigned char *restrict mt = ws->mask; /* [B, rows]: prune flags, transposed */
+    int64_t sb = sp->n > 0 ? sp->m * ((64 + sp->m - 1) / sp->m) : 64;
     for (int64_t i1 = 0; i1 < cols; i1 += B) {
         int64_t nb = cols - i1 < B ? cols - i1 : B;
         if (sp->n == 0) {
@@ -250,50 +278,62 @@ static mp_status sweep_run(float *W, int64_t rows, int64_t cols, const float *U,
                 MP_TRY(global->fn(global->ud, scores, cnt, k, &thresh));
             } else {
                 int64_t k = (int64_t)((double)cnt * sp->sparsity);
-                memcpy(ws->tmp, scores, (size_t)cnt * sizeof(float));
-                thresh = k < cnt ? mp_kth_smallest(ws->tmp, cnt, k) : INFINITY;
+                memcpy(wt, scores, (size_t)cnt * sizeof(float));
+                thresh = k < cnt ? mp_kth_smallest(wt, cnt, k) : INFINITY;
             }
-            for (int64_t t = 0; t < cnt; t++)
-                mask[t] = scores[t] <= thresh;
+            for (int64_t r0 = 0; r0 < rows; r0 += TILE)
+                for (int64_t c = 0; c < nb; c++) {
+                    int64_t r1 = r0 + TILE < rows ? r0 + TILE : rows;
+                    for (int64_t r = r0; r < r1; r++)
+                        mt[c * rows + r] = scores[r * nb + c] <= thresh;
+                }
         }
-        /* Within the block, sub-blocks of sb columns: the column-by-column OBS updates stay
-         * inside a sub-block, and one matrix product carries a sub-block's errors to the rest
-         * of the block (the same updates, reordered into BLAS 3). N:M groups never straddle a
-         * sub-block, so each group is chosen on fully updated weights, as in the reference. */
-        int64_t sb = sp->n > 0 ? sp->m * ((16 + sp->m - 1) / sp->m) : 16;
+        transpose(W + i1, cols, wt, rows, rows, nb);
         for (int64_t j0 = 0; j0 < nb; j0 += sb) {
             int64_t ns = nb - j0 < sb ? nb - j0 : sb;
-            for (int64_t r = 0; r < rows; r++) {
-                float *restrict w = W + r * cols + i1;
-                unsigned char *mk = mask + r * nb;
-                for (int64_t i = j0; i < j0 + ns; i++) {
-                    const float *restrict urow = U + (i1 + i) * cols + i1;
-                    if (sp->n > 0 && i % sp->m == 0) {
-                        float sc[64];
-                        int m = sp->m;
-                        for (int t = 0; t < m; t++)
-                            sc[t] = obs_score(w[i + t], U[(i1 + i + t) * cols + i1 + i + t]);
-                        lowest_n(sc, m, sp->n, mk + i);
+            for (int64_t i = j0; i < j0 + ns; i++) {
+                const float *urow = U + (i1 + i) * cols + i1;
+                float *restrict wi = wt + i * rows;
+                float *restrict ei = et + i * rows;
+                unsigned char *restrict mi = mt + i * rows;
+                if (sp->n > 0 && i % sp->m == 0) {
+                    float sc[64];
+                    unsigned char pick[64];
+                    for (int64_t r = 0; r < rows; r++) {
+                        for (int t = 0; t < sp->m; t++)
+                            sc[t] = obs_score(wt[(i + t) * rows + r],
+                                              U[(i1 + i + t) * cols + i1 + i + t]);
+                        lowest_n(sc, sp->m, sp->n, pick);
+                        for (int t = 0; t < sp->m; t++)
+                            mt[(i + t) * rows + r] = pick[t];
                     }
-                    float q = mk[i] ? 0.0f : w[i];
-                    float e = (w[i] - q) / urow[i];
-                    w[i] = q;
-                    err[r * B + i] = e;
-                    if (e != 0.0f)
-                        for (int64_t j = i + 1; j < j0 + ns; j++)
-                            w[j] -= e * urow[j];
+                }
+                float d = urow[i];
+                for (int64_t r = 0; r < rows; r++) {
+                    float q = mi[r] ? 0.0f : wi[r];
+                    ei[r] = (wi[r] - q) / d;
+                    wi[r] = q;
+                }
+                for (int64_t j = i + 1; j < j0 + ns; j++) {
+                    float u = urow[j];
+                    float *restrict wj = wt + j * rows;
+                    for (int64_t r = 0; r < rows; r++)
+                        wj[r] -= ei[r] * u;
                 }
             }
             int64_t after = nb - (j0 + ns);
             if (after > 0 && rows > 0)
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)after,
-                            (int)ns, -1.0f, err + j0, (int)B, U + (i1 + j0) * cols + i1 + j0 + ns,
-                            (int)cols, 1.0f, W + i1 + j0 + ns, (int)cols);
+                /* wt[j0+ns.., :] -= U[sub, after]ᵀ · et[sub, :] */
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)after, (int)rows,
+                            (int)ns, -1.0f, U + (i1 + j0) * cols + i1 + j0 + ns, (int)cols,
+                            et + j0 * rows, (int)rows, 1.0f, wt + (j0 + ns) * rows, (int)rows);
         }
+        transpose(wt, rows, W + i1, cols, nb, rows);
         int64_t rest = cols - (i1 + nb);
         if (rest > 0 && rows > 0)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)rest, (int)nb,
-                        -1.0f, err, (int)B, U + i1 * cols + i1 + nb, (int)cols, 1.0f,
+            /* W[:, after the block] -= etᵀ · U[block, after the block] */
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)rows, (int)rest, (int)nb,
+                        -1.0f, et, (int)rows, U + i1 * cols + i1 + nb, (int)cols, 1.0f,
                         W + i1 + nb, (int)cols);
     }
 done:
