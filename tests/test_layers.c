@@ -17,48 +17,17 @@
 
 #include <cmocka.h>
 
+#include "test_util.h"
+
 #include "mp_layers.h"
 #include "mp_model.h"
 #include "mp_status.h"
 
 #define TOL 1e-5
 
-/* splitmix64 (Steele, Lea, Flood 2014): a 64-bit state advanced by a Weyl constant and mixed. */
-typedef struct {
-    uint64_t s;
-} prng;
-
-static uint64_t prng_next(prng *r)
-{
-    uint64_t z = (r->s += 0x9E3779B97F4A7C15ULL);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
-}
-
-/* Uniform in [lo, hi), 53 random bits. */
-static double prng_uniform(prng *r, double lo, double hi)
-{
-    return lo + (hi - lo) * ((double)(prng_next(r) >> 11) * 0x1.0p-53);
-}
-
 static void fill_uniform(prng *r, float *x, int64_t n, double lo, double hi)
 {
     for (int64_t i = 0; i < n; i++) x[i] = (float)prng_uniform(r, lo, hi);
-}
-
-static float *falloc(int64_t n)
-{
-    float *p = calloc((size_t)(n > 0 ? n : 1), sizeof *p);
-    assert_non_null(p);
-    return p;
-}
-
-static double *dalloc(int64_t n)
-{
-    double *p = calloc((size_t)(n > 0 ? n : 1), sizeof *p);
-    assert_non_null(p);
-    return p;
 }
 
 /* max|y - ref| / (max|ref| + tiny); NaN in y propagates to NaN (fabs/compare keep it). */

@@ -25,44 +25,14 @@
 
 #include <cmocka.h>
 
+#include "test_util.h"
+
 #include "mp_model.h"
 #include "mp_status.h"
 
 #define TOL_LOGITS 1e-4
 #define TOL_NLL 1e-5
 #define TOL_HOOK 1e-4
-
-/* ---------- splitmix64 (Steele, Lea, Flood 2014) ---------- */
-typedef struct {
-    uint64_t s;
-} prng;
-
-static uint64_t prng_next(prng *r)
-{
-    uint64_t z = (r->s += 0x9E3779B97F4A7C15ULL);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
-}
-
-static double prng_uniform(prng *r, double lo, double hi)
-{
-    return lo + (hi - lo) * ((double)(prng_next(r) >> 11) * 0x1.0p-53);
-}
-
-static double *dalloc(int64_t n)
-{
-    double *p = calloc((size_t)(n > 0 ? n : 1), sizeof *p);
-    assert_non_null(p);
-    return p;
-}
-
-static float *falloc(int64_t n)
-{
-    float *p = calloc((size_t)(n > 0 ? n : 1), sizeof *p);
-    assert_non_null(p);
-    return p;
-}
 
 static void fail_st(const char *what, mp_status st)
 {
