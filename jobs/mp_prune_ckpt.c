@@ -24,6 +24,27 @@ static mp_status add_sha(cJSON *obj, const char *key, const char *path)
     return st;
 }
 
+void mp_prune_options_json(const mp_prune_opts *o, cJSON *obj)
+{
+    cJSON_AddStringToObject(obj, "method", o->method_name);
+    if (o->sp.n > 0) {
+        char nm[32];
+        snprintf(nm, sizeof nm, "%d:%d", o->sp.n, o->sp.m);
+        cJSON_AddStringToObject(obj, "nm", nm);
+    } else {
+        cJSON_AddNumberToObject(obj, "sparsity", o->sp.sparsity);
+    }
+    cJSON_AddNumberToObject(obj, "seqlen", (double)o->seqlen);
+    cJSON_AddNumberToObject(obj, "nsamples", (double)o->nsamples);
+    cJSON_AddNumberToObject(obj, "blocksize", (double)o->blocksize);
+    cJSON_AddNumberToObject(obj, "damp", o->damp);
+    cJSON_AddNumberToObject(obj, "batch", (double)o->batch);
+    cJSON_AddStringToObject(obj, "blocks", o->blocks ? o->blocks : "all");
+    cJSON_AddStringToObject(obj, "layers", o->layers ? o->layers : "all");
+    if (o->scalapack_min_dim > 0)
+        cJSON_AddNumberToObject(obj, "scalapack_min_dim", (double)o->scalapack_min_dim);
+}
+
 mp_status mp_prune_identity(job *J)
 {
     mp_status st = MP_OK;
@@ -44,23 +65,7 @@ mp_status mp_prune_identity(job *J)
     /* What changes the result; the rank count changes only rounding, so it is not here. */
     cJSON_AddNumberToObject(id, "format", 1);
     cJSON_AddItemToObject(id, "inputs_sha256", cJSON_Duplicate(J->inputs, 1));
-    cJSON_AddStringToObject(id, "method", o->method_name);
-    if (o->sp.n > 0) {
-        char nm[32];
-        snprintf(nm, sizeof nm, "%d:%d", o->sp.n, o->sp.m);
-        cJSON_AddStringToObject(id, "nm", nm);
-    } else {
-        cJSON_AddNumberToObject(id, "sparsity", o->sp.sparsity);
-    }
-    cJSON_AddNumberToObject(id, "seqlen", (double)o->seqlen);
-    cJSON_AddNumberToObject(id, "nsamples", (double)o->nsamples);
-    cJSON_AddNumberToObject(id, "blocksize", (double)o->blocksize);
-    cJSON_AddNumberToObject(id, "damp", o->damp);
-    cJSON_AddNumberToObject(id, "batch", (double)o->batch);
-    cJSON_AddStringToObject(id, "blocks", o->blocks ? o->blocks : "all");
-    cJSON_AddStringToObject(id, "layers", o->layers ? o->layers : "all");
-    if (o->scalapack_min_dim > 0)
-        cJSON_AddNumberToObject(id, "scalapack_min_dim", (double)o->scalapack_min_dim);
+    mp_prune_options_json(o, id);
     J->job_json = cJSON_PrintUnformatted(id);
     if (!J->job_json)
         MP_FAIL(MP_ERR_NOMEM, "cannot print the job identity");

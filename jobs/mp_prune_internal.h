@@ -70,6 +70,8 @@ MP_NODISCARD mp_status mp_prune_run_block(job *J, const mp_block *blk, float *h,
 MP_NODISCARD mp_status mp_prune_embed(job *J);
 
 /* Checkpoint and resume (mp_prune_ckpt.c). */
+/* Adds the options that change the result to obj (the job identity and report.json share it). */
+void mp_prune_options_json(const mp_prune_opts *o, cJSON *obj);
 /* Rank 0: sha256 of every input and the options that change the result, as JSON. */
 MP_NODISCARD mp_status mp_prune_identity(job *J);
 /* Collective: shares the identity, looks for a checkpoint of this job and, if one is found,

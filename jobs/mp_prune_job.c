@@ -557,21 +557,7 @@ static mp_status write_report(job *J, const double *stages, const double *peak, 
     cJSON_AddStringToObject(op, "model", o->model);
     cJSON_AddStringToObject(op, "calib", o->calib);
     cJSON_AddStringToObject(op, "out", o->out);
-    cJSON_AddStringToObject(op, "method", o->method_name);
-    if (o->sp.n > 0) {
-        char nm[32];
-        snprintf(nm, sizeof nm, "%d:%d", o->sp.n, o->sp.m);
-        cJSON_AddStringToObject(op, "nm", nm);
-    } else {
-        cJSON_AddNumberToObject(op, "sparsity", o->sp.sparsity);
-    }
-    cJSON_AddNumberToObject(op, "seqlen", (double)o->seqlen);
-    cJSON_AddNumberToObject(op, "nsamples", (double)o->nsamples);
-    cJSON_AddNumberToObject(op, "blocksize", (double)o->blocksize);
-    cJSON_AddNumberToObject(op, "damp", o->damp);
-    cJSON_AddNumberToObject(op, "batch", (double)o->batch);
-    cJSON_AddStringToObject(op, "blocks", o->blocks ? o->blocks : "all");
-    cJSON_AddStringToObject(op, "layers", o->layers ? o->layers : "all");
+    mp_prune_options_json(o, op);
     cJSON_AddNumberToObject(op, "ranks", J->P);
 
     cJSON_AddItemToObject(root, "inputs_sha256", cJSON_Duplicate(J->inputs, 1));

@@ -6,10 +6,7 @@
 
 #include "mp_comm_internal.h"
 
-/* Largest element count per MPI call: MPI counts are int. */
-#define MP_COMM_CHUNK ((int64_t)1 << 30)
-
-static mp_status mpi_fail(int rc, const char *what)
+mp_status mp_comm_mpi_fail(int rc, const char *what)
 {
     char msg[MPI_MAX_ERROR_STRING];
     int len = 0;
@@ -22,7 +19,7 @@ static mp_status mpi_fail(int rc, const char *what)
     do {                                       \
         int rc_ = (call);                      \
         if (rc_ != MPI_SUCCESS)                \
-            return mpi_fail(rc_, what);        \
+            return mp_comm_mpi_fail(rc_, what);        \
     } while (0)
 
 mp_status mp_comm_init(int *argc, char ***argv)
@@ -55,7 +52,7 @@ mp_status mp_comm_dup_world(mp_comm **out)
     int rc = MPI_Comm_dup(MPI_COMM_WORLD, &c->comm);
     if (rc != MPI_SUCCESS) {
         free(c);
-        return mpi_fail(rc, "MPI_Comm_dup");
+        return mp_comm_mpi_fail(rc, "MPI_Comm_dup");
     }
     MPI_Comm_set_errhandler(c->comm, MPI_ERRORS_RETURN);
     MPI_Comm_rank(c->comm, &c->rank);
@@ -145,7 +142,7 @@ mp_status mp_comm_gatherv_f64(const mp_comm *c, const double *send, int64_t n, d
     }
     int rc = MPI_Gatherv(send, (int)n, MPI_DOUBLE, recv, cnt, disp, MPI_DOUBLE, root, c->comm);
     if (rc != MPI_SUCCESS)
-        st = mpi_fail(rc, "MPI_Gatherv");
+        st = mp_comm_mpi_fail(rc, "MPI_Gatherv");
 done:
     free(cnt);
     free(disp);

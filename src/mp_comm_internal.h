@@ -8,6 +8,12 @@
 
 #include "mp_comm.h"
 
+/* Largest element count per MPI call: MPI counts are int. */
+#define MP_COMM_CHUNK ((int64_t)1 << 30)
+
+/* MP_ERR_MPI with the MPI error string of rc: "WHAT failed: ...". */
+mp_status mp_comm_mpi_fail(int rc, const char *what);
+
 struct mp_comm {
     MPI_Comm comm; /* private duplicate, MPI_ERRORS_RETURN */
     int rank, size;

@@ -27,23 +27,12 @@ extern void pdpotrf_(const char *uplo, const int *n, double *a, const int *ia, c
 extern void pdpotri_(const char *uplo, const int *n, double *a, const int *ia, const int *ja,
                      const int *desca, int *info, size_t uplo_len);
 
-/* Largest element count per MPI call: MPI counts are int. */
-#define MP_COMM_CHUNK ((int64_t)1 << 30)
-
-static mp_status mpi_fail(int rc, const char *what)
-{
-    char msg[MPI_MAX_ERROR_STRING];
-    int len = 0;
-    if (MPI_Error_string(rc, msg, &len) != MPI_SUCCESS)
-        msg[0] = '\0';
-    return mp_error(MP_ERR_MPI, "%s failed: %s", what, msg);
-}
 
 #define MPI_TRY(call, what)                 \
     do {                                    \
         int rc_ = (call);                   \
         if (rc_ != MPI_SUCCESS) {           \
-            st = mpi_fail(rc_, what);       \
+            st = mp_comm_mpi_fail(rc_, what);       \
             goto done;                      \
         }                                   \
     } while (0)
