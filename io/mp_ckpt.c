@@ -1,5 +1,6 @@
 #define _POSIX_C_SOURCE 200809L
 
+#include "mp_alloc.h"
 #include "mp_ckpt.h"
 
 #include <dirent.h>
@@ -172,7 +173,7 @@ static mp_status ck_read_text(hid_t loc, const char *file, const char *name, cha
     hsize_t n = 0;
     H5Sget_simple_extent_dims(sp, &n, NULL);
     H5Sclose(sp);
-    char *buf = malloc((size_t)n + 1);
+    char *buf = mp_malloc((size_t)n + 1);
     mp_status st = MP_OK;
     if (!buf)
         st = mp_error(MP_ERR_NOMEM, "%s: cannot allocate /%s", file, name);

@@ -14,6 +14,7 @@
  * layer_norm_elementwise_affine false, and bias switches that HF ignores for a family
  * (attention_bias / mlp_bias true for mistral and qwen2), since the weights would not match.
  */
+#include "mp_alloc.h"
 #include "mp_hfconfig.h"
 
 #include <cjson/cJSON.h>
@@ -423,7 +424,7 @@ mp_status mp_hfconfig_load(const char *path, mp_model_config *cfg)
             if (ncap > (size_t)HFC_MAX_BYTES + 4097)
                 MP_FAIL(MP_ERR_FORMAT, "%s: larger than %d bytes, not a config.json", path,
                         HFC_MAX_BYTES);
-            char *nb = realloc(buf, ncap);
+            char *nb = mp_realloc(buf, ncap);
             if (nb == NULL)
                 MP_FAIL(MP_ERR_NOMEM, "%s: cannot allocate %zu bytes", path, ncap);
             buf = nb;

@@ -8,6 +8,7 @@
  */
 #define _POSIX_C_SOURCE 200809L
 
+#include "mp_alloc.h"
 #include "mp_safetensors.h"
 
 #include <cjson/cJSON.h>
@@ -61,7 +62,7 @@ typedef struct {
 static char *st_strdup(const char *s)
 {
     size_t n = strlen(s) + 1;
-    char *d = malloc(n);
+    char *d = mp_malloc(n);
     if (d)
         memcpy(d, s, n);
     return d;
@@ -70,7 +71,7 @@ static char *st_strdup(const char *s)
 static char *st_join(const char *dir, const char *name)
 {
     size_t a = strlen(dir), b = strlen(name);
-    char *p = malloc(a + b + 2);
+    char *p = mp_malloc(a + b + 2);
     if (!p)
         return NULL;
     memcpy(p, dir, a);
@@ -219,7 +220,7 @@ static mp_status st_push(mp_st_model *m, const mp_st_tensor *t)
 {
     if (m->n == m->cap) {
         size_t cap = m->cap ? 2 * m->cap : 64;
-        mp_st_tensor *nt = realloc(m->t, cap * sizeof *nt);
+        mp_st_tensor *nt = mp_realloc(m->t, cap * sizeof *nt);
         if (!nt)
             return mp_error(MP_ERR_NOMEM, "safetensors: out of memory for the tensor table");
         m->t = nt;
@@ -271,7 +272,7 @@ static mp_status st_load_file(mp_st_model *m, int fi, const char *path)
         MP_FAIL(MP_ERR_FORMAT, "%s: header contains a NUL byte", path);
     f->data = f->map + 8 + hlen;
     f->data_len = size - 8 - (size_t)hlen;
-    hdr = malloc((size_t)hlen + 1);
+    hdr = mp_malloc((size_t)hlen + 1);
     if (!hdr)
         MP_FAIL(MP_ERR_NOMEM, "%s: out of memory for a %" PRIu64 "-byte header", path, hlen);
     memcpy(hdr, f->map + 8, (size_t)hlen);
@@ -285,7 +286,7 @@ static mp_status st_load_file(mp_st_model *m, int fi, const char *path)
         MP_FAIL(MP_ERR_FORMAT, "%s: header is not a JSON object", path);
 
     size_t nkeys = (size_t)cJSON_GetArraySize(root);
-    ent = calloc(nkeys ? nkeys : 1, sizeof *ent);
+    ent = mp_calloc(nkeys ? nkeys : 1, sizeof *ent);
     if (!ent)
         MP_FAIL(MP_ERR_NOMEM, "%s: out of memory for %zu header entries", path, nkeys);
     for (const cJSON *c = root->child; c; c = c->next) {
@@ -372,7 +373,7 @@ done:
 /* Builds the name index and refuses a name that appears twice. */
 static mp_status st_index_names(mp_st_model *m)
 {
-    m->sorted = malloc((m->n ? m->n : 1) * sizeof *m->sorted);
+    m->sorted = mp_malloc((m->n ? m->n : 1) * sizeof *m->sorted);
     if (!m->sorted)
         return mp_error(MP_ERR_NOMEM, "%s: out of memory for the tensor index", m->msg_path);
     for (size_t i = 0; i < m->n; i++)
@@ -406,7 +407,7 @@ static mp_status st_read_small(const char *path, char **out)
         MP_FAIL(MP_ERR_FORMAT, "%s: not a regular file of at most %zu bytes", path,
                 ST_INDEX_MAX_BYTES);
     size_t n = (size_t)sb.st_size;
-    buf = malloc(n + 1);
+    buf = mp_malloc(n + 1);
     if (!buf)
         MP_FAIL(MP_ERR_NOMEM, "%s: out of memory", path);
     if (fread(buf, 1, n, f) != n)
@@ -442,7 +443,7 @@ static mp_status st_open_sharded(mp_st_model *m, const char *dir, const char *in
     int nmap = cJSON_GetArraySize(wm);
     if (nmap == 0)
         MP_FAIL(MP_ERR_FORMAT, "%s: \"weight_map\" is empty", index_path);
-    names = calloc((size_t)nmap, sizeof *names);
+    names = mp_calloc((size_t)nmap, sizeof *names);
     if (!names)
         MP_FAIL(MP_ERR_NOMEM, "%s: out of memory", index_path);
     int nf = 0;
@@ -460,7 +461,7 @@ static mp_status st_open_sharded(mp_st_model *m, const char *dir, const char *in
         if (k == nf)
             names[nf++] = fn;
     }
-    m->files = calloc((size_t)nf, sizeof *m->files);
+    m->files = mp_calloc((size_t)nf, sizeof *m->files);
     if (!m->files)
         MP_FAIL(MP_ERR_NOMEM, "%s: out of memory", index_path);
     for (int i = 0; i < nf; i++) {
@@ -507,7 +508,7 @@ mp_status mp_st_open(const char *path, mp_st_model **out)
     if (stat(path, &sb) != 0)
         return mp_error(errno == ENOENT ? MP_ERR_NOT_FOUND : MP_ERR_IO, "%s: cannot open: %s",
                         path, strerror(errno));
-    m = calloc(1, sizeof *m);
+    m = mp_calloc(1, sizeof *m);
     if (!m)
         return mp_error(MP_ERR_NOMEM, "%s: out of memory", path);
     if (S_ISDIR(sb.st_mode)) {
@@ -533,7 +534,7 @@ mp_status mp_st_open(const char *path, mp_st_model **out)
         if (!m->msg_path)
             MP_FAIL(MP_ERR_NOMEM, "%s: out of memory", path);
     }
-    m->files = calloc(1, sizeof *m->files);
+    m->files = mp_calloc(1, sizeof *m->files);
     if (!m->files)
         MP_FAIL(MP_ERR_NOMEM, "%s: out of memory", path);
     m->nfiles = 1;
@@ -676,7 +677,7 @@ static void sb_add(st_buf *b, const char *s, size_t n)
         size_t cap = b->cap ? b->cap : 1024;
         while (cap < b->n + n + 1)
             cap *= 2;
-        char *np = realloc(b->p, cap);
+        char *np = mp_realloc(b->p, cap);
         if (!np) {
             b->oom = true;
             return;
@@ -756,8 +757,8 @@ mp_status mp_st_write(const char *path, const mp_st_entry *entries, size_t n,
         return mp_error(MP_ERR_ARG, "safetensors: mp_st_write without a path");
     if (n > 0 && !entries)
         return mp_error(MP_ERR_ARG, "%s: %zu entries but no entry array", path, n);
-    sizes = calloc(n ? n : 1, sizeof *sizes);
-    names = calloc(n ? n : 1, sizeof *names);
+    sizes = mp_calloc(n ? n : 1, sizeof *sizes);
+    names = mp_calloc(n ? n : 1, sizeof *names);
     if (!sizes || !names)
         MP_FAIL(MP_ERR_NOMEM, "%s: out of memory", path);
 
@@ -832,7 +833,7 @@ mp_status mp_st_write(const char *path, const mp_st_entry *entries, size_t n,
             MP_FAIL(MP_ERR_ARG, "%s: tensor '%s' given twice", path, names[i]);
 
     size_t tl = strlen(path) + 32;
-    tmp = malloc(tl);
+    tmp = mp_malloc(tl);
     if (!tmp)
         MP_FAIL(MP_ERR_NOMEM, "%s: out of memory", path);
     snprintf(tmp, tl, "%s.tmp.%ld", path, (long)getpid());

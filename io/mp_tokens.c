@@ -6,6 +6,7 @@
  */
 #define _POSIX_C_SOURCE 200809L
 
+#include "mp_alloc.h"
 #include "mp_tokens.h"
 
 #include <cjson/cJSON.h>
@@ -114,8 +115,8 @@ static mp_status tok_read_ids(FILE *f, const char *path, tok_type t, int64_t cou
 
     if ((uint64_t)count > SIZE_MAX / sizeof *ids)
         MP_FAIL(MP_ERR_NOMEM, "%s: %lld ids do not fit in memory", path, (long long)count);
-    ids = malloc((size_t)count * sizeof *ids);
-    chunk = malloc(TOK_CHUNK);
+    ids = mp_malloc((size_t)count * sizeof *ids);
+    chunk = mp_malloc(TOK_CHUNK);
     if (ids == NULL || chunk == NULL)
         MP_FAIL(MP_ERR_NOMEM, "%s: cannot allocate %lld bytes for token ids", path,
                 (long long)count * (long long)sizeof *ids);
@@ -163,7 +164,7 @@ static mp_status tok_read_sidecar(const char *bin_path, const char *sc, tok_side
     MP_TRY(tok_open(sc, &f, &size));
     if (size > TOK_SIDECAR_MAX)
         MP_FAIL(MP_ERR_FORMAT, "%s: sidecar larger than %d bytes", sc, TOK_SIDECAR_MAX);
-    buf = malloc((size_t)size + 1);
+    buf = mp_malloc((size_t)size + 1);
     if (buf == NULL)
         MP_FAIL(MP_ERR_NOMEM, "%s: cannot allocate %lld bytes", sc, (long long)size + 1);
     MP_TRY(tok_read_exact(f, sc, buf, (size_t)size));
@@ -240,7 +241,7 @@ static mp_status tok_load_bin(const char *path, mp_tokens *out)
 
     MP_TRY(tok_open(path, &f, &size));
     size_t n = strlen(path);
-    sc = malloc(n + 2);
+    sc = mp_malloc(n + 2);
     if (sc == NULL)
         MP_FAIL(MP_ERR_NOMEM, "%s: out of memory", path);
     memcpy(sc, path, n - 4);
@@ -479,7 +480,7 @@ static mp_status tok_load_npy(const char *path, mp_tokens *out)
     if (hlen > NPY_HEADER_MAX)
         MP_FAIL(MP_ERR_FORMAT, "%s: .npy header length %lld is implausibly large", path,
                 (long long)hlen);
-    hdr = malloc((size_t)hlen + 1);
+    hdr = mp_malloc((size_t)hlen + 1);
     if (hdr == NULL)
         MP_FAIL(MP_ERR_NOMEM, "%s: cannot allocate the .npy header", path);
     MP_TRY(tok_read_exact(f, path, hdr, (size_t)hlen));

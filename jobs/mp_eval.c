@@ -1,3 +1,4 @@
+#include "mp_alloc.h"
 #include "mp_eval.h"
 
 #include <math.h>
@@ -23,7 +24,7 @@ static mp_status eval_local(const mp_eval_opts *o, const mp_modeldir *md, const 
     if (n == 0)
         return MP_OK;
     const uint32_t *ids = tok->ids + w0 * T;
-    h = malloc((size_t)(n * T * d) * sizeof(float));
+    h = mp_malloc((size_t)(n * T * d) * sizeof(float));
     if (!h)
         MP_FAIL(MP_ERR_NOMEM, "cannot allocate hidden states for %lld windows of %lld tokens "
                 "(%.1f MiB)", (long long)n, (long long)T, (double)(n * T * d) * 4.0 / 1048576.0);
@@ -83,9 +84,9 @@ mp_status mp_eval_run(const mp_eval_opts *o, const mp_comm *comm, mp_eval_result
         int64_t b0 = nb * rank / P, b1 = nb * (rank + 1) / P;
         w0 = b0 * o->batch < nw ? b0 * o->batch : nw;
         w1 = b1 * o->batch < nw ? b1 * o->batch : nw;
-        nll = malloc((size_t)(w1 - w0 + 1) * sizeof(double));
-        counts = malloc((size_t)P * sizeof(int64_t));
-        all = rank == 0 ? malloc((size_t)(nw + 1) * sizeof(double)) : NULL;
+        nll = mp_malloc((size_t)(w1 - w0 + 1) * sizeof(double));
+        counts = mp_malloc((size_t)P * sizeof(int64_t));
+        all = rank == 0 ? mp_malloc((size_t)(nw + 1) * sizeof(double)) : NULL;
         if (!nll || !counts || (rank == 0 && !all))
             st = mp_error(MP_ERR_NOMEM, "cannot allocate %lld window results", (long long)nw);
     }

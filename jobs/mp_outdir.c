@@ -1,5 +1,6 @@
 #define _POSIX_C_SOURCE 200809L
 
+#include "mp_alloc.h"
 #include "mp_outdir.h"
 
 #include <dirent.h>
@@ -188,7 +189,7 @@ mp_status mp_outdir_put(mp_outdir *o, const char *name, const float *values)
     if (!t)
         return mp_error(MP_ERR_NOT_FOUND, "%s: no tensor '%s' to write", o->final, name);
     MP_TRY(join(path, sizeof path, o->tmp, mp_st_file_name(o->st, t->file)));
-    bytes = malloc(t->nbytes ? t->nbytes : 1);
+    bytes = mp_malloc(t->nbytes ? t->nbytes : 1);
     if (!bytes)
         MP_FAIL(MP_ERR_NOMEM, "cannot allocate %zu bytes for %s", t->nbytes, name);
     MP_TRY(mp_dtype_from_f32(t->dtype, values, (size_t)t->numel, bytes));

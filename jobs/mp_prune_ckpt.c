@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "mp_alloc.h"
 #include "mp_ckpt.h"
 #include "mp_prune_internal.h"
 #include "mp_sha256.h"
@@ -165,7 +166,7 @@ static mp_status records_from_json(job *J, const char *text, const char *path)
                         path);
     }
     int64_t n = cJSON_GetArraySize(arr);
-    J->recs = calloc((size_t)(n + 1), sizeof *J->recs);
+    J->recs = mp_calloc((size_t)(n + 1), sizeof *J->recs);
     if (!J->recs) {
         cJSON_Delete(arr);
         return mp_error(MP_ERR_NOMEM, "cannot allocate the report");
@@ -200,7 +201,7 @@ mp_status mp_prune_resume(job *J)
     int64_t len = J->rank == 0 ? (int64_t)strlen(J->job_json) : 0;
     MP_TRY(mp_comm_bcast(J->comm, &len, (int64_t)sizeof len, 0));
     if (J->rank != 0) {
-        J->job_json = calloc((size_t)len + 1, 1);
+        J->job_json = mp_calloc((size_t)len + 1, 1);
         local = J->job_json ? MP_OK : mp_error(MP_ERR_NOMEM, "cannot allocate the identity");
     }
     MP_TRY(mp_prune_agree(J, local));

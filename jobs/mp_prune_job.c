@@ -1,5 +1,6 @@
 #define _POSIX_C_SOURCE 200809L
 
+#include "mp_alloc.h"
 #include "mp_prune_job.h"
 
 #include <cjson/cJSON.h>
@@ -303,7 +304,7 @@ static mp_status solve_owned(job *J, mp_block *blk, layer_rec *recs, int64_t n,
         int64_t cols = l->in, rows = l->out;
         const double *H = Hfull[g];
         free(W);
-        W = malloc((size_t)(rows * cols) * sizeof(float));
+        W = mp_malloc((size_t)(rows * cols) * sizeof(float));
         if (!W)
             MP_FAIL(MP_ERR_NOMEM, "cannot allocate a copy of a %lld x %lld layer",
                     (long long)rows, (long long)cols);
@@ -312,8 +313,8 @@ static mp_status solve_owned(job *J, mp_block *blk, layer_rec *recs, int64_t n,
             if (cached_group != g) {
                 free(U);
                 free(Hw);
-                U = malloc((size_t)(cols * cols) * sizeof(float));
-                Hw = malloc((size_t)(cols * cols) * sizeof(double));
+                U = mp_malloc((size_t)(cols * cols) * sizeof(float));
+                Hw = mp_malloc((size_t)(cols * cols) * sizeof(double));
                 if (!U || !Hw)
                     MP_FAIL(MP_ERR_NOMEM, "cannot allocate a %lld x %lld factor",
                             (long long)cols, (long long)cols);
@@ -341,7 +342,7 @@ static mp_status solve_owned(job *J, mp_block *blk, layer_rec *recs, int64_t n,
             r->escalations = info.escalations;
             r->dead = (double)info.dead;
         } else if (o->method == MP_METHOD_WANDA) {
-            double *diag = malloc((size_t)cols * sizeof(double));
+            double *diag = mp_malloc((size_t)cols * sizeof(double));
             if (!diag)
                 MP_FAIL(MP_ERR_NOMEM, "cannot allocate Wanda norms");
             for (int64_t j = 0; j < cols; j++)
@@ -377,9 +378,9 @@ static mp_status solve_dist(job *J, mp_block *blk, layer_rec *r, const double *H
     int64_t rows = l->out, cols = l->in;
     double t0 = mp_comm_wtime();
     mp_obs_info info = {0};
-    float *W = malloc((size_t)(rows * cols) * sizeof(float));
-    float *U = malloc((size_t)(cols * cols) * sizeof(float));
-    double *Hw = malloc((size_t)(cols * cols) * sizeof(double));
+    float *W = mp_malloc((size_t)(rows * cols) * sizeof(float));
+    float *U = mp_malloc((size_t)(cols * cols) * sizeof(float));
+    double *Hw = mp_malloc((size_t)(cols * cols) * sizeof(double));
     MP_TRY(mp_prune_agree(J, W && U && Hw ? MP_OK : mp_error(MP_ERR_NOMEM, "cannot allocate the "
                                                     "ScaLAPACK solve of a %lld x %lld layer",
                                                     (long long)rows, (long long)cols)));
@@ -465,13 +466,13 @@ static mp_status prune_block(job *J, mp_block *blk)
             continue;
         int64_t dim = J->hs[g].dim;
         maxdim = dim > maxdim ? dim : maxdim;
-        full[g] = malloc((size_t)(dim * dim) * sizeof(double));
+        full[g] = mp_malloc((size_t)(dim * dim) * sizeof(double));
         if (!full[g])
             local = mp_error(MP_ERR_NOMEM, "cannot allocate a %lld x %lld Hessian",
                              (long long)dim, (long long)dim);
     }
     if (local == MP_OK && maxdim > 0 &&
-        !(buf = malloc((size_t)(maxdim * maxdim) * sizeof(double))))
+        !(buf = mp_malloc((size_t)(maxdim * maxdim) * sizeof(double))))
         local = mp_error(MP_ERR_NOMEM, "cannot allocate a Hessian buffer");
     MP_TRY(mp_prune_agree(J, local));
 
@@ -517,7 +518,7 @@ static mp_status prune_block(job *J, mp_block *blk)
         J->t_stage[ST_WRITE] += mp_comm_wtime() - t;
         if (local == MP_OK && J->nrecs + n > J->cap) {
             int64_t cap = (J->cap ? J->cap * 2 : 64) + n;
-            layer_rec *nr = realloc(J->recs, (size_t)cap * sizeof *nr);
+            layer_rec *nr = mp_realloc(J->recs, (size_t)cap * sizeof *nr);
             if (!nr)
                 local = mp_error(MP_ERR_NOMEM, "cannot grow the report");
             else {
@@ -612,7 +613,7 @@ static mp_status write_report(job *J, const double *stages, const double *peak, 
     if (!text)
         MP_FAIL(MP_ERR_NOMEM, "cannot print the report");
     size_t len = strlen(text);
-    char *withnl = realloc(text, len + 2);
+    char *withnl = mp_realloc(text, len + 2);
     if (!withnl)
         MP_FAIL(MP_ERR_NOMEM, "cannot print the report");
     text = withnl;
@@ -653,7 +654,7 @@ static mp_status setup_local(job *J)
             MP_FAIL(MP_ERR_ARG, "mpiprune prune: --blocksize %lld is not a multiple of M = %d",
                     (long long)o->blocksize, o->sp.m);
     }
-    J->block_sel = calloc((size_t)c->n_layers, sizeof(bool));
+    J->block_sel = mp_calloc((size_t)c->n_layers, sizeof(bool));
     if (!J->block_sel)
         MP_FAIL(MP_ERR_NOMEM, "cannot allocate block selection");
     MP_TRY(parse_blocks(o->blocks, c->n_layers, J->block_sel));
@@ -670,8 +671,8 @@ mp_status mp_prune_embed(job *J)
     const mp_model_config *c = &J->md.cfg;
     mp_head *head = NULL;
     int64_t T = J->o->seqlen, n = J->s1 - J->s0, nh = n * T * c->d;
-    J->h = malloc((size_t)(nh ? nh : 1) * sizeof(float));
-    J->hwork = malloc((size_t)(nh ? nh : 1) * sizeof(float));
+    J->h = mp_malloc((size_t)(nh ? nh : 1) * sizeof(float));
+    J->hwork = mp_malloc((size_t)(nh ? nh : 1) * sizeof(float));
     if (!J->h || !J->hwork)
         MP_FAIL(MP_ERR_NOMEM, "cannot allocate hidden states for %lld sequences", (long long)n);
     MP_TRY(mp_head_load(c, &J->md.src, &head));
@@ -774,9 +775,9 @@ mp_status mp_prune_run(const mp_prune_opts *o, const mp_comm *comm)
     double mine[ST_COUNT + 1];
     memcpy(mine, J->t_stage, sizeof J->t_stage);
     mine[ST_COUNT] = (double)ru.ru_maxrss * 1024.0;
-    int64_t *counts = malloc((size_t)J->P * sizeof(int64_t));
-    stages = malloc((size_t)J->P * (ST_COUNT + 1) * sizeof(double));
-    peak = malloc((size_t)J->P * sizeof(double));
+    int64_t *counts = mp_malloc((size_t)J->P * sizeof(int64_t));
+    stages = mp_malloc((size_t)J->P * (ST_COUNT + 1) * sizeof(double));
+    peak = mp_malloc((size_t)J->P * sizeof(double));
     local = counts && stages && peak ? MP_OK : mp_error(MP_ERR_NOMEM, "report buffers");
     if (counts)
         for (int r = 0; r < J->P; r++)
@@ -788,7 +789,7 @@ mp_status mp_prune_run(const mp_prune_opts *o, const mp_comm *comm)
     MP_TRY(st);
     local = MP_OK;
     if (J->rank == 0) {
-        double *flat = malloc((size_t)J->P * ST_COUNT * sizeof(double));
+        double *flat = mp_malloc((size_t)J->P * ST_COUNT * sizeof(double));
         if (!flat)
             local = mp_error(MP_ERR_NOMEM, "report buffers");
         else {

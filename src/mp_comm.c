@@ -1,3 +1,4 @@
+#include "mp_alloc.h"
 #include "mp_comm.h"
 
 #include <limits.h>
@@ -46,7 +47,7 @@ void mp_comm_abort(const mp_comm *c, int code)
 
 mp_status mp_comm_dup_world(mp_comm **out)
 {
-    mp_comm *c = calloc(1, sizeof *c);
+    mp_comm *c = mp_calloc(1, sizeof *c);
     if (!c)
         return mp_error(MP_ERR_NOMEM, "cannot allocate a communicator");
     int rc = MPI_Comm_dup(MPI_COMM_WORLD, &c->comm);
@@ -123,8 +124,8 @@ mp_status mp_comm_gatherv_f64(const mp_comm *c, const double *send, int64_t n, d
         return mp_error(MP_ERR_RANGE, "gather of %lld values exceeds MPI int counts",
                         (long long)n);
     if (c->rank == root) {
-        cnt = malloc((size_t)c->size * sizeof(int));
-        disp = malloc((size_t)c->size * sizeof(int));
+        cnt = mp_malloc((size_t)c->size * sizeof(int));
+        disp = mp_malloc((size_t)c->size * sizeof(int));
         if (!cnt || !disp) {
             st = mp_error(MP_ERR_NOMEM, "cannot allocate gather counts");
             goto done;

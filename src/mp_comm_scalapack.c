@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mp_alloc.h"
 #include "mp_comm.h"
 #include "mp_comm_internal.h"
 
@@ -57,9 +58,9 @@ static mp_status allgatherv_any(const mp_comm *c, const void *send, int64_t n,
                                 MPI_Datatype type, size_t esize, void *recv, int64_t *total)
 {
     mp_status st = MP_OK;
-    int64_t *counts = malloc((size_t)c->size * sizeof(int64_t));
-    int *cnt = malloc((size_t)c->size * sizeof(int));
-    int *disp = malloc((size_t)c->size * sizeof(int));
+    int64_t *counts = mp_malloc((size_t)c->size * sizeof(int64_t));
+    int *cnt = mp_malloc((size_t)c->size * sizeof(int));
+    int *disp = mp_malloc((size_t)c->size * sizeof(int));
     st = agree(c, counts && cnt && disp ? MP_OK
                                         : mp_error(MP_ERR_NOMEM, "cannot allocate gather counts"),
                "allocating gather counts");
@@ -174,10 +175,10 @@ mp_status mp_comm_chol_inv_chol(const mp_comm *c, const double *A, int64_t n, in
             npack += global_index(li, nb, myrow, nprow) >= gj;
     }
     int64_t ntri = n * (n + 1) / 2;
-    loc = malloc((size_t)(nlocal > 0 ? nlocal : 1) * sizeof(double));
-    pack = malloc((size_t)(npack > 0 ? npack : 1) * sizeof(double));
-    all = malloc((size_t)ntri * sizeof(double));
-    coords = malloc((size_t)c->size * 2 * sizeof(int64_t));
+    loc = mp_malloc((size_t)(nlocal > 0 ? nlocal : 1) * sizeof(double));
+    pack = mp_malloc((size_t)(npack > 0 ? npack : 1) * sizeof(double));
+    all = mp_malloc((size_t)ntri * sizeof(double));
+    coords = mp_malloc((size_t)c->size * 2 * sizeof(int64_t));
     if (st == MP_OK && (!loc || !pack || !all || !coords))
         st = mp_error(MP_ERR_NOMEM, "cannot allocate ScaLAPACK workspace for n = %lld",
                       (long long)n);

@@ -1,3 +1,4 @@
+#include "mp_alloc.h"
 #include "mp_hessian.h"
 
 #include <cblas.h>
@@ -14,8 +15,8 @@ mp_status mp_hessian_init(mp_hessian *h, int64_t dim)
     if (dim <= 0 || dim > INT_MAX)
         return mp_error(MP_ERR_RANGE, "Hessian dimension %lld out of range", (long long)dim);
     h->dim = dim;
-    h->sum = calloc((size_t)(dim * dim), sizeof(double));
-    h->chunk = malloc((size_t)(dim * dim) * sizeof(float));
+    h->sum = mp_calloc((size_t)(dim * dim), sizeof(double));
+    h->chunk = mp_malloc((size_t)(dim * dim) * sizeof(float));
     if (!h->sum || !h->chunk) {
         mp_hessian_free(h);
         return mp_error(MP_ERR_NOMEM, "cannot allocate a %lld x %lld Hessian", (long long)dim,

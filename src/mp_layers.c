@@ -1,3 +1,4 @@
+#include "mp_alloc.h"
 #include "mp_layers.h"
 
 #include <cblas.h>
@@ -95,7 +96,7 @@ mp_status mp_attention(const float *q, const float *k, const float *v, int64_t T
     if (!fits_int(T) || !fits_int(nh * hd) || !fits_int(T * MP_ATTN_TILE))
         return mp_error(MP_ERR_RANGE, "attention: sequence length %lld too large", (long long)T);
     int64_t qw = nh * hd, kw = nkv * hd, group = nh / nkv;
-    float *scores = malloc((size_t)(T * MP_ATTN_TILE) * sizeof(float));
+    float *scores = mp_malloc((size_t)(T * MP_ATTN_TILE) * sizeof(float));
     if (!scores)
         return mp_error(MP_ERR_NOMEM, "attention: cannot allocate %lld x %d scores",
                         (long long)T, MP_ATTN_TILE);

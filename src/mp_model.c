@@ -1,3 +1,4 @@
+#include "mp_alloc.h"
 #include "mp_model.h"
 
 #include <cblas.h>
@@ -123,7 +124,7 @@ static mp_status load_tensor(const mp_weight_source *src, const char *name, int 
     int64_t n = 1;
     for (int i = 0; i < ndim; i++)
         n *= shape[i];
-    float *p = malloc((size_t)n * sizeof(float));
+    float *p = mp_malloc((size_t)n * sizeof(float));
     if (!p)
         return mp_error(MP_ERR_NOMEM, "cannot allocate %lld floats for %s", (long long)n, name);
     mp_status st = src->load(src->ctx, name, ndim, shape, p);
@@ -158,7 +159,7 @@ mp_status mp_block_load(const mp_model_config *cfg, const mp_weight_source *src,
 {
     mp_status st = MP_OK;
     char base[256], name[320];
-    mp_block *b = calloc(1, sizeof *b);
+    mp_block *b = mp_calloc(1, sizeof *b);
     if (!b)
         return mp_error(MP_ERR_NOMEM, "cannot allocate block %lld", (long long)layer);
     b->index = layer;
@@ -259,14 +260,14 @@ mp_status mp_block_forward(const mp_model_config *c, const mp_block *blk, float 
     int64_t rows = n_seq * T, d = c->d;
     int64_t qd = c->n_heads * c->head_dim, kd = c->n_kv_heads * c->head_dim;
     bool llama = c->arch == MP_ARCH_LLAMA, pre = c->norm_before;
-    float *xn = malloc((size_t)(rows * d) * sizeof(float));
-    float *q = malloc((size_t)(rows * qd) * sizeof(float));
-    float *k = malloc((size_t)(rows * kd) * sizeof(float));
-    float *v = malloc((size_t)(rows * kd) * sizeof(float));
-    float *ao = malloc((size_t)(rows * qd) * sizeof(float));
-    float *tmp = malloc((size_t)(rows * d) * sizeof(float));
-    float *g = malloc((size_t)(rows * c->ffn) * sizeof(float));
-    float *u = llama ? malloc((size_t)(rows * c->ffn) * sizeof(float)) : NULL;
+    float *xn = mp_malloc((size_t)(rows * d) * sizeof(float));
+    float *q = mp_malloc((size_t)(rows * qd) * sizeof(float));
+    float *k = mp_malloc((size_t)(rows * kd) * sizeof(float));
+    float *v = mp_malloc((size_t)(rows * kd) * sizeof(float));
+    float *ao = mp_malloc((size_t)(rows * qd) * sizeof(float));
+    float *tmp = mp_malloc((size_t)(rows * d) * sizeof(float));
+    float *g = mp_malloc((size_t)(rows * c->ffn) * sizeof(float));
+    float *u = llama ? mp_malloc((size_t)(rows * c->ffn) * sizeof(float)) : NULL;
     if (!xn || !q || !k || !v || !ao || !tmp || !g || (llama && !u))
         MP_FAIL(MP_ERR_NOMEM, "block %lld: cannot allocate activations for %lld tokens",
                 (long long)blk->index, (long long)rows);
@@ -354,7 +355,7 @@ mp_status mp_head_load(const mp_model_config *c, const mp_weight_source *src, mp
     mp_status st = MP_OK;
     bool opt = c->arch == MP_ARCH_OPT;
     int64_t wd = c->word_embed_proj_dim;
-    mp_head *hd = calloc(1, sizeof *hd);
+    mp_head *hd = mp_calloc(1, sizeof *hd);
     if (!hd)
         return mp_error(MP_ERR_NOMEM, "cannot allocate the model head");
     int64_t es[2] = {c->vocab, wd};
@@ -419,7 +420,7 @@ mp_status mp_embed_forward(const mp_model_config *c, const mp_head *head, const 
                             tokens[r], (long long)r, (long long)c->vocab);
     float *dst = h;
     if (head->project_in) {
-        e = malloc((size_t)(rows * wd) * sizeof(float));
+        e = mp_malloc((size_t)(rows * wd) * sizeof(float));
         if (!e)
             MP_FAIL(MP_ERR_NOMEM, "cannot allocate embeddings for %lld tokens", (long long)rows);
         dst = e;
@@ -454,7 +455,7 @@ static mp_status head_prepare(const mp_model_config *c, const mp_head *head, flo
         return MP_OK;
     }
     int64_t wd = c->word_embed_proj_dim;
-    float *x = malloc((size_t)(rows * wd) * sizeof(float));
+    float *x = mp_malloc((size_t)(rows * wd) * sizeof(float));
     if (!x)
         return mp_error(MP_ERR_NOMEM, "cannot allocate head input for %lld tokens",
                         (long long)rows);
@@ -492,7 +493,7 @@ mp_status mp_head_nll(const mp_model_config *c, const mp_head *head, float *h,
     mp_status st = MP_OK;
     int64_t wd = c->word_embed_proj_dim, V = c->vocab;
     float *x = NULL, *owned = NULL;
-    float *lg = malloc((size_t)(MP_NLL_CHUNK * V) * sizeof(float));
+    float *lg = mp_malloc((size_t)(MP_NLL_CHUNK * V) * sizeof(float));
     if (!lg)
         return mp_error(MP_ERR_NOMEM, "cannot allocate logits for vocabulary %lld", (long long)V);
     MP_TRY(head_prepare(c, head, h, n_seq, T, &x, &owned));

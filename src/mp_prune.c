@@ -1,3 +1,4 @@
+#include "mp_alloc.h"
 #include "mp_prune.h"
 
 #include <cblas.h>
@@ -81,7 +82,7 @@ static mp_status obs_prepare(const mp_comm *c, int nb, double *H, int64_t n, flo
     for (int64_t j = 0; j < n; j++)
         mean += H[j * n + j];
     mean /= (double)n;
-    A = malloc((size_t)(n * n) * sizeof(double));
+    A = mp_malloc((size_t)(n * n) * sizeof(double));
     if (c) {
         mp_status global = MP_OK;
         int who = -1;
@@ -202,10 +203,10 @@ static void sweep_ws_free(sweep_ws *ws)
 static mp_status sweep_ws_alloc(sweep_ws *ws, int64_t rows, int64_t B)
 {
     size_t cnt = (size_t)(rows * B + 1);
-    ws->err = malloc(cnt * sizeof(float));
-    ws->scores = malloc(cnt * sizeof(float));
-    ws->tmp = malloc(cnt * sizeof(float));
-    ws->mask = malloc(cnt);
+    ws->err = mp_malloc(cnt * sizeof(float));
+    ws->scores = mp_malloc(cnt * sizeof(float));
+    ws->tmp = mp_malloc(cnt * sizeof(float));
+    ws->mask = mp_malloc(cnt);
     if (!ws->err || !ws->scores || !ws->tmp || !ws->mask) {
         sweep_ws_free(ws);
         return mp_error(MP_ERR_NOMEM, "cannot allocate SparseGPT workspace for %lld rows",
@@ -390,8 +391,8 @@ mp_status mp_sparsegpt_sweep_dist(const mp_comm *c, float *W, int64_t rows, int6
     float *full = NULL;
     mp_status local = sweep_ws_alloc(&ws, nr, blocksize);
     if (local == MP_OK) {
-        d.all = malloc((size_t)(rows * blocksize + 1) * sizeof(float));
-        full = malloc((size_t)(rows * cols + 1) * sizeof(float));
+        d.all = mp_malloc((size_t)(rows * blocksize + 1) * sizeof(float));
+        full = mp_malloc((size_t)(rows * cols + 1) * sizeof(float));
         if (!d.all || !full)
             local = mp_error(MP_ERR_NOMEM, "cannot allocate the distributed sweep's buffers "
                              "for %lld x %lld", (long long)rows, (long long)cols);
@@ -472,8 +473,8 @@ mp_status mp_wanda_prune(float *W, int64_t rows, int64_t cols, const double *hdi
     mp_status st = check_nm(sp, cols);
     if (st != MP_OK)
         return st;
-    double *scale = malloc((size_t)cols * sizeof(double));
-    float *sc = malloc((size_t)(2 * cols) * sizeof(float)); /* scores, then a scratch copy */
+    double *scale = mp_malloc((size_t)cols * sizeof(double));
+    float *sc = mp_malloc((size_t)(2 * cols) * sizeof(float)); /* scores, then a scratch copy */
     if (!scale || !sc) {
         free(scale);
         free(sc);
@@ -518,7 +519,7 @@ mp_status mp_magnitude_prune(float *W, int64_t rows, int64_t cols, const mp_spar
         return MP_OK;
     }
     int64_t n = rows * cols, k = (int64_t)((double)n * sp->sparsity);
-    scored *all = malloc((size_t)n * sizeof(scored));
+    scored *all = mp_malloc((size_t)n * sizeof(scored));
     if (!all)
         return mp_error(MP_ERR_NOMEM, "cannot allocate magnitude scores for %lld weights",
                         (long long)n);
@@ -540,9 +541,9 @@ mp_status mp_recon_error(const float *W, const float *What, int64_t rows, int64_
      * the weights) and the row dot products summed in float64: a report figure, accurate to
      * about 1e-6 relative. */
     enum { CHUNK = 256 };
-    float *Hf = malloc((size_t)(cols * cols) * sizeof(float));
-    float *a = malloc((size_t)(CHUNK * cols) * sizeof(float));
-    float *ah = malloc((size_t)(CHUNK * cols) * sizeof(float));
+    float *Hf = mp_malloc((size_t)(cols * cols) * sizeof(float));
+    float *a = mp_malloc((size_t)(CHUNK * cols) * sizeof(float));
+    float *ah = mp_malloc((size_t)(CHUNK * cols) * sizeof(float));
     if (!Hf || !a || !ah) {
         free(Hf);
         free(a);

@@ -1,0 +1,25 @@
+/* mp_alloc: every allocation of mpiprune goes through these, so that a test can make the N-th
+ * one fail (SQLite's and libuv's habit) and check that each failure ends in a clean error, no
+ * leak and no crash. Memory they return is released with free().
+ *
+ * Fault injection: when the environment variable MPIPRUNE_FAIL_ALLOC is N > 0, the N-th
+ * allocation of the process (counted from the first call) and every one after it fail
+ * (return NULL). mp_alloc_fail_at() sets the same from a unit test (0: never fail) and resets
+ * the count. */
+#ifndef MP_ALLOC_H
+#define MP_ALLOC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+void *mp_malloc(size_t n);
+void *mp_calloc(size_t count, size_t size);
+void *mp_realloc(void *p, size_t n);
+/* A copy of s, or NULL. */
+char *mp_strdup(const char *s);
+
+void mp_alloc_fail_at(int64_t n);
+/* Allocations counted so far (the N of the last one made or refused). */
+int64_t mp_alloc_count(void);
+
+#endif
