@@ -181,7 +181,7 @@ int main(int argc, char **argv)
             fprintf(stderr, "d=%lld: %s\n", (long long)ds[i], mp_error_message());
             rc = 1;
         } else {
-            double fl = mp_block_flops(&c, 1, T);
+            double fl = mp_block_flops(&c, 0, 1, T);
             double gf = fl / best * 1e-9;
             double mm = time_sgemm(T, c.ffn, c.d, reps);
             double mm_gf = 2.0 * (double)T * (double)c.ffn * (double)c.d / mm * 1e-9;

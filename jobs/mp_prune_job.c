@@ -134,22 +134,31 @@ static mp_status memory_plan(job *J)
     const mp_prune_opts *o = J->o;
     double MiB = 1048576.0;
     int64_t nloc = (o->nsamples + J->P - 1) / J->P;
-    int64_t qd = c->n_heads * c->head_dim, kd = c->n_kv_heads * c->head_dim;
-    double weights = (double)mp_block_bytes(c);
     double head = (double)c->vocab * (double)c->word_embed_proj_dim * 4.0 *
                   (c->tie_embeddings ? 1.0 : 2.0);
     double hidden = 2.0 * (double)(nloc * o->seqlen * c->d) * 4.0;
     double rows = (double)(o->batch * o->seqlen);
-    double act = rows * (double)(2 * c->d + 2 * qd + 2 * kd + 2 * c->ffn) * 4.0 +
-                 (double)(o->seqlen * o->seqlen) * 4.0;
-    double hess = 0.0, maxdim = 0.0;
-    for (int g = 0; g < MP_IN_COUNT; g++) {
-        double dim = (double)mp_in_group_dim(c, (mp_in_group)g);
-        hess += dim * dim * 12.0; /* float64 sum + float32 chunk */
-        maxdim = dim > maxdim ? dim : maxdim;
+    /* The widest block decides each term (blocks may differ in width). */
+    double weights = 0.0, act = 0.0, hess = 0.0, solve = 0.0;
+    for (int64_t l = 0; l < c->n_layers; l++) {
+        mp_block_shape s = mp_layer_shape(c, l);
+        double qd = (double)(s.n_heads * c->head_dim), kd = (double)(s.n_kv_heads * c->head_dim);
+        double w = (double)mp_block_bytes(c, l);
+        double a = rows * (2.0 * (double)c->d + 2 * qd + 2 * kd + 2.0 * (double)s.ffn) * 4.0 +
+                   (double)(o->seqlen * o->seqlen) * 4.0;
+        double h = 0.0, maxdim = 0.0;
+        for (int g = 0; g < MP_IN_COUNT; g++) {
+            double dim = (double)mp_in_group_dim(c, l, (mp_in_group)g);
+            h += dim * dim * 12.0; /* float64 sum + float32 chunk */
+            maxdim = dim > maxdim ? dim : maxdim;
+        }
+        /* The owner of the largest group: total, receive buffer, finished H, factor, W copies. */
+        double sv = maxdim * maxdim * (8.0 * 4 + 4.0) + 3.0 * (double)s.ffn * (double)c->d * 4.0;
+        weights = w > weights ? w : weights;
+        act = a > act ? a : act;
+        hess = h > hess ? h : hess;
+        solve = sv > solve ? sv : solve;
     }
-    /* The owner of the largest group: total, receive buffer, finished H, factor, W copies. */
-    double solve = maxdim * maxdim * (8.0 * 4 + 4.0) + 3.0 * (double)c->ffn * (double)c->d * 4.0;
     double total = weights + (head > hidden ? head : hidden) + act + hess + solve;
     double limit = o->max_memory_gib > 0 ? o->max_memory_gib * 1073741824.0
                                          : mem_available_bytes() / (double)J->P;
@@ -450,7 +459,7 @@ static mp_status prune_block(job *J, mp_block *blk)
     int64_t nh = (J->s1 - J->s0) * J->o->seqlen * c->d;
     for (int g = 0; g < MP_IN_COUNT && local == MP_OK; g++)
         if (J->need[g]) {
-            local = mp_hessian_init(&J->hs[g], mp_in_group_dim(c, (mp_in_group)g));
+            local = mp_hessian_init(&J->hs[g], mp_in_group_dim(c, blk->index, (mp_in_group)g));
         }
     if (local == MP_OK) {
         memcpy(J->hwork, J->h, (size_t)nh * sizeof(float));
@@ -643,13 +652,15 @@ static mp_status setup_local(job *J)
     MP_TRY(mp_tokens_check_vocab(&view, J->md.cfg.vocab, o->calib));
     const mp_model_config *c = &J->md.cfg;
     if (o->sp.n > 0) {
-        for (int id = 0; id < MP_LIN_COUNT; id++) {
-            mp_in_group g = mp_lin_group((mp_lin_id)id);
-            if (mp_in_group_dim(c, g) % o->sp.m != 0)
-                MP_FAIL(MP_ERR_ARG, "mpiprune prune: --nm %d:%d: input width %lld of %s is not "
-                        "a multiple of %d", o->sp.n, o->sp.m, (long long)mp_in_group_dim(c, g),
-                        mp_lin_short_name(c, (mp_lin_id)id), o->sp.m);
-        }
+        for (int64_t l = 0; l < c->n_layers; l++)
+            for (int id = 0; id < MP_LIN_COUNT; id++) {
+                int64_t dim = mp_in_group_dim(c, l, mp_lin_group((mp_lin_id)id));
+                if (dim % o->sp.m != 0)
+                    MP_FAIL(MP_ERR_ARG, "mpiprune prune: --nm %d:%d: input width %lld of %s in "
+                            "block %lld is not a multiple of %d", o->sp.n, o->sp.m,
+                            (long long)dim, mp_lin_short_name(c, (mp_lin_id)id), (long long)l,
+                            o->sp.m);
+            }
         if (o->method == MP_METHOD_SPARSEGPT && o->blocksize % o->sp.m != 0)
             MP_FAIL(MP_ERR_ARG, "mpiprune prune: --blocksize %lld is not a multiple of M = %d",
                     (long long)o->blocksize, o->sp.m);

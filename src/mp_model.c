@@ -9,6 +9,38 @@
 
 #include "mp_layers.h"
 
+/* Every block's widths: heads divide, absent sub-blocks have no heads at all, OPT's attention
+ * is not grouped. */
+static mp_status model_shapes_check(const mp_model_config *c, const char *what)
+{
+    if (!c->per_layer)
+        return MP_OK;
+    if (c->n_layers > MP_MAX_LAYERS)
+        return mp_error(MP_ERR_UNSUPPORTED, "%s: %lld blocks with per-layer widths; at most %d",
+                        what, (long long)c->n_layers, MP_MAX_LAYERS);
+    for (int64_t l = 0; l < c->n_layers; l++) {
+        const mp_block_shape *s = &c->layer[l];
+        if (s->n_heads < 0 || s->n_kv_heads < 0 || s->ffn < 0)
+            return mp_error(MP_ERR_FORMAT, "%s: block %lld has a negative width", what,
+                            (long long)l);
+        if ((s->n_heads == 0) != (s->n_kv_heads == 0))
+            return mp_error(MP_ERR_FORMAT, "%s: block %lld has %lld query heads and %lld KV heads; "
+                            "both or neither must be 0", what, (long long)l,
+                            (long long)s->n_heads, (long long)s->n_kv_heads);
+        if (s->n_heads > 0 && s->n_heads % s->n_kv_heads != 0)
+            return mp_error(MP_ERR_FORMAT, "%s: block %lld: %lld query heads are not a multiple of "
+                            "%lld KV heads", what, (long long)l, (long long)s->n_heads,
+                            (long long)s->n_kv_heads);
+        if (c->arch == MP_ARCH_OPT && s->n_heads != s->n_kv_heads)
+            return mp_error(MP_ERR_FORMAT, "%s: block %lld: OPT has no grouped KV heads", what,
+                            (long long)l);
+        if (s->n_heads > c->n_heads || s->n_kv_heads > c->n_kv_heads || s->ffn > c->ffn)
+            return mp_error(MP_ERR_FORMAT, "%s: block %lld is wider than the model's widths",
+                            what, (long long)l);
+    }
+    return MP_OK;
+}
+
 mp_status mp_model_config_check(const mp_model_config *c, const char *what)
 {
     struct { const char *name; int64_t v; } pos[] = {
@@ -43,7 +75,34 @@ mp_status mp_model_config_check(const mp_model_config *c, const char *what)
         if (c->n_kv_heads != c->n_heads)
             return mp_error(MP_ERR_FORMAT, "%s: OPT has no grouped KV heads", what);
     }
-    return MP_OK;
+    return model_shapes_check(c, what);
+}
+
+mp_block_shape mp_layer_shape(const mp_model_config *c, int64_t layer)
+{
+    if (c->per_layer && layer >= 0 && layer < c->n_layers && layer < MP_MAX_LAYERS)
+        return c->layer[layer];
+    return (mp_block_shape){c->n_heads, c->n_kv_heads, c->ffn};
+}
+
+void mp_model_config_set_shapes(mp_model_config *c, const mp_block_shape *shapes)
+{
+    int64_t n = c->n_layers < MP_MAX_LAYERS ? c->n_layers : MP_MAX_LAYERS;
+    bool uniform = n > 0 && shapes[0].n_heads > 0 && shapes[0].ffn > 0;
+    int64_t mh = 0, mkv = 0, mf = 0;
+    for (int64_t l = 0; l < n; l++) {
+        const mp_block_shape *s = &shapes[l];
+        uniform = uniform && s->n_heads == shapes[0].n_heads &&
+                  s->n_kv_heads == shapes[0].n_kv_heads && s->ffn == shapes[0].ffn;
+        mh = s->n_heads > mh ? s->n_heads : mh;
+        mkv = s->n_kv_heads > mkv ? s->n_kv_heads : mkv;
+        mf = s->ffn > mf ? s->ffn : mf;
+        c->layer[l] = *s;
+    }
+    c->per_layer = !uniform;
+    c->n_heads = mh;
+    c->n_kv_heads = mkv;
+    c->ffn = mf;
 }
 
 static const char *const llama_short[MP_LIN_COUNT] = {
@@ -88,33 +147,53 @@ mp_in_group mp_lin_group(mp_lin_id id)
     }
 }
 
-int64_t mp_in_group_dim(const mp_model_config *cfg, mp_in_group g)
+/* out × in of each linear layer of block `layer`, and whether it exists. */
+static void lin_shape(const mp_model_config *c, int64_t layer, mp_lin_id id, int64_t *out,
+                      int64_t *in, bool *present, bool *bias)
 {
+    mp_block_shape s = mp_layer_shape(c, layer);
+    int64_t qd = s.n_heads * c->head_dim, kd = s.n_kv_heads * c->head_dim;
+    bool attn = s.n_heads > 0, mlp = s.ffn > 0;
+    switch (id) {
+    case MP_LIN_Q: *out = qd; *in = c->d; *bias = c->qkv_bias; *present = attn; break;
+    case MP_LIN_K: *out = kd; *in = c->d; *bias = c->qkv_bias; *present = attn; break;
+    case MP_LIN_V: *out = kd; *in = c->d; *bias = c->qkv_bias; *present = attn; break;
+    case MP_LIN_O: *out = c->d; *in = qd; *bias = c->o_bias; *present = attn; break;
+    case MP_LIN_GATE:
+        *out = s.ffn; *in = c->d; *bias = c->mlp_bias;
+        *present = mlp && c->arch == MP_ARCH_LLAMA;
+        break;
+    case MP_LIN_UP: *out = s.ffn; *in = c->d; *bias = c->mlp_bias; *present = mlp; break;
+    default: *out = c->d; *in = s.ffn; *bias = c->mlp_bias; *present = mlp; break;
+    }
+    if (!*present)
+        *out = *in = 0;
+}
+
+int64_t mp_in_group_dim(const mp_model_config *cfg, int64_t layer, mp_in_group g)
+{
+    mp_block_shape s = mp_layer_shape(cfg, layer);
     switch (g) {
-    case MP_IN_O: return cfg->n_heads * cfg->head_dim;
-    case MP_IN_DOWN: return cfg->ffn;
-    default: return cfg->d;
+    case MP_IN_ATTN: return s.n_heads > 0 ? cfg->d : 0;
+    case MP_IN_O: return s.n_heads * cfg->head_dim;
+    case MP_IN_MLP: return s.ffn > 0 ? cfg->d : 0;
+    default: return s.ffn;
     }
 }
 
-/* out × in of each linear layer, and whether it exists in this architecture. */
-static void lin_shape(const mp_model_config *c, mp_lin_id id, int64_t *out, int64_t *in,
-                      bool *present, bool *bias)
+bool mp_lin_present(const mp_model_config *cfg, int64_t layer, mp_lin_id id)
 {
-    int64_t qd = c->n_heads * c->head_dim, kd = c->n_kv_heads * c->head_dim;
-    *present = true;
-    switch (id) {
-    case MP_LIN_Q: *out = qd; *in = c->d; *bias = c->qkv_bias; break;
-    case MP_LIN_K: *out = kd; *in = c->d; *bias = c->qkv_bias; break;
-    case MP_LIN_V: *out = kd; *in = c->d; *bias = c->qkv_bias; break;
-    case MP_LIN_O: *out = c->d; *in = qd; *bias = c->o_bias; break;
-    case MP_LIN_GATE:
-        *out = c->ffn; *in = c->d; *bias = c->mlp_bias;
-        *present = c->arch == MP_ARCH_LLAMA;
-        break;
-    case MP_LIN_UP: *out = c->ffn; *in = c->d; *bias = c->mlp_bias; break;
-    default: *out = c->d; *in = c->ffn; *bias = c->mlp_bias; break;
-    }
+    int64_t out, in;
+    bool present, bias;
+    lin_shape(cfg, layer, id, &out, &in, &present, &bias);
+    return present;
+}
+
+void mp_lin_dims(const mp_model_config *cfg, int64_t layer, mp_lin_id id, int64_t *out,
+                 int64_t *in)
+{
+    bool present, bias;
+    lin_shape(cfg, layer, id, out, in, &present, &bias);
 }
 
 /* Allocates n floats and loads tensor `name` of the given shape into it. */
@@ -141,17 +220,25 @@ static mp_status load_vec(const mp_weight_source *src, const char *name, int64_t
     return load_tensor(src, name, 1, &n, out);
 }
 
-int64_t mp_block_bytes(const mp_model_config *c)
+int64_t mp_block_params(const mp_model_config *c, int64_t layer)
 {
-    int64_t total = (c->arch == MP_ARCH_LLAMA ? 2 : 4) * c->d; /* norm weights (and biases) */
+    int64_t total = 0;
     for (int id = 0; id < MP_LIN_COUNT; id++) {
         int64_t out, in;
         bool present, bias;
-        lin_shape(c, (mp_lin_id)id, &out, &in, &present, &bias);
+        lin_shape(c, layer, (mp_lin_id)id, &out, &in, &present, &bias);
         if (present)
             total += out * in + (bias ? out : 0);
     }
-    return total * (int64_t)sizeof(float);
+    return total;
+}
+
+int64_t mp_block_bytes(const mp_model_config *c, int64_t layer)
+{
+    mp_block_shape s = mp_layer_shape(c, layer);
+    int64_t per_norm = (c->arch == MP_ARCH_LLAMA ? 1 : 2) * c->d; /* weight (and bias) */
+    int64_t norms = (s.n_heads > 0 ? per_norm : 0) + (s.ffn > 0 ? per_norm : 0);
+    return (norms + mp_block_params(c, layer)) * (int64_t)sizeof(float);
 }
 
 mp_status mp_block_load(const mp_model_config *cfg, const mp_weight_source *src, int64_t layer,
@@ -163,10 +250,11 @@ mp_status mp_block_load(const mp_model_config *cfg, const mp_weight_source *src,
     if (!b)
         return mp_error(MP_ERR_NOMEM, "cannot allocate block %lld", (long long)layer);
     b->index = layer;
+    b->shape = mp_layer_shape(cfg, layer);
     for (int id = 0; id < MP_LIN_COUNT; id++) {
         mp_linear *l = &b->lin[id];
         bool bias;
-        lin_shape(cfg, (mp_lin_id)id, &l->out, &l->in, &l->present, &bias);
+        lin_shape(cfg, layer, (mp_lin_id)id, &l->out, &l->in, &l->present, &bias);
         if (!l->present)
             continue;
         mp_lin_full_name(cfg, layer, (mp_lin_id)id, base, sizeof base);
@@ -178,16 +266,24 @@ mp_status mp_block_load(const mp_model_config *cfg, const mp_weight_source *src,
             MP_TRY(load_vec(src, name, l->out, &l->b));
         }
     }
+    /* An absent sub-block has no norm either. */
+    bool has[2] = {b->shape.n_heads > 0, b->shape.ffn > 0};
     if (cfg->arch == MP_ARCH_LLAMA) {
-        snprintf(name, sizeof name, "model.layers.%lld.input_layernorm.weight", (long long)layer);
-        MP_TRY(load_vec(src, name, cfg->d, &b->norm1_w));
-        snprintf(name, sizeof name, "model.layers.%lld.post_attention_layernorm.weight",
-                 (long long)layer);
-        MP_TRY(load_vec(src, name, cfg->d, &b->norm2_w));
+        const char *norms[2] = {"input_layernorm", "post_attention_layernorm"};
+        float **ws[2] = {&b->norm1_w, &b->norm2_w};
+        for (int i = 0; i < 2; i++) {
+            if (!has[i])
+                continue;
+            snprintf(name, sizeof name, "model.layers.%lld.%s.weight", (long long)layer,
+                     norms[i]);
+            MP_TRY(load_vec(src, name, cfg->d, ws[i]));
+        }
     } else {
         const char *norms[2] = {"self_attn_layer_norm", "final_layer_norm"};
         float **ws[2] = {&b->norm1_w, &b->norm2_w}, **bs[2] = {&b->norm1_b, &b->norm2_b};
         for (int i = 0; i < 2; i++) {
+            if (!has[i])
+                continue;
             snprintf(name, sizeof name, "model.decoder.layers.%lld.%s.weight", (long long)layer,
                      norms[i]);
             MP_TRY(load_vec(src, name, cfg->d, ws[i]));
@@ -253,26 +349,23 @@ static void norm_apply(const mp_model_config *c, const float *w, const float *b,
         mp_layernorm(x, w, b, rows, c->d, c->norm_eps, y);
 }
 
-mp_status mp_block_forward(const mp_model_config *c, const mp_block *blk, float *h,
-                           int64_t n_seq, int64_t T, const mp_hook *hook)
+/* The attention sub-block on h[rows, d] (in place, residual added). */
+static mp_status attn_forward(const mp_model_config *c, const mp_block *blk, float *h,
+                              int64_t n_seq, int64_t T, const mp_hook *hook, float *xn,
+                              float *tmp)
 {
     mp_status st = MP_OK;
-    int64_t rows = n_seq * T, d = c->d;
-    int64_t qd = c->n_heads * c->head_dim, kd = c->n_kv_heads * c->head_dim;
+    int64_t rows = n_seq * T, d = c->d, nh = blk->shape.n_heads, nkv = blk->shape.n_kv_heads;
+    int64_t qd = nh * c->head_dim, kd = nkv * c->head_dim;
     bool llama = c->arch == MP_ARCH_LLAMA, pre = c->norm_before;
-    float *xn = mp_malloc((size_t)(rows * d) * sizeof(float));
     float *q = mp_malloc((size_t)(rows * qd) * sizeof(float));
     float *k = mp_malloc((size_t)(rows * kd) * sizeof(float));
     float *v = mp_malloc((size_t)(rows * kd) * sizeof(float));
     float *ao = mp_malloc((size_t)(rows * qd) * sizeof(float));
-    float *tmp = mp_malloc((size_t)(rows * d) * sizeof(float));
-    float *g = mp_malloc((size_t)(rows * c->ffn) * sizeof(float));
-    float *u = llama ? mp_malloc((size_t)(rows * c->ffn) * sizeof(float)) : NULL;
-    if (!xn || !q || !k || !v || !ao || !tmp || !g || (llama && !u))
-        MP_FAIL(MP_ERR_NOMEM, "block %lld: cannot allocate activations for %lld tokens",
+    if (!q || !k || !v || !ao)
+        MP_FAIL(MP_ERR_NOMEM, "block %lld: cannot allocate attention activations for %lld tokens",
                 (long long)blk->index, (long long)rows);
-
-    /* Attention sub-layer. Post-LN (OPT-350m) feeds h itself and normalises after the sum. */
+    /* Post-LN (OPT-350m) feeds h itself and normalises after the sum. */
     const float *ain = h;
     if (pre) {
         norm_apply(c, blk->norm1_w, blk->norm1_b, h, rows, xn);
@@ -285,10 +378,10 @@ mp_status mp_block_forward(const mp_model_config *c, const mp_block *blk, float 
     for (int64_t s = 0; s < n_seq; s++) {
         float *qs = q + s * T * qd, *ks = k + s * T * kd;
         if (llama) {
-            mp_rope(qs, T, c->n_heads, c->head_dim, c->rope_theta);
-            mp_rope(ks, T, c->n_kv_heads, c->head_dim, c->rope_theta);
+            mp_rope(qs, T, nh, c->head_dim, c->rope_theta);
+            mp_rope(ks, T, nkv, c->head_dim, c->rope_theta);
         }
-        MP_TRY(mp_attention(qs, ks, v + s * T * kd, T, c->n_heads, c->n_kv_heads, c->head_dim,
+        MP_TRY(mp_attention(qs, ks, v + s * T * kd, T, nh, nkv, c->head_dim,
                             1.0 / sqrt((double)c->head_dim), ao + s * T * qd));
     }
     MP_TRY(call_hook(hook, MP_IN_O, ao, rows, qd));
@@ -296,8 +389,27 @@ mp_status mp_block_forward(const mp_model_config *c, const mp_block *blk, float 
     add_into(h, tmp, rows * d);
     if (!pre)
         norm_apply(c, blk->norm1_w, blk->norm1_b, h, rows, h);
+done:
+    free(q);
+    free(k);
+    free(v);
+    free(ao);
+    return st;
+}
 
-    /* MLP sub-layer. */
+/* The FFN sub-block on h[rows, d] (in place, residual added). */
+static mp_status mlp_forward(const mp_model_config *c, const mp_block *blk, float *h,
+                             int64_t n_seq, int64_t T, const mp_hook *hook, float *xn,
+                             float *tmp)
+{
+    mp_status st = MP_OK;
+    int64_t rows = n_seq * T, d = c->d, F = blk->shape.ffn;
+    bool llama = c->arch == MP_ARCH_LLAMA, pre = c->norm_before;
+    float *g = mp_malloc((size_t)(rows * F) * sizeof(float));
+    float *u = llama ? mp_malloc((size_t)(rows * F) * sizeof(float)) : NULL;
+    if (!g || (llama && !u))
+        MP_FAIL(MP_ERR_NOMEM, "block %lld: cannot allocate FFN activations for %lld tokens",
+                (long long)blk->index, (long long)rows);
     const float *min = h;
     if (pre) {
         norm_apply(c, blk->norm2_w, blk->norm2_b, h, rows, xn);
@@ -307,35 +419,52 @@ mp_status mp_block_forward(const mp_model_config *c, const mp_block *blk, float 
     if (llama) {
         MP_TRY(lin_seq(&blk->lin[MP_LIN_GATE], min, n_seq, T, g));
         MP_TRY(lin_seq(&blk->lin[MP_LIN_UP], min, n_seq, T, u));
-        mp_swiglu(g, u, rows * c->ffn);
+        mp_swiglu(g, u, rows * F);
     } else {
         MP_TRY(lin_seq(&blk->lin[MP_LIN_UP], min, n_seq, T, g));
-        mp_relu(g, rows * c->ffn);
+        mp_relu(g, rows * F);
     }
-    MP_TRY(call_hook(hook, MP_IN_DOWN, g, rows, c->ffn));
+    MP_TRY(call_hook(hook, MP_IN_DOWN, g, rows, F));
     MP_TRY(lin_seq(&blk->lin[MP_LIN_DOWN], g, n_seq, T, tmp));
     add_into(h, tmp, rows * d);
     if (!pre)
         norm_apply(c, blk->norm2_w, blk->norm2_b, h, rows, h);
 done:
-    free(xn);
-    free(q);
-    free(k);
-    free(v);
-    free(ao);
-    free(tmp);
     free(g);
     free(u);
     return st;
 }
 
-double mp_block_flops(const mp_model_config *c, int64_t n_seq, int64_t T)
+mp_status mp_block_forward(const mp_model_config *c, const mp_block *blk, float *h,
+                           int64_t n_seq, int64_t T, const mp_hook *hook)
+{
+    mp_status st = MP_OK;
+    int64_t rows = n_seq * T, d = c->d;
+    bool attn = blk->shape.n_heads > 0, mlp = blk->shape.ffn > 0;
+    if (!attn && !mlp)
+        return MP_OK; /* the whole block is the identity */
+    float *xn = mp_malloc((size_t)(rows * d) * sizeof(float));
+    float *tmp = mp_malloc((size_t)(rows * d) * sizeof(float));
+    if (!xn || !tmp)
+        MP_FAIL(MP_ERR_NOMEM, "block %lld: cannot allocate activations for %lld tokens",
+                (long long)blk->index, (long long)rows);
+    if (attn)
+        MP_TRY(attn_forward(c, blk, h, n_seq, T, hook, xn, tmp));
+    if (mlp)
+        MP_TRY(mlp_forward(c, blk, h, n_seq, T, hook, xn, tmp));
+done:
+    free(xn);
+    free(tmp);
+    return st;
+}
+
+double mp_block_flops(const mp_model_config *c, int64_t layer, int64_t n_seq, int64_t T)
 {
     double rows = (double)(n_seq * T), lin = 0.0;
     for (int id = 0; id < MP_LIN_COUNT; id++) {
         int64_t out, in;
         bool present, bias;
-        lin_shape(c, (mp_lin_id)id, &out, &in, &present, &bias);
+        lin_shape(c, layer, (mp_lin_id)id, &out, &in, &present, &bias);
         if (present)
             lin += (double)out * (double)in;
     }
@@ -346,7 +475,8 @@ double mp_block_flops(const mp_model_config *c, int64_t n_seq, int64_t T)
         int64_t m = T - i0 < 64 ? T - i0 : 64;
         scores += (double)m * (double)(i0 + m);
     }
-    double attn = 4.0 * (double)n_seq * scores * (double)(c->n_heads * c->head_dim);
+    mp_block_shape s = mp_layer_shape(c, layer);
+    double attn = 4.0 * (double)n_seq * scores * (double)(s.n_heads * c->head_dim);
     return 2.0 * rows * lin + attn;
 }
 

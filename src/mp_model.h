@@ -24,6 +24,21 @@
 
 typedef enum { MP_ARCH_LLAMA, MP_ARCH_OPT } mp_arch;
 
+/* The most blocks a model may have: the per-block shape table lives inside mp_model_config, so
+ * that the config stays a plain value (copied, broadcast, compared) with no owner. The deepest
+ * published decoders have under 200 blocks. */
+#define MP_MAX_LAYERS 1024
+
+/* The widths of one block. n_heads == 0 (with n_kv_heads == 0) means the attention sub-block is
+ * absent: no q/k/v/o tensors and no norm before it, the residual passes through unchanged.
+ * ffn == 0 means the FFN sub-block is absent in the same way. Otherwise n_heads is a multiple
+ * of n_kv_heads (the query heads of a KV group are contiguous, as in Hugging Face GQA). */
+typedef struct {
+    int64_t n_heads;
+    int64_t n_kv_heads;
+    int64_t ffn;
+} mp_block_shape;
+
 typedef struct {
     mp_arch arch;
     char model_type[32];        /* as in config.json: llama, mistral, qwen2, opt */
@@ -45,10 +60,21 @@ typedef struct {
     bool norm_before;           /* OPT do_layer_norm_before (always true for LLaMA) */
     bool final_norm;            /* model.norm / model.decoder.final_layer_norm present */
     int64_t word_embed_proj_dim;/* OPT: embedding width; == d when no projection */
+    /* Per-block widths. When per_layer is false every block has the widths above (n_heads,
+     * n_kv_heads, ffn) and layer[] is unused; when true, layer[0..n_layers) holds each block's
+     * widths and the scalars hold the largest of each (what stock config keys carry). */
+    bool per_layer;
+    mp_block_shape layer[MP_MAX_LAYERS];
 } mp_model_config;
 
-/* Checks the config's internal consistency (positive sizes, heads divide, ...).
- * `what` names the source for the message (the config.json path). */
+/* The widths of block `layer` (0 <= layer < n_layers). */
+mp_block_shape mp_layer_shape(const mp_model_config *cfg, int64_t layer);
+/* Sets per-block widths from shapes[0..n_layers): per_layer becomes false when they are all
+ * equal and nonzero (a stock model), and the scalars are the largest widths. */
+void mp_model_config_set_shapes(mp_model_config *cfg, const mp_block_shape *shapes);
+
+/* Checks the config's internal consistency (positive sizes, heads divide, ...), also of every
+ * block's widths. `what` names the source for the message (the config.json path). */
 MP_NODISCARD mp_status mp_model_config_check(const mp_model_config *cfg, const char *what);
 
 /* Where weights come from. load() must fill out[numel] with the float32 values of tensor
@@ -90,6 +116,7 @@ typedef struct {
 
 typedef struct {
     int64_t index;
+    mp_block_shape shape;     /* the widths it was loaded with */
     mp_linear lin[MP_LIN_COUNT];
     float *norm1_w, *norm1_b; /* before attention (OPT: self_attn_layer_norm) */
     float *norm2_w, *norm2_b; /* before MLP (OPT: final_layer_norm of the layer) */
@@ -103,15 +130,24 @@ char *mp_lin_full_name(const mp_model_config *cfg, int64_t layer, mp_lin_id id, 
                        size_t len);
 /* The input group a linear layer reads. */
 mp_in_group mp_lin_group(mp_lin_id id);
-/* Width of an input group's vectors (d, d, d or ffn for LLaMA; n_heads*head_dim for O). */
-int64_t mp_in_group_dim(const mp_model_config *cfg, mp_in_group g);
+/* Width of an input group's vectors in block `layer` (d for the attention and MLP inputs,
+ * n_heads*head_dim for O, ffn for down); 0 when the sub-block is absent. */
+int64_t mp_in_group_dim(const mp_model_config *cfg, int64_t layer, mp_in_group g);
+/* Whether block `layer` has linear layer `id` (absent sub-blocks and OPT's gate have none). */
+bool mp_lin_present(const mp_model_config *cfg, int64_t layer, mp_lin_id id);
+/* out × in of linear layer `id` of block `layer` (0 × 0 when absent). */
+void mp_lin_dims(const mp_model_config *cfg, int64_t layer, mp_lin_id id, int64_t *out,
+                 int64_t *in);
 
-/* Loads block `layer`. Not collective. */
+/* Loads block `layer` at the widths the config gives it. Not collective. */
 MP_NODISCARD mp_status mp_block_load(const mp_model_config *cfg, const mp_weight_source *src,
                                      int64_t layer, mp_block **out);
 void mp_block_free(mp_block **blk);
-/* Bytes of float32 weights a loaded block holds. */
-int64_t mp_block_bytes(const mp_model_config *cfg);
+/* Bytes of float32 weights a loaded block `layer` holds. */
+int64_t mp_block_bytes(const mp_model_config *cfg, int64_t layer);
+/* Parameters of block `layer`'s linear layers (weights and biases; norms not counted): the
+ * cost model of a parameter budget. */
+int64_t mp_block_params(const mp_model_config *cfg, int64_t layer);
 
 /* Called with the input x[rows, dim] of each input group as the forward pass reaches it. */
 typedef struct {
@@ -156,7 +192,8 @@ MP_NODISCARD mp_status mp_head_nll(const mp_model_config *cfg, const mp_head *he
 MP_NODISCARD mp_status mp_head_logits(const mp_model_config *cfg, const mp_head *head, float *h,
                                       int64_t n_seq, int64_t T, float *logits);
 
-/* Floating-point operations of one block forward on n_seq × T tokens (matrix products). */
-double mp_block_flops(const mp_model_config *cfg, int64_t n_seq, int64_t T);
+/* Floating-point operations of block `layer`'s forward on n_seq × T tokens (matrix products
+ * and attention scores): the cost model of a FLOPs budget. */
+double mp_block_flops(const mp_model_config *cfg, int64_t layer, int64_t n_seq, int64_t T);
 
 #endif

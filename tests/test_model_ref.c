@@ -844,7 +844,7 @@ static void check_bytes(const mp_model_config *c, wstore *ws)
     int64_t want = 0;
     for (int i = 0; i < ws->n; i++)
         if (ws->e[i].loads > 0) want += 4 * ws->e[i].n;
-    int64_t got = mp_block_bytes(c);
+    int64_t got = mp_block_bytes(c, 1);
     if (got != want) {
         ws_free(ws);
         fail_msg("%s: mp_block_bytes %lld, but the block loads %lld bytes of weights",
@@ -860,7 +860,7 @@ static void test_flops_bytes(void **state)
     double lin = (double)(d * qd + 2 * d * kd + qd * d + 3 * d * c.ffn);
     /* T a multiple of 64, so that a tiled causal count stays under the full T² one. */
     int64_t n_seq = 2, T = 256;
-    double fl = mp_block_flops(&c, n_seq, T);
+    double fl = mp_block_flops(&c, 0, n_seq, T);
     double lo = 2.0 * (double)(n_seq * T) * lin;
     double hi = lo + 4.0 * (double)n_seq * (double)T * (double)T * (double)qd;
     if (!(fl >= lo && fl <= hi)) fail_msg("mp_block_flops %.6g not in [%.6g, %.6g]", fl, lo, hi);
