@@ -325,7 +325,13 @@ static mp_status hfc_opt(const hfc_ctx *c, mp_model_config *cfg)
     MP_TRY(hfc_int(c, "vocab_size", true, 0, &cfg->vocab));
     MP_TRY(hfc_int(c, "max_position_embeddings", true, 0, &cfg->max_pos));
     cfg->n_kv_heads = cfg->n_heads;
-    MP_TRY(hfc_default_head_dim(c, cfg->d, cfg->n_heads, &cfg->head_dim));
+    /* OPT has no head_dim key; a structurally pruned OPT (per_layer_widths) carries one, since
+     * its head count no longer divides hidden_size. */
+    if (hfc_field(c, "head_dim") != NULL && hfc_field(c, "per_layer_widths") != NULL) {
+        MP_TRY(hfc_int(c, "head_dim", true, 0, &cfg->head_dim));
+    } else {
+        MP_TRY(hfc_default_head_dim(c, cfg->d, cfg->n_heads, &cfg->head_dim));
+    }
 
     MP_TRY(hfc_bool(c, "do_layer_norm_before", true, &cfg->norm_before));
     bool remove_final = false;
@@ -356,6 +362,69 @@ static mp_status hfc_opt(const hfc_ctx *c, mp_model_config *cfg)
     cfg->sliding_window = 0;
 done:
     return st;
+}
+
+/* One list of per_layer_widths: n_layers non-negative integers. */
+static mp_status hfc_width_list(const hfc_ctx *c, const cJSON *obj, const char *key,
+                                int64_t n_layers, int64_t *out, size_t stride)
+{
+    const cJSON *a = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (a == NULL)
+        return mp_error(MP_ERR_FORMAT, "%s: field 'per_layer_widths.%s' is missing", c->path,
+                        key);
+    if (!cJSON_IsArray(a) || cJSON_GetArraySize(a) != n_layers)
+        return mp_error(MP_ERR_FORMAT, "%s: field 'per_layer_widths.%s' must be an array of "
+                        "num_hidden_layers (%lld) integers", c->path, key, (long long)n_layers);
+    int64_t i = 0;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, a) {
+        double v = cJSON_IsNumber(it) ? it->valuedouble : -1.0;
+        if (!(v >= 0.0 && v <= 9007199254740992.0) || v != floor(v))
+            return mp_error(MP_ERR_FORMAT, "%s: field 'per_layer_widths.%s[%lld]' must be a "
+                            "non-negative integer", c->path, key, (long long)i);
+        *(int64_t *)((char *)out + (size_t)i * stride) = (int64_t)v;
+        i++;
+    }
+    return MP_OK;
+}
+
+/* The per-layer convention (io/mp_hfconfig.h): widths of every block, the stock keys holding the
+ * largest. */
+static mp_status hfc_per_layer(const hfc_ctx *c, mp_model_config *cfg)
+{
+    const cJSON *obj = hfc_field(c, "per_layer_widths");
+    if (obj == NULL)
+        return MP_OK;
+    bool llama = cfg->arch == MP_ARCH_LLAMA;
+    const char *ffn_key = llama ? "intermediate_size" : "ffn_dim";
+    if (!cJSON_IsObject(obj))
+        return mp_error(MP_ERR_FORMAT, "%s: field 'per_layer_widths' must be an object, got %s",
+                        c->path, hfc_type_name(obj));
+    const cJSON *it;
+    cJSON_ArrayForEach(it, obj) {
+        if (strcmp(it->string, "num_attention_heads") != 0 && strcmp(it->string, ffn_key) != 0 &&
+            !(llama && strcmp(it->string, "num_key_value_heads") == 0))
+            return mp_error(MP_ERR_FORMAT, "%s: unknown field 'per_layer_widths.%s'", c->path,
+                            it->string);
+    }
+    if (cfg->n_layers > MP_MAX_LAYERS)
+        return mp_error(MP_ERR_UNSUPPORTED, "%s: per_layer_widths for %lld layers; at most %d",
+                        c->path, (long long)cfg->n_layers, MP_MAX_LAYERS);
+    mp_block_shape *L = cfg->layer;
+    size_t stride = sizeof *L;
+    mp_status st = hfc_width_list(c, obj, "num_attention_heads", cfg->n_layers, &L[0].n_heads,
+                                  stride);
+    if (st == MP_OK && llama)
+        st = hfc_width_list(c, obj, "num_key_value_heads", cfg->n_layers, &L[0].n_kv_heads,
+                            stride);
+    if (st == MP_OK)
+        st = hfc_width_list(c, obj, ffn_key, cfg->n_layers, &L[0].ffn, stride);
+    if (st != MP_OK)
+        return st;
+    for (int64_t l = 0; l < cfg->n_layers && !llama; l++)
+        L[l].n_kv_heads = L[l].n_heads;
+    cfg->per_layer = true;
+    return MP_OK;
 }
 
 mp_status mp_hfconfig_parse(const char *json, const char *path, mp_model_config *cfg)
@@ -397,6 +466,7 @@ mp_status mp_hfconfig_parse(const char *json, const char *path, mp_model_config 
                 path, mt);
     }
     memcpy(tmp.model_type, mt, strlen(mt) + 1);
+    MP_TRY(hfc_per_layer(&c, &tmp));
 
     MP_TRY(mp_model_config_check(&tmp, path));
     *cfg = tmp;

@@ -68,7 +68,7 @@ mp_status mp_model_config_check(const mp_model_config *c, const char *what)
         if (c->word_embed_proj_dim != c->d)
             return mp_error(MP_ERR_FORMAT, "%s: word_embed_proj_dim is OPT only", what);
     } else {
-        if (c->n_heads * c->head_dim != c->d)
+        if (!c->per_layer && c->n_heads * c->head_dim != c->d)
             return mp_error(MP_ERR_FORMAT, "%s: hidden_size %lld is not divisible by "
                             "num_attention_heads %lld", what, (long long)c->d,
                             (long long)c->n_heads);
