@@ -33,7 +33,12 @@ const char *mp_status_str(mp_status st)
 
 mp_status mp_verror(mp_status code, const char *fmt, va_list ap)
 {
-    vsnprintf(mp_errbuf, sizeof mp_errbuf, fmt, ap);
+    /* Formatted aside first: an argument may be the current message itself
+     * (mp_error(st, "%s: %s", layer, mp_error_message())), and vsnprintf into its own source
+     * is undefined behaviour. */
+    char tmp[sizeof mp_errbuf];
+    vsnprintf(tmp, sizeof tmp, fmt, ap);
+    memcpy(mp_errbuf, tmp, sizeof tmp);
     for (char *p = mp_errbuf; *p; p++)
         if (*p == '\n' || *p == '\r')
             *p = ' ';
