@@ -173,11 +173,14 @@ static int cmd_prune(int argc, char **argv, const mp_comm *comm)
         st = mp_prune_parse_nm(nm, &o.sp);
         o.nm_text = nm;
     }
+    if (st == MP_OK && !nm)
+        st = mp_sparsity_check(&o.sp, 0) == MP_OK
+                 ? MP_OK
+                 : mp_error(MP_ERR_ARG, "mpiprune prune: --sparsity: %s", mp_error_message());
+    if (st == MP_OK)
+        st = mp_prune_method_parse(o.method_name, &o.method);
     if (st != MP_OK)
         return report(comm, st, 0);
-    o.method = strcmp(o.method_name, "wanda") == 0       ? MP_METHOD_WANDA
-               : strcmp(o.method_name, "magnitude") == 0 ? MP_METHOD_MAGNITUDE
-                                                         : MP_METHOD_SPARSEGPT;
     o.progress = !quiet;
     o.argc = argc;
     o.argv = argv;

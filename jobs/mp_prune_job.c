@@ -32,16 +32,23 @@
 const char *const mp_stage_names[ST_COUNT] = {"forward", "hessian", "reduction", "solve",
                                                "broadcast", "write", "checkpoint"};
 
+mp_status mp_prune_method_parse(const char *name, mp_method *out)
+{
+    static const struct { const char *name; mp_method m; } methods[] = {
+        {"sparsegpt", MP_METHOD_SPARSEGPT}, {"wanda", MP_METHOD_WANDA},
+        {"magnitude", MP_METHOD_MAGNITUDE}};
+    for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++)
+        if (strcmp(name, methods[i].name) == 0) {
+            *out = methods[i].m;
+            return MP_OK;
+        }
+    return mp_error(MP_ERR_ARG, "mpiprune prune: --method: unknown method '%s'", name);
+}
+
 mp_status mp_prune_parse_nm(const char *text, mp_sparsity *sp)
 {
-    int n = 0, m = 0, used = 0;
-    if (!isdigit((unsigned char)text[0]) || sscanf(text, "%d:%d%n", &n, &m, &used) != 2 || text[used] != '\0' || n <= 0 || m <= n ||
-        m > 64)
-        return mp_error(MP_ERR_ARG, "mpiprune prune: --nm: '%s' is not N:M with 0 < N < M <= 64",
-                        text);
-    sp->n = n;
-    sp->m = m;
-    sp->sparsity = (double)n / (double)m;
+    if (mp_sparsity_parse_nm(text, sp) != MP_OK)
+        return mp_error(MP_ERR_ARG, "mpiprune prune: --nm: %s", mp_error_message());
     return MP_OK;
 }
 

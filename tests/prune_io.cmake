@@ -85,6 +85,16 @@ mp_pio_fail_test(prune_io_bad_nsamples_np2 EXIT 3
   REGEX "calib\\.bin.*128 windows.*fewer than --nsamples 200" NP 2 ARGS --nsamples 200)
 mp_pio_fail_test(prune_io_bad_nm_order EXIT 2 REGEX "--nm.*'4:2' is not N:M" ARGS --nm 4:2)
 mp_pio_fail_test(prune_io_bad_nm_text EXIT 2 REGEX "--nm.*'abc' is not N:M" ARGS --nm abc)
+# R6: one rule for N:M everywhere (N == M was refused by SparseGPT only; overlong digits were
+# undefined behaviour in sscanf).
+mp_pio_fail_test(prune_io_bad_nm_equal_wanda EXIT 2 REGEX "--nm.*'4:4' is not N:M"
+  ARGS --method wanda --nm 4:4)
+mp_pio_fail_test(prune_io_bad_nm_equal_magnitude EXIT 2 REGEX "--nm.*'4:4' is not N:M"
+  ARGS --method magnitude --nm 4:4)
+mp_pio_fail_test(prune_io_bad_nm_overlong EXIT 2
+  REGEX "--nm.*'99999999999999999999:4' is not N:M" ARGS --nm 99999999999999999999:4)
+mp_pio_fail_test(prune_io_bad_nm_trailing EXIT 2 REGEX "--nm.*'2:4x' is not N:M" ARGS --nm 2:4x)
+mp_pio_fail_test(prune_io_bad_nm_big_m EXIT 2 REGEX "--nm.*'2:65' is not N:M" ARGS --nm 2:65)
 mp_pio_fail_test(prune_io_bad_sparsity EXIT 2 REGEX "--sparsity.*1\\.5.*outside"
   ARGS --sparsity 1.5)
 mp_pio_fail_test(prune_io_bad_method EXIT 2 REGEX "--method.*'foo'" ARGS --method foo)
