@@ -41,15 +41,12 @@ static int report(const mp_comm *comm, mp_status st, int who)
     return mp_status_exit_code(st);
 }
 
-/* The failing rank's message travels as "rank N failed" on the others (mp_comm_agree). */
+/* After mp_comm_agree, the ranks that did not fail hold a remote error (mp_error_remote). */
 static int report_agreed(const mp_comm *comm, mp_status st)
 {
-    const char *msg = mp_error_message();
-    int who = mp_comm_rank(comm), failed_rank = -1;
-    if (sscanf(msg, "(reported by rank %d)", &failed_rank) == 1)
-        who = failed_rank;
-    if (mp_comm_rank(comm) == who)
-        fprintf(stderr, "mpiprune: error: %s\n", msg);
+    (void)comm;
+    if (!mp_error_is_remote())
+        fprintf(stderr, "mpiprune: error: %s\n", mp_error_message());
     return mp_status_exit_code(st);
 }
 

@@ -99,9 +99,6 @@ mp_status mp_eval_run(const mp_eval_opts *o, const mp_comm *comm, mp_eval_result
     MP_TRY(mp_comm_agree(comm, st, &gst, &who));
     if (gst != MP_OK) {
         st = gst;
-        /* Ranks other than the failing one carry no message of their own. */
-        if (rank != who)
-            mp_error(gst, "(reported by rank %d)", who);
         goto done;
     }
 

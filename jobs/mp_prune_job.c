@@ -221,11 +221,8 @@ mp_status mp_prune_agree(job *J, mp_status local)
     mp_status g = MP_OK;
     int who = -1;
     mp_status st = mp_comm_agree(J->comm, local, &g, &who);
-    if (st != MP_OK)
-        return st;
-    if (g != MP_OK && J->rank != who)
-        mp_error(g, "(reported by rank %d)", who);
-    return g;
+    (void)who;
+    return st != MP_OK ? st : g;
 }
 
 static int cmp_cost(const void *a, const void *b)
@@ -775,8 +772,10 @@ mp_status mp_prune_run(const mp_prune_opts *o, const mp_comm *comm)
                              (J->block_sel[b] ? 2.0 : 1.0),
                          "block");
         if (stopping) {
-            if (J->rank != 0)
-                MP_FAIL(MP_ERR_INTERRUPTED, "(reported by rank 0)");
+            if (J->rank != 0) {
+                st = mp_error_remote(MP_ERR_INTERRUPTED, 0);
+                goto done;
+            }
             if (o->checkpoint)
                 MP_FAIL(MP_ERR_INTERRUPTED, "stopped by a signal after block %lld of %lld; "
                         "checkpoint %s written: run the same command to resume",

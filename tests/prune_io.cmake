@@ -113,3 +113,12 @@ mp_pio_fail_test(prune_io_bad_model_missing EXIT 3 REGEX "pio_no_such_model_dir"
 mp_pio_fail_test(prune_io_bad_out_parent_missing EXIT 3
   REGEX "out/no_parent/out\\.tmp-[0-9]+: cannot create"
   OUT ${MP_PIO_WORK}/prune_io_bad_out_parent_missing/out/no_parent/out ARGS)
+
+# R7: an MPI failure on one rank (injected into its 3rd broadcast) while the other waits in that
+# broadcast: the job aborts with one error line instead of hanging in MPI_Finalize.
+mp_add_fail_test(prune_io_mpi_failure_aborts EXIT 1 REGEX "MPI_Bcast failed" NP 2
+  LABELS "prune;io"
+  COMMAND env MPIPRUNE_FAULT_MPI=1:3 ${MP_CLI} prune --model ${MP_FIXTURE_DIR}
+          --calib ${MP_PIO_CALIB} --seqlen 64 --nsamples 4 --quiet
+          --out ${MP_PIO_WORK}/mpi_failure/out)
+set_tests_properties(prune_io_mpi_failure_aborts PROPERTIES TIMEOUT 60)
