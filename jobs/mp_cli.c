@@ -8,9 +8,6 @@
 #include "mp_opts.h"
 #include "mp_prune_job.h"
 
-#ifndef MPIPRUNE_VERSION
-#define MPIPRUNE_VERSION "unknown"
-#endif
 
 #define NOPTS(a) (sizeof(a) / sizeof((a)[0]))
 
