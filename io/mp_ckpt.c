@@ -340,8 +340,8 @@ static mp_status ck_check_shape(hid_t ds, const char *file, const char *name, in
         return mp_error(MP_ERR_FORMAT, "%s: damaged checkpoint: %s has rank %d, expected %d",
                         file, name, got, nd);
     if (tc != cls || (cls == H5T_INTEGER && ts != 1) || (cls == H5T_FLOAT && ts != 4))
-        return mp_error(MP_ERR_FORMAT, "%s: damaged checkpoint: %s is not of %s", file, name,
-                        cls == H5T_FLOAT ? "float32" : "bytes");
+        return mp_error(MP_ERR_FORMAT, "%s: damaged checkpoint: %s is not %s", file, name,
+                        cls == H5T_FLOAT ? "float32" : "uint8");
     return MP_OK;
 }
 

@@ -26,3 +26,10 @@ foreach(mode ckpt out)
             ${MPIEXEC_EXECUTABLE} ${MP_CLI} ${MP_FIXTURE_DIR} ${MP_CKPT_WORK}/small_fs_${mode} 2)
   set_tests_properties(ckpt_small_fs_${mode} PROPERTIES PROCESSORS 2 SKIP_RETURN_CODE 77)
 endforeach()
+
+# Crafted checkpoints (h5py): attributes and datasets of unexpected rank, size or type, /report
+# records of unknown layers; each refused by status and by a resume with one line, exit 3.
+mp_add_cli_test(ckpt_crafted TIMEOUT 900 LABELS "ckpt;badinput"
+  COMMAND ${MP_SYSTEM_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/check_ckpt_crafted.py
+          ${MPIEXEC_EXECUTABLE} ${MP_CLI} ${MP_FIXTURE_DIR} ${MP_CKPT_WORK}/crafted)
+set_tests_properties(ckpt_crafted PROPERTIES PROCESSORS 2)
