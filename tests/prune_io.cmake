@@ -103,3 +103,9 @@ mp_pio_fail_test(prune_io_bad_model_missing EXIT 3 REGEX "pio_no_such_model_dir"
 mp_pio_fail_test(prune_io_bad_out_parent_missing EXIT 3
   REGEX "out/no_parent/out\\.tmp-[0-9]+: cannot create"
   OUT ${MP_PIO_WORK}/prune_io_bad_out_parent_missing/out/no_parent/out ARGS)
+
+# Out of memory while report.json is built or the output committed (MPIPRUNE_FAIL_ALLOC at the
+# run's last allocations): one error line, a non-zero exit, no OUT and no OUT.tmp-*.
+mp_add_cli_test(prune_io_report_oom LABELS "prune;io" TIMEOUT 900
+  COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/check_report_oom.py
+          ${MPIEXEC_EXECUTABLE} ${MP_CLI} ${MP_FIXTURE_DIR} ${MP_PIO_WORK}/report_oom)
