@@ -33,3 +33,9 @@ mp_add_cli_test(ckpt_crafted TIMEOUT 900 LABELS "ckpt;badinput"
   COMMAND ${MP_SYSTEM_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/check_ckpt_crafted.py
           ${MPIEXEC_EXECUTABLE} ${MP_CLI} ${MP_FIXTURE_DIR} ${MP_CKPT_WORK}/crafted)
 set_tests_properties(ckpt_crafted PROPERTIES PROCESSORS 2)
+
+# Durability: each checkpoint file is synced before its rename and its folder after it (strace).
+mp_add_cli_test(ckpt_fsync TIMEOUT 300 LABELS ckpt
+  COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/check_ckpt_fsync.py
+          ${MPIEXEC_EXECUTABLE} ${MP_CLI} ${MP_FIXTURE_DIR} ${MP_CKPT_WORK}/fsync)
+set_tests_properties(ckpt_fsync PROPERTIES SKIP_RETURN_CODE 77)
