@@ -1,25 +1,52 @@
-#define _POSIX_C_SOURCE 200809L
+/* Linux fallocate(FALLOC_FL_KEEP_SIZE), for the space reservation below. */
+#define _GNU_SOURCE
 
 #include "mp_alloc.h"
 #include "mp_ckpt.h"
 
 #include <dirent.h>
-#include <stdbool.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <hdf5.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 /* Largest chunk in bytes: HDF5 caps chunks at 4 GiB, and smaller chunks keep the checksum
  * granular. */
 #define CK_CHUNK_BYTES ((int64_t)16 << 20)
 
+/* Room reserved for a file's metadata beyond its payload (superblock, object headers, chunk
+ * indexes, attributes, links): measured at under 1 KiB per dataset, so these are generous. */
+#define CK_META_BYTES ((int64_t)32 << 10)
+#define CK_META_PER_OBJECT ((int64_t)4 << 10)
+
 /* HDF5 prints its error stack by default; our messages say what failed, once. */
 static void ck_quiet(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
+
+/* Closes an id of any kind and sets it to H5I_INVALID_HID; -1 when the close failed. */
+static herr_t ck_close(hid_t *id)
+{
+    herr_t rc = 0;
+    if (*id < 0)
+        return 0;
+    switch (H5Iget_type(*id)) {
+    case H5I_FILE: rc = H5Fclose(*id); break;
+    case H5I_GROUP: rc = H5Gclose(*id); break;
+    case H5I_DATASET: rc = H5Dclose(*id); break;
+    case H5I_DATASPACE: rc = H5Sclose(*id); break;
+    case H5I_DATATYPE: rc = H5Tclose(*id); break;
+    case H5I_ATTR: rc = H5Aclose(*id); break;
+    case H5I_GENPROP_LST: rc = H5Pclose(*id); break;
+    default: rc = -1; break;
+    }
+    *id = H5I_INVALID_HID;
+    return rc < 0 ? -1 : 0;
+}
 
 static mp_status ck_path(char *buf, size_t len, const char *ckpt, const char *kind, int64_t block,
                          const char *suffix)
@@ -32,18 +59,42 @@ static mp_status ck_path(char *buf, size_t len, const char *ckpt, const char *ki
     return MP_OK;
 }
 
+/* The folder holding path ("." when it has none). */
+static void ck_dirname(const char *path, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s", path);
+    char *slash = strrchr(buf, '/');
+    if (!slash)
+        snprintf(buf, len, ".");
+    else if (slash == buf)
+        buf[1] = '\0';
+    else
+        *slash = '\0';
+}
+
+/* File access: the 1.10 file format whatever the HDF5 version (io/mp_ckpt.h promises it). */
 static hid_t ck_fapl(void)
 {
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-    if (fapl >= 0)
-        H5Pset_libver_bounds(fapl, H5F_LIBVER_LATEST, H5F_LIBVER_LATEST);
+    if (fapl >= 0 && H5Pset_libver_bounds(fapl, H5F_LIBVER_V110, H5F_LIBVER_V110) < 0)
+        ck_close(&fapl);
+    return fapl;
+}
+
+/* Collective open of a hidden-state file with the MPI-IO driver. */
+static hid_t ck_fapl_mpio(const mp_comm *c)
+{
+    hid_t fapl = ck_fapl();
+    if (fapl >= 0 &&
+        H5Pset_fapl_mpio(fapl, *(const MPI_Comm *)mp_comm_native(c), MPI_INFO_NULL) < 0)
+        ck_close(&fapl);
     return fapl;
 }
 
 /* Makes a file's data durable before it is renamed into place. */
 static mp_status ck_fsync(const char *path)
 {
-    int fd = open(path, O_RDONLY);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return mp_error(MP_ERR_IO, "%s: %s", path, strerror(errno));
     int rc = fsync(fd);
@@ -54,11 +105,30 @@ static mp_status ck_fsync(const char *path)
     return MP_OK;
 }
 
+/* Makes a rename or a creation in path's folder durable. Some file systems refuse fsync on a
+ * folder (EINVAL), which only weakens durability after a crash: not an error. */
+static mp_status ck_fsync_dir_of(const char *path)
+{
+    char dir[4400];
+    ck_dirname(path, dir, sizeof dir);
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return mp_error(MP_ERR_IO, "%s: %s", dir, strerror(errno));
+    int rc = fsync(fd);
+    int e = errno;
+    close(fd);
+    if (rc != 0 && e != EINVAL)
+        return mp_error(MP_ERR_IO, "%s: fsync failed: %s", dir, strerror(e));
+    return MP_OK;
+}
+
+/* Renames a complete file into place and syncs the folder, so that the new name survives a
+ * power loss (the main file and the block files sit in different folders: each is synced). */
 static mp_status ck_rename(const char *from, const char *to)
 {
     if (rename(from, to) != 0)
         return mp_error(MP_ERR_IO, "%s: cannot rename to %s: %s", from, to, strerror(errno));
-    return MP_OK;
+    return ck_fsync_dir_of(to);
 }
 
 static mp_status ck_mkdir(const char *ckpt)
@@ -66,68 +136,158 @@ static mp_status ck_mkdir(const char *ckpt)
     char dir[4200];
     if (snprintf(dir, sizeof dir, "%s.d", ckpt) >= (int)sizeof dir)
         return mp_error(MP_ERR_RANGE, "%s: path too long", ckpt);
-    if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+    if (mkdir(dir, 0755) == 0)
+        return ck_fsync_dir_of(dir);
+    if (errno != EEXIST)
         return mp_error(MP_ERR_IO, "%s: cannot create: %s", dir, strerror(errno));
     return MP_OK;
 }
 
+/* Disk space for a file about to be written.
+ *
+ * HDF5 1.10 cannot close a file whose data or metadata failed to reach the disk: H5Fclose fails
+ * half-way, the id stays registered on a half-destroyed file, and the library's shutdown in
+ * MPI_Finalize crashes on it. So a checkpoint file must never meet a full disk. Before the file
+ * is created, ck_space_check refuses when the file system has less room than the file needs;
+ * once HDF5 has created it, ck_reserve allocates that room to the file (fallocate with
+ * FALLOC_FL_KEEP_SIZE: the size HDF5 sees is unchanged), so that no later write can fail for
+ * lack of space; ck_release gives back what the file did not use. Where the file system cannot
+ * fallocate, the check before creation is all there is. */
+static mp_status ck_space_check(const char *tmp, const char *target, int64_t bytes)
+{
+    char dir[4400];
+    struct statvfs sv;
+    ck_dirname(tmp, dir, sizeof dir);
+    if (statvfs(dir, &sv) != 0)
+        return MP_OK; /* the creation that follows reports the problem */
+    double avail = (double)sv.f_bavail * (double)sv.f_frsize;
+    if (avail < (double)bytes)
+        return mp_error(MP_ERR_IO, "%s: cannot write: disk full (needs %.0f KiB, %.0f KiB free)",
+                        target, (double)bytes / 1024.0, avail / 1024.0);
+    return MP_OK;
+}
+
+/* *fd: the descriptor that holds the reservation, closed by ck_release. */
+static mp_status ck_reserve(const char *tmp, const char *target, int64_t bytes, int *fd)
+{
+    *fd = open(tmp, O_WRONLY | O_CLOEXEC);
+    if (*fd < 0)
+        return mp_error(MP_ERR_IO, "%s: %s", tmp, strerror(errno));
+#ifdef FALLOC_FL_KEEP_SIZE
+    int rc;
+    do
+        rc = fallocate(*fd, FALLOC_FL_KEEP_SIZE, 0, (off_t)bytes);
+    while (rc != 0 && errno == EINTR);
+    if (rc != 0 && errno != EOPNOTSUPP && errno != ENOSYS)
+        return mp_error(MP_ERR_IO, "%s: cannot write: %s (needs %.0f KiB)", target,
+                        errno == ENOSPC ? "disk full" : strerror(errno),
+                        (double)bytes / 1024.0);
+#endif
+    return MP_OK;
+}
+
+/* Frees the reserved room beyond the file's end (truncating to its own size does that). */
+static void ck_release(int *fd)
+{
+    if (*fd < 0)
+        return;
+    struct stat sb;
+    if (fstat(*fd, &sb) == 0)
+        (void)ftruncate(*fd, sb.st_size);
+    close(*fd);
+    *fd = -1;
+}
+
+/* ---- attributes and datasets ---- */
+
 static herr_t ck_attr_i64(hid_t loc, const char *name, int64_t v)
 {
-    hid_t sp = H5Screate(H5S_SCALAR);
-    hid_t a = H5Acreate2(loc, name, H5T_STD_I64LE, sp, H5P_DEFAULT, H5P_DEFAULT);
-    herr_t rc = a < 0 ? -1 : H5Awrite(a, H5T_NATIVE_INT64, &v);
-    if (a >= 0)
-        H5Aclose(a);
-    H5Sclose(sp);
+    hid_t sp = H5Screate(H5S_SCALAR), a = H5I_INVALID_HID;
+    herr_t rc = sp < 0 ? -1 : 0;
+    if (rc == 0 && (a = H5Acreate2(loc, name, H5T_STD_I64LE, sp, H5P_DEFAULT, H5P_DEFAULT)) < 0)
+        rc = -1;
+    if (rc == 0 && H5Awrite(a, H5T_NATIVE_INT64, &v) < 0)
+        rc = -1;
+    rc |= ck_close(&a);
+    rc |= ck_close(&sp);
     return rc;
 }
 
 static herr_t ck_attr_str(hid_t loc, const char *name, const char *v)
 {
-    hid_t t = H5Tcopy(H5T_C_S1);
-    H5Tset_size(t, strlen(v) + 1);
-    hid_t sp = H5Screate(H5S_SCALAR);
-    hid_t a = H5Acreate2(loc, name, t, sp, H5P_DEFAULT, H5P_DEFAULT);
-    herr_t rc = a < 0 ? -1 : H5Awrite(a, t, v);
-    if (a >= 0)
-        H5Aclose(a);
-    H5Sclose(sp);
-    H5Tclose(t);
+    hid_t t = H5Tcopy(H5T_C_S1), sp = H5I_INVALID_HID, a = H5I_INVALID_HID;
+    herr_t rc = t < 0 || H5Tset_size(t, strlen(v) + 1) < 0 ? -1 : 0;
+    if (rc == 0 && (sp = H5Screate(H5S_SCALAR)) < 0)
+        rc = -1;
+    if (rc == 0 && (a = H5Acreate2(loc, name, t, sp, H5P_DEFAULT, H5P_DEFAULT)) < 0)
+        rc = -1;
+    if (rc == 0 && H5Awrite(a, t, v) < 0)
+        rc = -1;
+    rc |= ck_close(&a);
+    rc |= ck_close(&sp);
+    rc |= ck_close(&t);
     return rc;
 }
 
-static herr_t ck_read_i64(hid_t loc, const char *name, int64_t *v)
+/* An attribute that holds exactly one element of the given type class, of at most `size`
+ * bytes (0: any size); its type in *type (the caller closes it) when type is not NULL. */
+static hid_t ck_attr_open(hid_t loc, const char *name, H5T_class_t cls, size_t size, hid_t *type)
 {
-    hid_t a = H5Aopen(loc, name, H5P_DEFAULT);
-    if (a < 0)
-        return -1;
-    herr_t rc = H5Aread(a, H5T_NATIVE_INT64, v);
-    H5Aclose(a);
-    return rc;
-}
-
-static herr_t ck_read_str(hid_t loc, const char *name, char *buf, size_t len)
-{
-    hid_t a = H5Aopen(loc, name, H5P_DEFAULT);
-    if (a < 0)
-        return -1;
-    hid_t ft = H5Aget_type(a);
-    herr_t rc = -1;
-    size_t n = ft >= 0 ? H5Tget_size(ft) : 0;
-    if (H5Tget_class(ft) == H5T_STRING && n > 0 && n <= len) {
-        hid_t mt = H5Tcopy(H5T_C_S1);
-        H5Tset_size(mt, n);
-        rc = H5Aread(a, mt, buf);
-        buf[n - 1] = '\0';
-        H5Tclose(mt);
+    hid_t a = H5I_INVALID_HID, sp = H5I_INVALID_HID, t = H5I_INVALID_HID;
+    bool ok = false;
+    if (H5Aexists(loc, name) > 0 && (a = H5Aopen(loc, name, H5P_DEFAULT)) >= 0 &&
+        (sp = H5Aget_space(a)) >= 0 && (t = H5Aget_type(a)) >= 0) {
+        H5S_class_t sc = H5Sget_simple_extent_type(sp);
+        size_t ts = H5Tget_size(t);
+        ok = (sc == H5S_SCALAR || sc == H5S_SIMPLE) && H5Sget_simple_extent_npoints(sp) == 1 &&
+             H5Tget_class(t) == cls && ts > 0 && (size == 0 || ts <= size);
+        if (ok && cls == H5T_STRING)
+            ok = H5Tis_variable_str(t) == 0;
     }
-    if (ft >= 0)
-        H5Tclose(ft);
-    H5Aclose(a);
-    return rc;
+    ck_close(&sp);
+    if (ok && type)
+        *type = t;
+    else
+        ck_close(&t);
+    if (!ok)
+        ck_close(&a);
+    return a;
 }
 
-/* A chunked, Fletcher32-checked dataset of rank nd. */
+static mp_status ck_read_i64(hid_t loc, const char *file, const char *name, int64_t *v)
+{
+    hid_t a = ck_attr_open(loc, name, H5T_INTEGER, sizeof(int64_t), NULL);
+    herr_t rc = a < 0 ? -1 : H5Aread(a, H5T_NATIVE_INT64, v);
+    rc |= ck_close(&a);
+    if (rc < 0)
+        return mp_error(MP_ERR_FORMAT, "%s: damaged checkpoint: attribute %s is missing or not "
+                        "one integer", file, name);
+    return MP_OK;
+}
+
+/* A fixed-length string attribute of at most len bytes (its terminating NUL included). */
+static mp_status ck_read_str(hid_t loc, const char *file, const char *name, char *buf,
+                             size_t len)
+{
+    hid_t t = H5I_INVALID_HID, mt = H5I_INVALID_HID;
+    hid_t a = ck_attr_open(loc, name, H5T_STRING, len, &t);
+    herr_t rc = a < 0 ? -1 : 0;
+    size_t n = rc == 0 ? H5Tget_size(t) : 0;
+    if (rc == 0 && ((mt = H5Tcopy(H5T_C_S1)) < 0 || H5Tset_size(mt, n) < 0 ||
+                    H5Aread(a, mt, buf) < 0))
+        rc = -1;
+    if (rc == 0)
+        buf[n - 1] = '\0';
+    rc |= ck_close(&mt);
+    rc |= ck_close(&t);
+    rc |= ck_close(&a);
+    if (rc < 0)
+        return mp_error(MP_ERR_FORMAT, "%s: damaged checkpoint: attribute %s is missing or not "
+                        "a string of at most %zu bytes", file, name, len - 1);
+    return MP_OK;
+}
+
+/* A chunked, Fletcher32-checked dataset of rank nd (1 to 3). */
 static hid_t ck_create(hid_t loc, const char *name, hid_t type, int nd, const hsize_t *dims,
                        size_t elem)
 {
@@ -143,13 +303,13 @@ static hid_t ck_create(hid_t loc, const char *name, hid_t type, int nd, const hs
     int64_t n0 = dims[0] > 0 ? (int64_t)dims[0] : 1;
     int64_t nchunks = (n0 + rows - 1) / rows;
     chunk[0] = (hsize_t)((n0 + nchunks - 1) / nchunks);
-    hid_t sp = H5Screate_simple(nd, dims, NULL);
-    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
-    H5Pset_chunk(dcpl, nd, chunk);
-    H5Pset_fletcher32(dcpl);
-    hid_t ds = H5Dcreate2(loc, name, type, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
-    H5Pclose(dcpl);
-    H5Sclose(sp);
+    hid_t ds = H5I_INVALID_HID;
+    hid_t sp = H5Screate_simple(nd, dims, NULL), dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    if (sp >= 0 && dcpl >= 0 && H5Pset_chunk(dcpl, nd, chunk) >= 0 &&
+        H5Pset_fletcher32(dcpl) >= 0)
+        ds = H5Dcreate2(loc, name, type, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    if ((ck_close(&dcpl) | ck_close(&sp)) < 0)
+        ck_close(&ds);
     return ds;
 }
 
@@ -160,34 +320,61 @@ static herr_t ck_write_text(hid_t loc, const char *name, const char *text)
     if (ds < 0)
         return -1;
     herr_t rc = n ? H5Dwrite(ds, H5T_NATIVE_UCHAR, H5S_ALL, H5S_ALL, H5P_DEFAULT, text) : 0;
-    H5Dclose(ds);
+    rc |= ck_close(&ds);
     return rc;
+}
+
+/* A dataset's shape, checked: rank nd exactly (asked before the extent is read into dims[nd]),
+ * elements of class cls. */
+static mp_status ck_check_shape(hid_t ds, const char *file, const char *name, int nd,
+                                hsize_t *dims, H5T_class_t cls)
+{
+    hid_t sp = H5Dget_space(ds), t = H5Dget_type(ds);
+    int got = sp >= 0 ? H5Sget_simple_extent_ndims(sp) : -1;
+    bool ok = got == nd && H5Sget_simple_extent_dims(sp, dims, NULL) == nd;
+    H5T_class_t tc = t >= 0 ? H5Tget_class(t) : H5T_NO_CLASS;
+    size_t ts = t >= 0 ? H5Tget_size(t) : 0;
+    ck_close(&t);
+    ck_close(&sp);
+    if (!ok)
+        return mp_error(MP_ERR_FORMAT, "%s: damaged checkpoint: %s has rank %d, expected %d",
+                        file, name, got, nd);
+    if (tc != cls || (cls == H5T_INTEGER && ts != 1) || (cls == H5T_FLOAT && ts != 4))
+        return mp_error(MP_ERR_FORMAT, "%s: damaged checkpoint: %s is not %s", file, name,
+                        cls == H5T_FLOAT ? "float32" : "uint8");
+    return MP_OK;
 }
 
 static mp_status ck_read_text(hid_t loc, const char *file, const char *name, char **out)
 {
-    hid_t ds = H5Dopen2(loc, name, H5P_DEFAULT);
-    if (ds < 0)
-        return mp_error(MP_ERR_FORMAT, "%s: damaged checkpoint: no dataset /%s", file, name);
-    hid_t sp = H5Dget_space(ds);
-    hsize_t n = 0;
-    H5Sget_simple_extent_dims(sp, &n, NULL);
-    H5Sclose(sp);
-    char *buf = mp_malloc((size_t)n + 1);
     mp_status st = MP_OK;
-    if (!buf)
-        st = mp_error(MP_ERR_NOMEM, "%s: cannot allocate /%s", file, name);
-    else if (n && H5Dread(ds, H5T_NATIVE_UCHAR, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0)
-        st = mp_error(MP_ERR_FORMAT, "%s: damaged checkpoint: /%s fails its checksum", file,
-                      name);
-    H5Dclose(ds);
-    if (st != MP_OK) {
-        free(buf);
-        return st;
-    }
+    char *buf = NULL, what[64];
+    hsize_t n = 0;
+    hid_t ds = H5I_INVALID_HID;
+    snprintf(what, sizeof what, "/%s", name);
+    if (H5Lexists(loc, name, H5P_DEFAULT) <= 0 || (ds = H5Dopen2(loc, name, H5P_DEFAULT)) < 0)
+        MP_FAIL(MP_ERR_FORMAT, "%s: damaged checkpoint: no dataset %s", file, what);
+    MP_TRY(ck_check_shape(ds, file, what, 1, &n, H5T_INTEGER));
+    /* The stored bytes (no compression, a 4-byte checksum per chunk) bound the length, so a
+     * damaged extent cannot ask for an allocation the file does not back. */
+    if (n > H5Dget_storage_size(ds))
+        MP_FAIL(MP_ERR_FORMAT, "%s: damaged checkpoint: %s claims %llu bytes but stores %llu",
+                file, what, (unsigned long long)n,
+                (unsigned long long)H5Dget_storage_size(ds));
+    if (!(buf = mp_malloc((size_t)n + 1)))
+        MP_FAIL(MP_ERR_NOMEM, "%s: cannot allocate %s", file, what);
+    if (n && H5Dread(ds, H5T_NATIVE_UCHAR, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0)
+        MP_FAIL(MP_ERR_FORMAT, "%s: damaged checkpoint: %s fails its checksum", file, what);
     buf[n] = '\0';
+    if (strlen(buf) != (size_t)n)
+        MP_FAIL(MP_ERR_FORMAT, "%s: damaged checkpoint: %s holds a NUL byte", file, what);
     *out = buf;
-    return MP_OK;
+    buf = NULL;
+done:
+    if (ck_close(&ds) < 0 && st == MP_OK)
+        st = mp_error(MP_ERR_FORMAT, "%s: damaged checkpoint: cannot close %s", file, what);
+    free(buf);
+    return st;
 }
 
 /* The job id and block attributes every sub-file carries, checked on read. */
@@ -195,8 +382,11 @@ static mp_status ck_check_owner(hid_t f, const char *path, const char *job_id, i
 {
     char id[80];
     int64_t b = -1;
-    if (ck_read_str(f, "job_id", id, sizeof id) < 0 || ck_read_i64(f, "block", &b) < 0)
-        return mp_error(MP_ERR_FORMAT, "%s: damaged checkpoint file: missing attributes", path);
+    mp_status st = ck_read_str(f, path, "job_id", id, sizeof id);
+    if (st == MP_OK)
+        st = ck_read_i64(f, path, "block", &b);
+    if (st != MP_OK)
+        return st;
     if (strcmp(id, job_id) != 0 || b != block)
         return mp_error(MP_ERR_FORMAT, "%s: belongs to another checkpoint (job %.12s, block "
                         "%lld)", path, id, (long long)b);
@@ -211,47 +401,63 @@ void mp_ckpt_info_free(mp_ckpt_info *info)
     info->report_json = NULL;
 }
 
+/* Closes what a writer holds and gives back its reservation; on failure removes the temporary
+ * file. The file is closed last, after the objects in it. */
+static herr_t ck_close_file(hid_t *f, hid_t *fapl)
+{
+    herr_t rc = ck_close(f);
+    rc |= ck_close(fapl);
+    return rc;
+}
+
 mp_status mp_ckpt_write_block(const char *ckpt, int64_t block, const char *job_id, int n,
                               const char *const *names, const int64_t (*shapes)[2],
                               const float *const *data)
 {
     mp_status st = MP_OK;
-    char path[4300], tmp[4300];
-    hid_t fapl = H5I_INVALID_HID, f = H5I_INVALID_HID;
+    char path[4300], tmp[4300] = "";
+    hid_t fapl = H5I_INVALID_HID, f = H5I_INVALID_HID, ds = H5I_INVALID_HID;
+    int resv = -1;
     ck_quiet();
     MP_TRY(ck_mkdir(ckpt));
     MP_TRY(ck_path(path, sizeof path, ckpt, "block", block, ""));
     MP_TRY(ck_path(tmp, sizeof tmp, ckpt, "block", block, ".tmp"));
-    fapl = ck_fapl();
+    int64_t need = CK_META_BYTES + CK_META_PER_OBJECT * n;
+    for (int i = 0; i < n; i++) {
+        int64_t bytes = shapes[i][0] * shapes[i][1] * (int64_t)sizeof(float);
+        need += bytes + bytes / 1024;
+    }
+    MP_TRY(ck_space_check(tmp, path, need));
+    if ((fapl = ck_fapl()) < 0)
+        MP_FAIL(MP_ERR_INTERNAL, "%s: cannot set up HDF5 file access", tmp);
     f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
     if (f < 0)
         MP_FAIL(MP_ERR_IO, "%s: cannot create", tmp);
+    MP_TRY(ck_reserve(tmp, path, need, &resv));
     if (ck_attr_str(f, "job_id", job_id) < 0 || ck_attr_i64(f, "block", block) < 0)
         MP_FAIL(MP_ERR_IO, "%s: cannot write attributes", tmp);
     for (int i = 0; i < n; i++) {
         hsize_t dims[2] = {(hsize_t)shapes[i][0], (hsize_t)shapes[i][1]};
-        hid_t ds = ck_create(f, names[i], H5T_IEEE_F32LE, 2, dims, sizeof(float));
+        ds = ck_create(f, names[i], H5T_IEEE_F32LE, 2, dims, sizeof(float));
         herr_t rc = ds < 0 ? -1
                            : H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT,
                                       data[i]);
-        if (ds >= 0)
-            H5Dclose(ds);
+        rc |= ck_close(&ds);
         if (rc < 0)
-            MP_FAIL(MP_ERR_IO, "%s: cannot write %s (disk full?)", tmp, names[i]);
+            MP_FAIL(MP_ERR_IO, "%s: cannot write %s", tmp, names[i]);
     }
-    herr_t rc = H5Fclose(f);
-    f = H5I_INVALID_HID;
+    herr_t rc = ck_close_file(&f, &fapl);
+    ck_release(&resv);
     if (rc < 0)
-        MP_FAIL(MP_ERR_IO, "%s: cannot close (disk full?)", tmp);
+        MP_FAIL(MP_ERR_IO, "%s: cannot close", tmp);
     MP_TRY(ck_fsync(tmp));
     mp_fault_point("ckpt_block_written");
     MP_TRY(ck_rename(tmp, path));
 done:
-    if (f >= 0)
-        H5Fclose(f);
-    if (fapl >= 0)
-        H5Pclose(fapl);
-    if (st != MP_OK)
+    ck_close(&ds);
+    ck_close_file(&f, &fapl);
+    ck_release(&resv);
+    if (st != MP_OK && tmp[0])
         unlink(tmp);
     return st;
 }
@@ -262,7 +468,7 @@ mp_status mp_ckpt_read_block(const char *ckpt, int64_t block, const char *job_id
 {
     mp_status st = MP_OK;
     char path[4300];
-    hid_t f = H5I_INVALID_HID;
+    hid_t f = H5I_INVALID_HID, ds = H5I_INVALID_HID;
     ck_quiet();
     MP_TRY(ck_path(path, sizeof path, ckpt, "block", block, ""));
     f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
@@ -270,124 +476,148 @@ mp_status mp_ckpt_read_block(const char *ckpt, int64_t block, const char *job_id
         MP_FAIL(MP_ERR_FORMAT, "%s: missing or damaged checkpoint file", path);
     MP_TRY(ck_check_owner(f, path, job_id, block));
     for (int i = 0; i < n; i++) {
-        hid_t ds = H5Dopen2(f, names[i], H5P_DEFAULT);
-        if (ds < 0)
+        if (H5Lexists(f, names[i], H5P_DEFAULT) <= 0 ||
+            (ds = H5Dopen2(f, names[i], H5P_DEFAULT)) < 0)
             MP_FAIL(MP_ERR_FORMAT, "%s: damaged checkpoint: no dataset %s", path, names[i]);
-        hid_t sp = H5Dget_space(ds);
         hsize_t dims[2] = {0, 0};
-        int nd = H5Sget_simple_extent_dims(sp, dims, NULL);
-        H5Sclose(sp);
-        herr_t rc = -1;
-        if (nd == 2 && dims[0] == (hsize_t)shapes[i][0] && dims[1] == (hsize_t)shapes[i][1])
-            rc = H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data[i]);
-        H5Dclose(ds);
-        if (nd != 2 || dims[0] != (hsize_t)shapes[i][0] || dims[1] != (hsize_t)shapes[i][1])
-            MP_FAIL(MP_ERR_FORMAT, "%s: %s has the wrong shape", path, names[i]);
-        if (rc < 0)
+        MP_TRY(ck_check_shape(ds, path, names[i], 2, dims, H5T_FLOAT));
+        if (dims[0] != (hsize_t)shapes[i][0] || dims[1] != (hsize_t)shapes[i][1])
+            MP_FAIL(MP_ERR_FORMAT, "%s: %s has the wrong shape [%llu, %llu], expected [%lld, "
+                    "%lld]", path, names[i], (unsigned long long)dims[0],
+                    (unsigned long long)dims[1], (long long)shapes[i][0],
+                    (long long)shapes[i][1]);
+        if (H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data[i]) < 0)
             MP_FAIL(MP_ERR_FORMAT, "%s: damaged checkpoint: %s fails its checksum", path,
                     names[i]);
+        if (ck_close(&ds) < 0)
+            MP_FAIL(MP_ERR_FORMAT, "%s: damaged checkpoint: cannot close %s", path, names[i]);
     }
+    if (ck_close(&f) < 0)
+        MP_FAIL(MP_ERR_FORMAT, "%s: damaged checkpoint: cannot close", path);
 done:
-    if (f >= 0)
-        H5Fclose(f);
+    ck_close(&ds);
+    ck_close(&f);
     return st;
 }
 
-/* Collective open of a hidden-state file with the MPI-IO driver. */
-static hid_t ck_fapl_mpio(const mp_comm *c)
-{
-    hid_t fapl = ck_fapl();
-    if (fapl >= 0)
-        H5Pset_fapl_mpio(fapl, *(const MPI_Comm *)mp_comm_native(c), MPI_INFO_NULL);
-    return fapl;
-}
-
-static void ck_select(hid_t fsp, hid_t *msp, int64_t s0, int64_t s1, int64_t T, int64_t d)
+/* This rank's sequences [s0, s1) of [n_seq, T, d] in fsp, and the matching memory space. */
+static herr_t ck_select(hid_t fsp, hid_t *msp, int64_t s0, int64_t s1, int64_t T, int64_t d)
 {
     if (s1 > s0) {
         hsize_t start[3] = {(hsize_t)s0, 0, 0}, count[3] = {(hsize_t)(s1 - s0), (hsize_t)T,
                                                              (hsize_t)d};
-        H5Sselect_hyperslab(fsp, H5S_SELECT_SET, start, NULL, count, NULL);
+        if (H5Sselect_hyperslab(fsp, H5S_SELECT_SET, start, NULL, count, NULL) < 0)
+            return -1;
         *msp = H5Screate_simple(3, count, NULL);
-    } else {
-        /* A rank with no sequences still takes part in the collective transfer. */
-        H5Sselect_none(fsp);
-        hsize_t one[3] = {1, 1, 1};
-        *msp = H5Screate_simple(3, one, NULL);
-        H5Sselect_none(*msp);
+        return *msp < 0 ? -1 : 0;
     }
+    /* A rank with no sequences still takes part in the collective transfer. */
+    hsize_t one[3] = {1, 1, 1};
+    if (H5Sselect_none(fsp) < 0 || (*msp = H5Screate_simple(3, one, NULL)) < 0)
+        return -1;
+    return H5Sselect_none(*msp) < 0 ? -1 : 0;
+}
+
+/* A collective transfer property list (filters, the checksum, need collective transfers in
+ * parallel HDF5). */
+static hid_t ck_dxpl_collective(void)
+{
+    hid_t dxpl = H5Pcreate(H5P_DATASET_XFER);
+    if (dxpl >= 0 && H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE) < 0)
+        ck_close(&dxpl);
+    return dxpl;
+}
+
+/* Agrees on st across ranks: *st becomes the lowest failing rank's status (see
+ * mp_comm_agree); false when the agreement itself failed (then *st holds that failure). */
+static bool ck_agree(const mp_comm *c, mp_status *st)
+{
+    mp_status g = MP_OK;
+    int who = -1;
+    mp_status rc = mp_comm_agree(c, *st, &g, &who);
+    *st = rc != MP_OK ? rc : g;
+    return rc == MP_OK;
 }
 
 mp_status mp_ckpt_write_hidden(const mp_comm *c, const char *ckpt, int64_t block,
                                const char *job_id, int64_t n_seq, int64_t T, int64_t d,
                                int64_t s0, int64_t s1, const float *h)
 {
-    mp_status st = MP_OK, g = MP_OK;
-    int who = -1;
-    char path[4300], tmp[4300];
+    mp_status st = MP_OK;
+    bool root = mp_comm_rank(c) == 0, created = false, agreed = true;
+    char path[4300], tmp[4300] = "";
     hid_t fapl = H5I_INVALID_HID, f = H5I_INVALID_HID, ds = H5I_INVALID_HID;
     hid_t fsp = H5I_INVALID_HID, msp = H5I_INVALID_HID, dxpl = H5I_INVALID_HID;
+    int resv = -1;
     ck_quiet();
-    if (mp_comm_rank(c) == 0)
-        st = ck_mkdir(ckpt);
-    MP_TRY(mp_comm_agree(c, st, &g, &who));
-    if ((st = g) != MP_OK)
-        goto done;
-    MP_TRY(ck_path(path, sizeof path, ckpt, "hidden", block, ""));
-    MP_TRY(ck_path(tmp, sizeof tmp, ckpt, "hidden", block, ".tmp"));
+    st = ck_path(path, sizeof path, ckpt, "hidden", block, "");
+    if (st == MP_OK)
+        st = ck_path(tmp, sizeof tmp, ckpt, "hidden", block, ".tmp");
+    int64_t bytes = n_seq * T * d * (int64_t)sizeof(float);
+    int64_t need = bytes + bytes / 1024 + CK_META_BYTES + CK_META_PER_OBJECT;
+    /* H5Pset_fapl_mpio duplicates the communicator: every rank calls it, whatever else fails. */
     fapl = ck_fapl_mpio(c);
+    dxpl = ck_dxpl_collective();
+    if (st == MP_OK && (fapl < 0 || dxpl < 0))
+        st = mp_error(MP_ERR_INTERNAL, "%s: cannot set up parallel HDF5 file access", tmp);
+    if (st == MP_OK && root)
+        st = ck_mkdir(ckpt);
+    if (st == MP_OK && root)
+        st = ck_space_check(tmp, path, need);
+    /* Every collective step below is entered by all ranks or by none. */
+    if (!(agreed = ck_agree(c, &st)) || st != MP_OK)
+        goto done;
     f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
-    herr_t rc = f < 0 ? -1 : 0;
-    if (rc == 0)
-        rc = ck_attr_str(f, "job_id", job_id) < 0 || ck_attr_i64(f, "block", block) < 0 ? -1 : 0;
-    if (rc == 0) {
-        hsize_t dims[3] = {(hsize_t)n_seq, (hsize_t)T, (hsize_t)d};
-        ds = ck_create(f, "hidden", H5T_IEEE_F32LE, 3, dims, sizeof(float));
-        rc = ds < 0 ? -1 : 0;
-    }
-    if (rc == 0) {
-        fsp = H5Dget_space(ds);
-        ck_select(fsp, &msp, s0, s1, T, d);
-        dxpl = H5Pcreate(H5P_DATASET_XFER);
-        /* Filters (the checksum) need collective transfers in parallel HDF5. */
-        H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE);
-        float dummy = 0.0f;
-        rc = H5Dwrite(ds, H5T_NATIVE_FLOAT, msp, fsp, dxpl, s1 > s0 ? h : &dummy);
-        mp_fault_point("ckpt_hidden_partial");
-    }
-    if (ds >= 0)
-        H5Dclose(ds);
-    ds = H5I_INVALID_HID;
-    if (f >= 0 && H5Fclose(f) < 0)
-        rc = -1;
-    f = H5I_INVALID_HID;
+    created = root;
+    if (f < 0)
+        st = mp_error(MP_ERR_IO, "%s: cannot create", tmp);
+    if (st == MP_OK && root)
+        st = ck_reserve(tmp, path, need, &resv);
+    if (!(agreed = ck_agree(c, &st)) || st != MP_OK)
+        goto done;
+    hsize_t dims[3] = {(hsize_t)n_seq, (hsize_t)T, (hsize_t)d};
+    if (ck_attr_str(f, "job_id", job_id) < 0 || ck_attr_i64(f, "block", block) < 0 ||
+        (ds = ck_create(f, "hidden", H5T_IEEE_F32LE, 3, dims, sizeof(float))) < 0 ||
+        (fsp = H5Dget_space(ds)) < 0 || ck_select(fsp, &msp, s0, s1, T, d) < 0)
+        st = mp_error(MP_ERR_IO, "%s: cannot create the hidden-state snapshot", tmp);
+    if (!(agreed = ck_agree(c, &st)) || st != MP_OK)
+        goto done;
+    float dummy = 0.0f;
+    herr_t rc = H5Dwrite(ds, H5T_NATIVE_FLOAT, msp, fsp, dxpl, s1 > s0 ? h : &dummy);
+    mp_fault_point("ckpt_hidden_partial");
+    rc |= ck_close(&msp);
+    rc |= ck_close(&fsp);
+    rc |= ck_close(&ds);
+    rc |= ck_close(&f);
+    ck_release(&resv);
     if (rc < 0)
-        st = mp_error(MP_ERR_IO, "%s: cannot write the hidden-state snapshot (disk full?)", tmp);
-    MP_TRY(mp_comm_agree(c, st, &g, &who));
-    if ((st = g) != MP_OK)
+        st = mp_error(MP_ERR_IO, "%s: cannot write the hidden-state snapshot", tmp);
+    if (!(agreed = ck_agree(c, &st)) || st != MP_OK)
         goto done;
     mp_fault_point("ckpt_hidden_written");
-    if (mp_comm_rank(c) == 0) {
+    if (root) {
         st = ck_fsync(tmp);
+        if (st == MP_OK && rename(tmp, path) != 0)
+            st = mp_error(MP_ERR_IO, "%s: cannot rename to %s: %s", tmp, path, strerror(errno));
         if (st == MP_OK)
-            st = ck_rename(tmp, path);
+            created = false;
+        if (st == MP_OK)
+            st = ck_fsync_dir_of(path);
     }
-    MP_TRY(mp_comm_agree(c, st, &g, &who));
-    st = g;
+    agreed = ck_agree(c, &st);
 done:
-    if (dxpl >= 0)
-        H5Pclose(dxpl);
-    if (msp >= 0)
-        H5Sclose(msp);
-    if (fsp >= 0)
-        H5Sclose(fsp);
-    if (ds >= 0)
-        H5Dclose(ds);
-    if (f >= 0)
-        H5Fclose(f);
-    if (fapl >= 0)
-        H5Pclose(fapl);
-    if (st != MP_OK && mp_comm_rank(c) == 0)
+    /* After a failed agreement the ranks may stand at different steps: closing collectively
+     * could hang, so only the local ids are closed. */
+    ck_close(&msp);
+    ck_close(&fsp);
+    ck_close(&dxpl);
+    if (agreed) {
+        ck_close(&ds);
+        ck_close(&f);
+    }
+    ck_close(&fapl);
+    ck_release(&resv);
+    if (created)
         unlink(tmp);
     return st;
 }
@@ -396,54 +626,60 @@ mp_status mp_ckpt_read_hidden(const mp_comm *c, const char *ckpt, int64_t block,
                               const char *job_id, int64_t n_seq, int64_t T, int64_t d,
                               int64_t s0, int64_t s1, float *h)
 {
-    mp_status st = MP_OK, g = MP_OK;
-    int who = -1;
+    mp_status st = MP_OK;
+    bool agreed = true;
     char path[4300];
     hid_t fapl = H5I_INVALID_HID, f = H5I_INVALID_HID, ds = H5I_INVALID_HID;
     hid_t fsp = H5I_INVALID_HID, msp = H5I_INVALID_HID, dxpl = H5I_INVALID_HID;
     ck_quiet();
-    MP_TRY(ck_path(path, sizeof path, ckpt, "hidden", block, ""));
+    st = ck_path(path, sizeof path, ckpt, "hidden", block, "");
+    /* H5Pset_fapl_mpio duplicates the communicator: every rank calls it, whatever else fails. */
     fapl = ck_fapl_mpio(c);
+    dxpl = ck_dxpl_collective();
+    if (st == MP_OK && (fapl < 0 || dxpl < 0))
+        st = mp_error(MP_ERR_INTERNAL, "%s: cannot set up parallel HDF5 file access", path);
+    if (!(agreed = ck_agree(c, &st)) || st != MP_OK)
+        goto done;
     f = H5Fopen(path, H5F_ACC_RDONLY, fapl);
     if (f < 0)
         st = mp_error(MP_ERR_FORMAT, "%s: missing or damaged checkpoint file", path);
     if (st == MP_OK)
         st = ck_check_owner(f, path, job_id, block);
-    if (st == MP_OK && (ds = H5Dopen2(f, "hidden", H5P_DEFAULT)) < 0)
+    if (st == MP_OK && (H5Lexists(f, "hidden", H5P_DEFAULT) <= 0 ||
+                        (ds = H5Dopen2(f, "hidden", H5P_DEFAULT)) < 0))
         st = mp_error(MP_ERR_FORMAT, "%s: damaged checkpoint: no dataset /hidden", path);
-    if (st == MP_OK) {
-        fsp = H5Dget_space(ds);
-        hsize_t dims[3] = {0, 0, 0};
-        if (H5Sget_simple_extent_dims(fsp, dims, NULL) != 3 || dims[0] != (hsize_t)n_seq ||
-            dims[1] != (hsize_t)T || dims[2] != (hsize_t)d)
-            st = mp_error(MP_ERR_FORMAT, "%s: /hidden has the wrong shape", path);
-    }
+    hsize_t dims[3] = {0, 0, 0};
+    if (st == MP_OK)
+        st = ck_check_shape(ds, path, "/hidden", 3, dims, H5T_FLOAT);
+    if (st == MP_OK && (dims[0] != (hsize_t)n_seq || dims[1] != (hsize_t)T ||
+                        dims[2] != (hsize_t)d))
+        st = mp_error(MP_ERR_FORMAT, "%s: /hidden has the wrong shape", path);
+    if (st == MP_OK &&
+        ((fsp = H5Dget_space(ds)) < 0 || ck_select(fsp, &msp, s0, s1, T, d) < 0))
+        st = mp_error(MP_ERR_INTERNAL, "%s: cannot select this rank's sequences", path);
     /* Every rank must reach the collective read, or none. */
-    MP_TRY(mp_comm_agree(c, st, &g, &who));
-    if ((st = g) != MP_OK)
+    if (!(agreed = ck_agree(c, &st)) || st != MP_OK)
         goto done;
-    ck_select(fsp, &msp, s0, s1, T, d);
-    dxpl = H5Pcreate(H5P_DATASET_XFER);
-    H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE);
     float dummy = 0.0f;
     if (H5Dread(ds, H5T_NATIVE_FLOAT, msp, fsp, dxpl, s1 > s0 ? h : &dummy) < 0)
         st = mp_error(MP_ERR_FORMAT, "%s: damaged checkpoint: /hidden fails its checksum",
                       path);
-    MP_TRY(mp_comm_agree(c, st, &g, &who));
-    st = g;
+    herr_t rc = ck_close(&msp);
+    rc |= ck_close(&fsp);
+    rc |= ck_close(&ds);
+    rc |= ck_close(&f);
+    if (rc < 0 && st == MP_OK)
+        st = mp_error(MP_ERR_FORMAT, "%s: damaged checkpoint: cannot close", path);
+    agreed = ck_agree(c, &st);
 done:
-    if (dxpl >= 0)
-        H5Pclose(dxpl);
-    if (msp >= 0)
-        H5Sclose(msp);
-    if (fsp >= 0)
-        H5Sclose(fsp);
-    if (ds >= 0)
-        H5Dclose(ds);
-    if (f >= 0)
-        H5Fclose(f);
-    if (fapl >= 0)
-        H5Pclose(fapl);
+    ck_close(&msp);
+    ck_close(&fsp);
+    ck_close(&dxpl);
+    if (agreed) {
+        ck_close(&ds);
+        ck_close(&f);
+    }
+    ck_close(&fapl);
     return st;
 }
 
@@ -475,14 +711,21 @@ static void ck_prune_dir(const char *ckpt, const mp_ckpt_info *info)
 mp_status mp_ckpt_write_main(const char *ckpt, const mp_ckpt_info *info)
 {
     mp_status st = MP_OK;
-    char tmp[4300], target[64], link[64];
+    char tmp[4300] = "", target[64], link[64];
     hid_t fapl = H5I_INVALID_HID, f = H5I_INVALID_HID, grp = H5I_INVALID_HID;
+    int resv = -1;
+    bool renamed = false;
     ck_quiet();
     MP_TRY(ck_path(tmp, sizeof tmp, ckpt, NULL, 0, ".tmp"));
-    fapl = ck_fapl();
+    int64_t need = CK_META_BYTES + (int64_t)strlen(info->job_json) +
+                   (int64_t)strlen(info->report_json) + 512 * (info->next_block + 1);
+    MP_TRY(ck_space_check(tmp, ckpt, need));
+    if ((fapl = ck_fapl()) < 0)
+        MP_FAIL(MP_ERR_INTERNAL, "%s: cannot set up HDF5 file access", tmp);
     f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
     if (f < 0)
         MP_FAIL(MP_ERR_IO, "%s: cannot create", tmp);
+    MP_TRY(ck_reserve(tmp, ckpt, need, &resv));
     const char *base = strrchr(ckpt, '/');
     base = base ? base + 1 : ckpt;
     herr_t rc = 0;
@@ -503,9 +746,9 @@ mp_status mp_ckpt_write_main(const char *ckpt, const mp_ckpt_info *info)
     rc |= grp < 0 ? -1 : 0;
     /* External links resolve relative to the main file's folder: "NAME.d/block_...". */
     for (int64_t b = 0; grp >= 0 && b < info->next_block; b++) {
+        char file[4400];
         snprintf(target, sizeof target, "block_%05lld.h5", (long long)b);
         snprintf(link, sizeof link, "block_%05lld", (long long)b);
-        char file[4400];
         snprintf(file, sizeof file, "%s.d/%s", base, target);
         rc |= H5Lcreate_external(file, "/", grp, link, H5P_DEFAULT, H5P_DEFAULT);
     }
@@ -515,27 +758,24 @@ mp_status mp_ckpt_write_main(const char *ckpt, const mp_ckpt_info *info)
                  (long long)info->snapshot_block);
         rc |= H5Lcreate_external(file, "/hidden", f, "hidden", H5P_DEFAULT, H5P_DEFAULT);
     }
-    if (grp >= 0)
-        H5Gclose(grp);
-    grp = H5I_INVALID_HID;
-    if (H5Fclose(f) < 0)
-        rc = -1;
-    f = H5I_INVALID_HID;
+    rc |= ck_close(&grp);
+    rc |= ck_close_file(&f, &fapl);
+    ck_release(&resv);
     if (rc < 0)
-        MP_FAIL(MP_ERR_IO, "%s: cannot write the checkpoint (disk full?)", tmp);
+        MP_FAIL(MP_ERR_IO, "%s: cannot write the checkpoint", tmp);
     MP_TRY(ck_fsync(tmp));
     mp_fault_point("ckpt_main_written");
-    MP_TRY(ck_rename(tmp, ckpt));
+    if (rename(tmp, ckpt) != 0)
+        MP_FAIL(MP_ERR_IO, "%s: cannot rename to %s: %s", tmp, ckpt, strerror(errno));
+    renamed = true;
+    MP_TRY(ck_fsync_dir_of(ckpt));
     mp_fault_point("ckpt_main_renamed");
     ck_prune_dir(ckpt, info);
 done:
-    if (grp >= 0)
-        H5Gclose(grp);
-    if (f >= 0)
-        H5Fclose(f);
-    if (fapl >= 0)
-        H5Pclose(fapl);
-    if (st != MP_OK)
+    ck_close(&grp);
+    ck_close_file(&f, &fapl);
+    ck_release(&resv);
+    if (st != MP_OK && !renamed && tmp[0])
         unlink(tmp);
     return st;
 }
@@ -556,30 +796,34 @@ mp_status mp_ckpt_read_main(const char *ckpt, mp_ckpt_info *info)
     if (f < 0)
         return mp_error(MP_ERR_FORMAT, "%s: cannot open (truncated or damaged checkpoint)",
                         ckpt);
-    if (ck_read_i64(f, "format_version", &info->format_version) < 0)
+    if (H5Aexists(f, "format_version") <= 0)
         MP_FAIL(MP_ERR_FORMAT, "%s: damaged checkpoint: no format_version", ckpt);
+    MP_TRY(ck_read_i64(f, ckpt, "format_version", &info->format_version));
     if (info->format_version != MP_CKPT_FORMAT_VERSION)
         MP_FAIL(MP_ERR_FORMAT, "%s: checkpoint format version %lld, this mpiprune reads %d",
                 ckpt, (long long)info->format_version, MP_CKPT_FORMAT_VERSION);
-    if (ck_read_str(f, "job_id", info->job_id, sizeof info->job_id) < 0 ||
-        ck_read_str(f, "mpiprune_version", info->mpiprune_version,
-                    sizeof info->mpiprune_version) < 0 ||
-        ck_read_str(f, "written_at", info->written_at, sizeof info->written_at) < 0 ||
-        ck_read_i64(f, "ranks", &info->ranks) < 0 ||
-        ck_read_i64(f, "n_blocks", &info->n_blocks) < 0 ||
-        ck_read_i64(f, "next_block", &info->next_block) < 0 ||
-        ck_read_i64(f, "snapshot_block", &info->snapshot_block) < 0 ||
-        ck_read_i64(f, "n_seq", &info->n_seq) < 0 || ck_read_i64(f, "seqlen", &info->seqlen) < 0 ||
-        ck_read_i64(f, "d", &info->d) < 0)
-        MP_FAIL(MP_ERR_FORMAT, "%s: damaged checkpoint: attributes unreadable", ckpt);
+    MP_TRY(ck_read_str(f, ckpt, "job_id", info->job_id, sizeof info->job_id));
+    MP_TRY(ck_read_str(f, ckpt, "mpiprune_version", info->mpiprune_version,
+                       sizeof info->mpiprune_version));
+    MP_TRY(ck_read_str(f, ckpt, "written_at", info->written_at, sizeof info->written_at));
+    MP_TRY(ck_read_i64(f, ckpt, "ranks", &info->ranks));
+    MP_TRY(ck_read_i64(f, ckpt, "n_blocks", &info->n_blocks));
+    MP_TRY(ck_read_i64(f, ckpt, "next_block", &info->next_block));
+    MP_TRY(ck_read_i64(f, ckpt, "snapshot_block", &info->snapshot_block));
+    MP_TRY(ck_read_i64(f, ckpt, "n_seq", &info->n_seq));
+    MP_TRY(ck_read_i64(f, ckpt, "seqlen", &info->seqlen));
+    MP_TRY(ck_read_i64(f, ckpt, "d", &info->d));
     if (info->next_block < 0 || info->next_block > info->n_blocks ||
-        info->snapshot_block > info->next_block)
+        info->snapshot_block < -1 || info->snapshot_block > info->next_block)
         MP_FAIL(MP_ERR_FORMAT, "%s: damaged checkpoint: inconsistent progress", ckpt);
+    if (info->ranks < 1 || info->n_seq < 0 || info->seqlen < 0 || info->d < 0)
+        MP_FAIL(MP_ERR_FORMAT, "%s: damaged checkpoint: negative sizes", ckpt);
     MP_TRY(ck_read_text(f, ckpt, "job", &info->job_json));
     MP_TRY(ck_read_text(f, ckpt, "report", &info->report_json));
+    if (ck_close(&f) < 0)
+        MP_FAIL(MP_ERR_FORMAT, "%s: damaged checkpoint: cannot close", ckpt);
 done:
-    if (f >= 0)
-        H5Fclose(f);
+    ck_close(&f);
     if (st != MP_OK)
         mp_ckpt_info_free(info);
     return st;

@@ -10,7 +10,9 @@
  *                 block; -1 when there is none), n_seq, seqlen, d (the snapshot's shape)
  *     /job        uint8 [n]: JSON text of the job's identity (sha256 of the model and
  *                 calibration files, every option that changes the result)
- *     /report     uint8 [n]: JSON array of the per-layer records of the blocks done
+ *     /report     uint8 [n]: JSON array of the per-layer records of the blocks done, the
+ *                 objects of report.json's "layers" ({"name": "model.layers.3.mlp.down_proj",
+ *                 "block": 3, ...}: the layer by its name; jobs/mp_prune_state_internal.h)
  *     /weights/block_BBBBB   external link to CKPT.d/block_BBBBB.h5 "/", per finished block
  *     /hidden                external link to CKPT.d/hidden_BBBBB.h5 "/hidden" (if any)
  *   CKPT.d/block_BBBBB.h5      pruned weights of block B, written once by rank 0: one float32
@@ -21,10 +23,13 @@
  *                 attributes job_id, block
  *
  * Every dataset is chunked with a Fletcher32 checksum, verified on every read; the files use
- * the 1.10 format, whose metadata carries checksums too. Every file is written under a
- * temporary name, closed, and renamed into place only when complete, and the main file is
- * renamed last, so the previous checkpoint stays valid until the new one is whole. Files no
- * longer referenced are removed after the main file's rename.
+ * the 1.10 format (libver bounds pinned to V110), whose metadata carries checksums too. Every
+ * file is written under a temporary name with its room reserved first (a full disk is an error
+ * before HDF5 writes anything), closed, synced, and renamed into place only when complete, its
+ * folder synced after the rename; the main file is renamed last, so the previous checkpoint
+ * stays valid until the new one is whole. Files no longer referenced are removed after the main
+ * file's rename. Readers check every attribute's type and element count and every dataset's
+ * rank, shape and type before reading it.
  * Readable with h5dump and h5py (which follow the external links).
  */
 #ifndef MP_CKPT_H

@@ -1,12 +1,16 @@
 #include "mp_cli.h"
 
+#include <cjson/cJSON.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "mp_alloc.h"
 #include "mp_ckpt.h"
 #include "mp_eval.h"
 #include "mp_opts.h"
 #include "mp_prune_job.h"
+#include "mp_prune_state_internal.h"
 
 
 #define NOPTS(a) (sizeof(a) / sizeof((a)[0]))
@@ -207,6 +211,15 @@ static int cmd_status(int argc, char **argv, const mp_comm *comm)
     st = mp_ckpt_read_main(pos[0], &info);
     if (st != MP_OK)
         return report(comm, st, 0);
+    /* The per-layer records too: a checkpoint that status calls whole must resume. */
+    layer_rec *recs = NULL;
+    int64_t nrecs = 0;
+    st = mp_prune_records_parse(info.report_json, NULL, info.next_block, pos[0], &recs, &nrecs);
+    free(recs);
+    if (st != MP_OK) {
+        mp_ckpt_info_free(&info);
+        return report(comm, st, 0);
+    }
     if (mp_comm_rank(comm) == 0) {
         printf("checkpoint      %s\n", pos[0]);
         printf("format version  %lld (mpiprune %s)\n", (long long)info.format_version,
@@ -230,6 +243,10 @@ static int cmd_status(int argc, char **argv, const mp_comm *comm)
 int mp_cli_main(int argc, char **argv, const mp_comm *comm)
 {
     int rank = mp_comm_rank(comm);
+    /* cJSON allocates through mp_alloc like the rest, so that its out-of-memory paths can be
+     * tested (MPIPRUNE_FAIL_ALLOC). */
+    cJSON_Hooks hooks = {mp_malloc, free};
+    cJSON_InitHooks(&hooks);
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
         strcmp(argv[1], "help") == 0) {
         if (rank == 0)

@@ -9,41 +9,16 @@
 
 #include "mp_alloc.h"
 #include "mp_ckpt.h"
-#include "mp_prune_internal.h"
+#include "mp_prune_ckpt_internal.h"
 #include "mp_sha256.h"
-
-#ifndef MPIPRUNE_VERSION
-#define MPIPRUNE_VERSION "unknown"
-#endif
 
 static mp_status add_sha(cJSON *obj, const char *key, const char *path)
 {
     char hex[65];
     mp_status st = mp_sha256_file(path, hex);
-    if (st == MP_OK)
-        cJSON_AddStringToObject(obj, key, hex);
+    if (st == MP_OK && !cJSON_AddStringToObject(obj, key, hex))
+        st = mp_error(MP_ERR_NOMEM, "cannot build the job identity");
     return st;
-}
-
-void mp_prune_options_json(const mp_prune_opts *o, cJSON *obj)
-{
-    cJSON_AddStringToObject(obj, "method", o->method_name);
-    if (o->sp.n > 0) {
-        char nm[32];
-        snprintf(nm, sizeof nm, "%d:%d", o->sp.n, o->sp.m);
-        cJSON_AddStringToObject(obj, "nm", nm);
-    } else {
-        cJSON_AddNumberToObject(obj, "sparsity", o->sp.sparsity);
-    }
-    cJSON_AddNumberToObject(obj, "seqlen", (double)o->seqlen);
-    cJSON_AddNumberToObject(obj, "nsamples", (double)o->nsamples);
-    cJSON_AddNumberToObject(obj, "blocksize", (double)o->blocksize);
-    cJSON_AddNumberToObject(obj, "damp", o->damp);
-    cJSON_AddNumberToObject(obj, "batch", (double)o->batch);
-    cJSON_AddStringToObject(obj, "blocks", o->blocks ? o->blocks : "all");
-    cJSON_AddStringToObject(obj, "layers", o->layers ? o->layers : "all");
-    if (o->scalapack_min_dim > 0)
-        cJSON_AddNumberToObject(obj, "scalapack_min_dim", (double)o->scalapack_min_dim);
 }
 
 mp_status mp_prune_identity(job *J)
@@ -64,9 +39,10 @@ mp_status mp_prune_identity(job *J)
     }
     MP_TRY(add_sha(J->inputs, "calib", o->calib));
     /* What changes the result; the rank count changes only rounding, so it is not here. */
-    cJSON_AddNumberToObject(id, "format", 1);
-    cJSON_AddItemToObject(id, "inputs_sha256", cJSON_Duplicate(J->inputs, 1));
-    mp_prune_options_json(o, id);
+    if (!cJSON_AddNumberToObject(id, "format", 1) ||
+        !mp_json_add(id, "inputs_sha256", cJSON_Duplicate(J->inputs, 1)) ||
+        !mp_prune_options_json(o, id))
+        MP_FAIL(MP_ERR_NOMEM, "cannot build the job identity");
     J->job_json = cJSON_PrintUnformatted(id);
     if (!J->job_json)
         MP_FAIL(MP_ERR_NOMEM, "cannot print the job identity");
@@ -124,72 +100,21 @@ static void describe_difference(const char *theirs, const char *ours, char *buf,
     cJSON_Delete(b);
 }
 
-char *mp_prune_records_json(const job *J)
+/* The records of a checkpoint's /report, validated against this job: every record names a
+ * layer this job prunes (rank 0). */
+static mp_status records_from_json(job *J, const char *text, int64_t next_block)
 {
-    cJSON *arr = cJSON_CreateArray();
-    if (!arr)
-        return NULL;
-    for (int64_t i = 0; i < J->nrecs; i++) {
-        const layer_rec *r = &J->recs[i];
-        cJSON *x = cJSON_CreateObject();
-        cJSON_AddNumberToObject(x, "block", (double)r->block);
-        cJSON_AddNumberToObject(x, "id", (double)r->id);
-        cJSON_AddNumberToObject(x, "owner", r->owner);
-        cJSON_AddBoolToObject(x, "dist", r->dist);
-        cJSON_AddNumberToObject(x, "rows", (double)r->rows);
-        cJSON_AddNumberToObject(x, "cols", (double)r->cols);
-        cJSON_AddNumberToObject(x, "sparsity", r->sparsity);
-        cJSON_AddNumberToObject(x, "err", r->err);
-        cJSON_AddNumberToObject(x, "damp", r->damp);
-        cJSON_AddNumberToObject(x, "seconds", r->seconds);
-        cJSON_AddNumberToObject(x, "escalations", r->escalations);
-        cJSON_AddNumberToObject(x, "dead", r->dead);
-        cJSON_AddItemToArray(arr, x);
-    }
-    char *text = cJSON_PrintUnformatted(arr);
-    cJSON_Delete(arr);
-    return text;
-}
-
-static double num(const cJSON *o, const char *k)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
-    return cJSON_IsNumber(v) ? v->valuedouble : 0.0;
-}
-
-static mp_status records_from_json(job *J, const char *text, const char *path)
-{
-    cJSON *arr = cJSON_Parse(text);
-    if (!cJSON_IsArray(arr)) {
-        cJSON_Delete(arr);
-        return mp_error(MP_ERR_FORMAT, "%s: damaged checkpoint: /report is not a JSON array",
-                        path);
-    }
-    int64_t n = cJSON_GetArraySize(arr);
-    J->recs = mp_calloc((size_t)(n + 1), sizeof *J->recs);
-    if (!J->recs) {
-        cJSON_Delete(arr);
-        return mp_error(MP_ERR_NOMEM, "cannot allocate the report");
-    }
-    J->cap = n + 1;
-    const cJSON *x;
-    cJSON_ArrayForEach(x, arr)
-    {
-        layer_rec *r = &J->recs[J->nrecs++];
-        r->block = (int64_t)num(x, "block");
-        r->id = (mp_lin_id)num(x, "id");
-        r->owner = (int)num(x, "owner");
-        r->dist = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(x, "dist"));
-        r->rows = (int64_t)num(x, "rows");
-        r->cols = (int64_t)num(x, "cols");
-        r->sparsity = num(x, "sparsity");
-        r->err = num(x, "err");
-        r->damp = num(x, "damp");
-        r->seconds = num(x, "seconds");
-        r->escalations = num(x, "escalations");
-        r->dead = num(x, "dead");
-    }
-    cJSON_Delete(arr);
+    const char *path = J->o->checkpoint;
+    int64_t n = 0;
+    mp_status st = mp_prune_records_parse(text, &J->md.cfg, next_block, path, &J->recs, &n);
+    if (st != MP_OK)
+        return st;
+    J->nrecs = n;
+    J->cap = n + MP_LIN_COUNT;
+    for (int64_t i = 0; i < n; i++)
+        if (!J->block_sel[J->recs[i].block] || !J->lin_sel[J->recs[i].id])
+            return mp_error(MP_ERR_FORMAT, "%s: damaged checkpoint: /report record %lld names a "
+                            "layer this job does not prune", path, (long long)i);
     return MP_OK;
 }
 
@@ -233,7 +158,7 @@ mp_status mp_prune_resume(job *J)
             local = mp_error(MP_ERR_FORMAT, "%s: damaged checkpoint: shapes do not match the "
                              "job", o->checkpoint);
         } else {
-            local = records_from_json(J, info.report_json, o->checkpoint);
+            local = records_from_json(J, info.report_json, info.next_block);
             found[0] = 1;
             found[1] = info.next_block;
             found[2] = info.snapshot_block;
@@ -382,7 +307,9 @@ mp_status mp_prune_checkpoint(job *J, const mp_block *blk, int64_t b, bool stopp
         info.n_seq = o->nsamples;
         info.seqlen = o->seqlen;
         info.d = c->d;
-        info.report_json = mp_prune_records_json(J);
+        cJSON *recs = mp_prune_records_json(J);
+        info.report_json = recs ? cJSON_PrintUnformatted(recs) : NULL;
+        cJSON_Delete(recs);
         local = info.report_json ? mp_ckpt_write_main(o->checkpoint, &info)
                                  : mp_error(MP_ERR_NOMEM, "cannot print the report");
         free(info.report_json);

@@ -5,6 +5,7 @@
 
 #include <cjson/cJSON.h>
 #include <ctype.h>
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,12 +23,9 @@
 #include "mp_sha256.h"
 #include "mp_tokens.h"
 
-
-#include "mp_prune_internal.h"
+#include "mp_prune_ckpt_internal.h"
+#include "mp_prune_state_internal.h"
 #include "mp_signals.h"
-
-const char *const mp_stage_names[ST_COUNT] = {"forward", "hessian", "reduction", "solve",
-                                               "broadcast", "write", "checkpoint"};
 
 mp_status mp_prune_method_parse(const char *name, mp_method *out)
 {
@@ -195,31 +193,6 @@ static mp_status hook_fn(void *ud, mp_in_group g, const float *x, int64_t rows, 
     mp_status st = mp_hessian_add(&J->hs[g], x, rows);
     J->t_stage[ST_HESSIAN] += mp_comm_wtime() - t;
     return st;
-}
-
-/* Runs the current block on this rank's sequences in place, `batch` sequences at a time. */
-mp_status mp_prune_run_block(job *J, const mp_block *blk, float *h, const mp_hook *hook)
-{
-    const mp_model_config *c = &J->md.cfg;
-    int64_t T = J->o->seqlen, n = J->s1 - J->s0;
-    for (int64_t s = 0; s < n; s += J->o->batch) {
-        int64_t k = n - s < J->o->batch ? n - s : J->o->batch;
-        mp_status st = mp_block_forward(c, blk, h + s * T * c->d, k, T, hook);
-        if (st != MP_OK)
-            return st;
-    }
-    return MP_OK;
-}
-
-/* Agrees on a failure across ranks; on failure every rank returns the failing rank's status and
- * only that rank keeps its message. */
-mp_status mp_prune_agree(job *J, mp_status local)
-{
-    mp_status g = MP_OK;
-    int who = -1;
-    mp_status st = mp_comm_agree(J->comm, local, &g, &who);
-    (void)who;
-    return st != MP_OK ? st : g;
 }
 
 static int cmp_cost(const void *a, const void *b)
@@ -572,81 +545,65 @@ done:
     return st;
 }
 
-/* report.json, rank 0. stages[P][ST_COUNT], peak[P] gathered from all ranks. */
+/* report.json, rank 0. stages[P][ST_COUNT], peak[P] gathered from all ranks. Every cJSON
+ * builder is checked: out of memory fails the run rather than writing a partial report. */
 static mp_status write_report(job *J, const double *stages, const double *peak, double seconds)
 {
     mp_status st = MP_OK;
     const mp_prune_opts *o = J->o;
     char *text = NULL;
-    cJSON *root = cJSON_CreateObject();
-    if (!root)
-        return mp_error(MP_ERR_NOMEM, "cannot build the report");
-    cJSON_AddStringToObject(root, "mpiprune_version", MPIPRUNE_VERSION);
-    cJSON *cmd = cJSON_AddArrayToObject(root, "command");
-    for (int i = 0; i < o->argc; i++)
-        cJSON_AddItemToArray(cmd, cJSON_CreateString(o->argv[i]));
-    cJSON *op = cJSON_AddObjectToObject(root, "options");
-    cJSON_AddStringToObject(op, "model", o->model);
-    cJSON_AddStringToObject(op, "calib", o->calib);
-    cJSON_AddStringToObject(op, "out", o->out);
-    mp_prune_options_json(o, op);
-    cJSON_AddNumberToObject(op, "ranks", J->P);
-
-    cJSON_AddItemToObject(root, "inputs_sha256", cJSON_Duplicate(J->inputs, 1));
-    cJSON_AddNumberToObject(root, "resumed_from_block", (double)J->resumed_from);
-    cJSON *layers = cJSON_AddArrayToObject(root, "layers");
+    cJSON *root = cJSON_CreateObject(), *cmd = NULL, *op = NULL, *sts = NULL, *per = NULL;
+    cJSON *pk = NULL;
+    bool ok = root && cJSON_AddStringToObject(root, "mpiprune_version", MPIPRUNE_VERSION) &&
+              (cmd = cJSON_AddArrayToObject(root, "command"));
+    for (int i = 0; ok && i < o->argc; i++)
+        ok = mp_json_add(cmd, NULL, cJSON_CreateString(o->argv[i]));
+    ok = ok && (op = cJSON_AddObjectToObject(root, "options")) &&
+         cJSON_AddStringToObject(op, "model", o->model) &&
+         cJSON_AddStringToObject(op, "calib", o->calib) &&
+         cJSON_AddStringToObject(op, "out", o->out) && mp_prune_options_json(o, op) &&
+         cJSON_AddNumberToObject(op, "ranks", J->P);
+    ok = ok && mp_json_add(root, "inputs_sha256", cJSON_Duplicate(J->inputs, 1)) &&
+         cJSON_AddNumberToObject(root, "resumed_from_block", (double)J->resumed_from) &&
+         mp_json_add(root, "layers", mp_prune_records_json(J));
     double zeros = 0.0, total = 0.0;
     for (int64_t i = 0; i < J->nrecs; i++) {
         const layer_rec *r = &J->recs[i];
-        char name[256];
-        cJSON *l = cJSON_CreateObject();
-        cJSON_AddStringToObject(l, "name", mp_lin_full_name(&J->md.cfg, r->block, r->id, name,
-                                                            sizeof name));
-        cJSON_AddNumberToObject(l, "block", (double)r->block);
-        cJSON_AddNumberToObject(l, "rows", (double)r->rows);
-        cJSON_AddNumberToObject(l, "cols", (double)r->cols);
-        cJSON_AddNumberToObject(l, "sparsity", r->sparsity);
-        cJSON_AddNumberToObject(l, "rel_recon_error", r->err);
-        if (o->method == MP_METHOD_SPARSEGPT) {
-            cJSON_AddNumberToObject(l, "damp", r->damp);
-            cJSON_AddNumberToObject(l, "damp_escalations", r->escalations);
-            cJSON_AddNumberToObject(l, "dead_inputs", r->dead);
-        }
-        cJSON_AddNumberToObject(l, "seconds", r->seconds);
-        if (r->dist)
-            cJSON_AddStringToObject(l, "rank", "all (ScaLAPACK)");
-        else
-            cJSON_AddNumberToObject(l, "rank", r->owner);
-        cJSON_AddItemToArray(layers, l);
         zeros += r->sparsity * (double)(r->rows * r->cols);
         total += (double)(r->rows * r->cols);
     }
-    cJSON_AddNumberToObject(root, "pruned_layers_sparsity", total > 0 ? zeros / total : 0.0);
-    cJSON *sts = cJSON_AddObjectToObject(root, "stage_seconds_max_over_ranks");
-    cJSON *per = cJSON_AddArrayToObject(root, "stage_seconds_per_rank");
-    for (int s = 0; s < ST_COUNT; s++) {
+    ok = ok && cJSON_AddNumberToObject(root, "pruned_layers_sparsity",
+                                       total > 0 ? zeros / total : 0.0) &&
+         (sts = cJSON_AddObjectToObject(root, "stage_seconds_max_over_ranks")) &&
+         (per = cJSON_AddArrayToObject(root, "stage_seconds_per_rank"));
+    for (int s = 0; ok && s < ST_COUNT; s++) {
         double mx = 0.0;
         for (int r = 0; r < J->P; r++)
             mx = stages[r * ST_COUNT + s] > mx ? stages[r * ST_COUNT + s] : mx;
-        cJSON_AddNumberToObject(sts, mp_stage_names[s], mx);
+        ok = cJSON_AddNumberToObject(sts, mp_stage_names[s], mx) != NULL;
     }
-    for (int r = 0; r < J->P; r++) {
+    for (int r = 0; ok && r < J->P; r++) {
         cJSON *x = cJSON_CreateObject();
-        for (int s = 0; s < ST_COUNT; s++)
-            cJSON_AddNumberToObject(x, mp_stage_names[s], stages[r * ST_COUNT + s]);
-        cJSON_AddItemToArray(per, x);
+        for (int s = 0; x && s < ST_COUNT; s++)
+            if (!cJSON_AddNumberToObject(x, mp_stage_names[s], stages[r * ST_COUNT + s])) {
+                cJSON_Delete(x);
+                x = NULL;
+            }
+        ok = mp_json_add(per, NULL, x);
     }
-    cJSON *pk = cJSON_AddArrayToObject(root, "peak_memory_bytes_per_rank");
-    for (int r = 0; r < J->P; r++)
-        cJSON_AddItemToArray(pk, cJSON_CreateNumber(peak[r]));
-    cJSON_AddNumberToObject(root, "seconds", seconds);
+    ok = ok && (pk = cJSON_AddArrayToObject(root, "peak_memory_bytes_per_rank"));
+    for (int r = 0; ok && r < J->P; r++)
+        ok = mp_json_add(pk, NULL, cJSON_CreateNumber(peak[r]));
+    ok = ok && cJSON_AddNumberToObject(root, "seconds", seconds);
+    if (!ok)
+        MP_FAIL(MP_ERR_NOMEM, "%s/report.json: out of memory building the report", o->out);
     text = cJSON_Print(root);
     if (!text)
-        MP_FAIL(MP_ERR_NOMEM, "cannot print the report");
+        MP_FAIL(MP_ERR_NOMEM, "%s/report.json: out of memory printing the report", o->out);
     size_t len = strlen(text);
     char *withnl = mp_realloc(text, len + 2);
     if (!withnl)
-        MP_FAIL(MP_ERR_NOMEM, "cannot print the report");
+        MP_FAIL(MP_ERR_NOMEM, "%s/report.json: out of memory printing the report", o->out);
     text = withnl;
     text[len] = '\n';
     text[len + 1] = '\0';
@@ -698,24 +655,6 @@ done:
     return st;
 }
 
-mp_status mp_prune_embed(job *J)
-{
-    mp_status st = MP_OK;
-    const mp_model_config *c = &J->md.cfg;
-    mp_head *head = NULL;
-    int64_t T = J->o->seqlen, n = J->s1 - J->s0, nh = n * T * c->d;
-    J->h = mp_malloc((size_t)(nh ? nh : 1) * sizeof(float));
-    J->hwork = mp_malloc((size_t)(nh ? nh : 1) * sizeof(float));
-    if (!J->h || !J->hwork)
-        MP_FAIL(MP_ERR_NOMEM, "cannot allocate hidden states for %lld sequences", (long long)n);
-    MP_TRY(mp_head_load(c, &J->md.src, &head));
-    if (n > 0)
-        MP_TRY(mp_embed_forward(c, head, J->tok.ids + J->s0 * T, n, T, J->h));
-done:
-    mp_head_free(&head);
-    return st;
-}
-
 mp_status mp_prune_run(const mp_prune_opts *o, const mp_comm *comm)
 {
     mp_status st = MP_OK, local = MP_OK;
@@ -731,8 +670,9 @@ mp_status mp_prune_run(const mp_prune_opts *o, const mp_comm *comm)
 
     J->resumed_from = -1;
     J->snapshot_block = -1;
-    mp_signals_install();
-    local = setup_local(J);
+    local = mp_signals_install();
+    if (local == MP_OK)
+        local = setup_local(J);
     if (local == MP_OK) {
         J->pg.total = J->md.cfg.n_layers;
         local = memory_plan(J);
@@ -804,14 +744,17 @@ mp_status mp_prune_run(const mp_prune_opts *o, const mp_comm *comm)
 
     /* Stage times and peak memory of every rank, for the report. */
     struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
     double mine[ST_COUNT + 1];
     memcpy(mine, J->t_stage, sizeof J->t_stage);
-    mine[ST_COUNT] = (double)ru.ru_maxrss * 1024.0;
+    local = getrusage(RUSAGE_SELF, &ru) == 0
+                ? MP_OK
+                : mp_error(MP_ERR_INTERNAL, "getrusage failed: %s", strerror(errno));
+    mine[ST_COUNT] = local == MP_OK ? (double)ru.ru_maxrss * 1024.0 : 0.0;
     int64_t *counts = mp_malloc((size_t)J->P * sizeof(int64_t));
     stages = mp_malloc((size_t)J->P * (ST_COUNT + 1) * sizeof(double));
     peak = mp_malloc((size_t)J->P * sizeof(double));
-    local = counts && stages && peak ? MP_OK : mp_error(MP_ERR_NOMEM, "report buffers");
+    if (local == MP_OK && !(counts && stages && peak))
+        local = mp_error(MP_ERR_NOMEM, "report buffers");
     if (counts)
         for (int r = 0; r < J->P; r++)
             counts[r] = ST_COUNT + 1;

@@ -2,6 +2,7 @@
 
 #include "mp_signals.h"
 
+#include <errno.h>
 #include <signal.h>
 #include <string.h>
 
@@ -13,7 +14,7 @@ static void on_signal(int sig)
         mp_sig_received = sig;
 }
 
-void mp_signals_install(void)
+mp_status mp_signals_install(void)
 {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -21,9 +22,13 @@ void mp_signals_install(void)
     sigemptyset(&sa.sa_mask);
     /* Restart interrupted system calls: a signal must not turn a write into an I/O error. */
     sa.sa_flags = SA_RESTART;
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGUSR1, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
+    const int sigs[] = {SIGTERM, SIGUSR1, SIGINT};
+    const char *const names[] = {"SIGTERM", "SIGUSR1", "SIGINT"};
+    for (int i = 0; i < 3; i++)
+        if (sigaction(sigs[i], &sa, NULL) != 0)
+            return mp_error(MP_ERR_INTERNAL, "cannot install the %s handler: %s", names[i],
+                            strerror(errno));
+    return MP_OK;
 }
 
 int mp_signals_pending(void) { return (int)mp_sig_received; }

@@ -6,8 +6,10 @@
 
 #include <stdbool.h>
 
-/* Installs the handlers (idempotent). */
-void mp_signals_install(void);
+#include "mp_status.h"
+
+/* Installs the handlers (idempotent); MP_ERR_INTERNAL when sigaction refuses. */
+MP_NODISCARD mp_status mp_signals_install(void);
 /* The signal number received first, 0 if none. */
 int mp_signals_pending(void);
 

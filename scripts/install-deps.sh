@@ -29,7 +29,8 @@ install_missing build-essential cmake pkg-config python3 \
 
 if [ "${1:-}" = "--test" ]; then
   # A one-node Slurm (tests/slurm_local.sh starts it); without recommends: 6 packages, not 34.
-  install_missing slurmctld slurmd slurm-client munge procps
+  # strace: the checkpoint durability test (tests/check_ckpt_fsync.py).
+  install_missing slurmctld slurmd slurm-client munge procps strace
   if ! python3 -c 'import safetensors, numpy' 2>/dev/null; then
     python3 -m pip install --quiet --disable-pip-version-check safetensors numpy \
       || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages \

@@ -122,3 +122,8 @@ mp_add_fail_test(prune_io_mpi_failure_aborts EXIT 1 REGEX "MPI_Bcast failed" NP 
           --calib ${MP_PIO_CALIB} --seqlen 64 --nsamples 4 --quiet
           --out ${MP_PIO_WORK}/mpi_failure/out)
 set_tests_properties(prune_io_mpi_failure_aborts PROPERTIES TIMEOUT 60)
+# Out of memory while report.json is built or the output committed (MPIPRUNE_FAIL_ALLOC at the
+# run's last allocations): one error line, a non-zero exit, no OUT and no OUT.tmp-*.
+mp_add_cli_test(prune_io_report_oom LABELS "prune;io" TIMEOUT 900
+  COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/check_report_oom.py
+          ${MPIEXEC_EXECUTABLE} ${MP_CLI} ${MP_FIXTURE_DIR} ${MP_PIO_WORK}/report_oom)
