@@ -161,7 +161,6 @@ static void test_round_trip(void **state)
     assert_non_null(t);
     assert_int_equal(t->numel, 3);
     assert_int_equal(t->nbytes, sizeof idx);
-    assert_memory_equal(t->data, idx, sizeof idx);
     /* file_offset: where the bytes are in the file */
     fp = fopen(f->path, "rb");
     assert_non_null(fp);
