@@ -15,6 +15,7 @@
  * (attention_bias / mlp_bias true for mistral and qwen2), since the weights would not match.
  */
 #include "mp_alloc.h"
+#include "mp_file.h"
 #include "mp_hfconfig.h"
 
 #include <cjson/cJSON.h>
@@ -412,12 +413,7 @@ mp_status mp_hfconfig_load(const char *path, mp_model_config *cfg)
     char *buf = NULL;
     size_t len = 0, cap = 0;
 
-    f = fopen(path, "rb");
-    if (f == NULL) {
-        if (errno == ENOENT)
-            MP_FAIL(MP_ERR_NOT_FOUND, "%s: no such file", path);
-        MP_FAIL(MP_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    }
+    MP_TRY(mp_file_fopen_regular(path, &f, NULL));
     for (;;) {
         if (cap - len < 4097) {
             size_t ncap = cap == 0 ? 16384 : cap * 2;

@@ -13,6 +13,7 @@
 
 #include "mp_alloc.h"
 #include "mp_checked.h"
+#include "mp_file.h"
 #include "mp_safetensors.h"
 
 #include <cjson/cJSON.h>
@@ -273,17 +274,9 @@ static mp_status st_load_file(mp_st_model *m, int fi, const char *path)
     if (!f->path)
         MP_FAIL(MP_ERR_NOMEM, "%s: out of memory", path);
     f->name = st_basename(f->path);
-    /* O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused below. */
-    fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-    if (fd < 0)
-        MP_FAIL(errno == ENOENT ? MP_ERR_NOT_FOUND : MP_ERR_IO, "%s: cannot open: %s", path,
-                strerror(errno));
-    struct stat sb;
-    if (fstat(fd, &sb) != 0)
-        MP_FAIL(MP_ERR_IO, "%s: cannot stat: %s", path, strerror(errno));
-    if (!S_ISREG(sb.st_mode))
-        MP_FAIL(MP_ERR_FORMAT, "%s: not a regular file", path);
-    size_t size = (size_t)sb.st_size;
+    int64_t fsize = 0;
+    MP_TRY(mp_file_open_regular(path, &fd, &fsize)); /* a FIFO is refused, never waited on */
+    size_t size = (size_t)fsize;
     if (size < 8)
         MP_FAIL(MP_ERR_FORMAT, "%s: file is truncated (%zu bytes, shorter than the 8-byte "
                 "header length)", path, size);
@@ -427,17 +420,13 @@ static mp_status st_read_small(const char *path, char **out)
 {
     mp_status st = MP_OK;
     char *buf = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return mp_error(errno == ENOENT ? MP_ERR_NOT_FOUND : MP_ERR_IO, "%s: cannot open: %s",
-                        path, strerror(errno));
-    struct stat sb;
-    if (fstat(fileno(f), &sb) != 0)
-        MP_FAIL(MP_ERR_IO, "%s: cannot stat: %s", path, strerror(errno));
-    if (!S_ISREG(sb.st_mode) || (uint64_t)sb.st_size > ST_INDEX_MAX_BYTES)
-        MP_FAIL(MP_ERR_FORMAT, "%s: not a regular file of at most %zu bytes", path,
+    FILE *f = NULL;
+    int64_t size = 0;
+    MP_TRY(mp_file_fopen_regular(path, &f, &size));
+    if ((uint64_t)size > ST_INDEX_MAX_BYTES)
+        MP_FAIL(MP_ERR_FORMAT, "%s: larger than %zu bytes, not an index", path,
                 ST_INDEX_MAX_BYTES);
-    size_t n = (size_t)sb.st_size;
+    size_t n = (size_t)size;
     buf = mp_malloc(n + 1);
     if (!buf)
         MP_FAIL(MP_ERR_NOMEM, "%s: out of memory", path);
@@ -450,7 +439,8 @@ static mp_status st_read_small(const char *path, char **out)
     buf = NULL;
 done:
     free(buf);
-    fclose(f);
+    if (f)
+        fclose(f);
     return st;
 }
 

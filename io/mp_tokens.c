@@ -7,6 +7,8 @@
 #define _POSIX_C_SOURCE 200809L
 
 #include "mp_alloc.h"
+#include "mp_checked.h"
+#include "mp_file.h"
 #include "mp_tokens.h"
 
 #include <cjson/cJSON.h>
@@ -43,23 +45,10 @@ static bool ends_with(const char *s, const char *suffix)
     return n >= m && strcmp(s + n - m, suffix) == 0;
 }
 
-/* Opens a data file and gets its size. */
+/* Opens a data file (a regular file only: a FIFO would block) and gets its size. */
 static mp_status tok_open(const char *path, FILE **f, int64_t *size)
 {
-    struct stat sb;
-    *f = NULL;
-    if (stat(path, &sb) != 0) {
-        if (errno == ENOENT || errno == ENOTDIR)
-            return mp_error(MP_ERR_NOT_FOUND, "%s: no such file", path);
-        return mp_error(MP_ERR_IO, "%s: cannot stat: %s", path, strerror(errno));
-    }
-    if (!S_ISREG(sb.st_mode))
-        return mp_error(MP_ERR_IO, "%s: not a regular file", path);
-    *f = fopen(path, "rb");
-    if (*f == NULL)
-        return mp_error(MP_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    *size = (int64_t)sb.st_size;
-    return MP_OK;
+    return mp_file_fopen_regular(path, f, size);
 }
 
 static mp_status tok_read_exact(FILE *f, const char *path, void *buf, size_t n)
