@@ -17,6 +17,7 @@
 #include "mp_alloc.h"
 #include "mp_file.h"
 #include "mp_hfconfig.h"
+#include "mp_json.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -370,7 +371,10 @@ mp_status mp_hfconfig_parse(const char *json, const char *path, mp_model_config 
         MP_FAIL(MP_ERR_INTERNAL, "mp_hfconfig_parse: NULL argument");
 
     const char *end = NULL;
-    root = cJSON_ParseWithOpts(json, &end, 1);
+    bool oom = false;
+    root = mp_json_parse(json, &end, &oom);
+    if (root == NULL && oom)
+        MP_FAIL(MP_ERR_NOMEM, "%s: out of memory parsing the JSON", path);
     if (root == NULL) {
         size_t off = end != NULL && end >= json ? (size_t)(end - json) : 0;
         MP_FAIL(MP_ERR_FORMAT, "%s: malformed JSON near byte %zu", path, off);

@@ -14,6 +14,7 @@
 #include "mp_alloc.h"
 #include "mp_checked.h"
 #include "mp_file.h"
+#include "mp_json.h"
 #include "mp_safetensors.h"
 
 #include <cjson/cJSON.h>
@@ -301,7 +302,11 @@ static mp_status st_load_file(mp_st_model *m, int fi, const char *path)
         MP_FAIL(MP_ERR_FORMAT, "%s: header contains a NUL byte", path);
     hdr[hlen] = '\0';
     const char *end = NULL;
-    root = cJSON_ParseWithOpts(hdr, &end, 1);
+    bool oom = false;
+    root = mp_json_parse(hdr, &end, &oom);
+    if (!root && oom)
+        MP_FAIL(MP_ERR_NOMEM, "%s: out of memory parsing the %" PRIu64 "-byte header", path,
+                hlen);
     if (!root)
         MP_FAIL(MP_ERR_FORMAT, "%s: header is not valid JSON (error at byte %td of %" PRIu64
                 ")", path, end ? end - hdr : (ptrdiff_t)0, hlen);
@@ -454,7 +459,10 @@ static mp_status st_open_sharded(mp_st_model *m, const char *dir, const char *in
 
     MP_TRY(st_read_small(index_path, &text));
     const char *end = NULL;
-    root = cJSON_ParseWithOpts(text, &end, 1);
+    bool oom = false;
+    root = mp_json_parse(text, &end, &oom);
+    if (!root && oom)
+        MP_FAIL(MP_ERR_NOMEM, "%s: out of memory parsing the index", index_path);
     if (!root)
         MP_FAIL(MP_ERR_FORMAT, "%s: not valid JSON (error at byte %td)", index_path,
                 end ? end - text : (ptrdiff_t)0);
@@ -814,7 +822,10 @@ mp_status mp_st_write(const char *path, const mp_st_entry *entries, size_t n,
     bool first = true;
     if (metadata_json) {
         const char *bad = NULL;
-        meta = cJSON_Parse(metadata_json);
+        bool oom = false;
+        meta = mp_json_parse(metadata_json, NULL, &oom);
+        if (!meta && oom)
+            MP_FAIL(MP_ERR_NOMEM, "%s: out of memory parsing the metadata", path);
         if (!meta || !st_metadata_ok(meta, &bad))
             MP_FAIL(MP_ERR_ARG, "%s: metadata is not a JSON object of strings%s%s%s", path,
                     bad ? " (key '" : "", bad ? bad : "", bad ? "')" : "");
