@@ -63,6 +63,10 @@ def main():
 
     for field, value in ABSURD.items():
         model_dir(out, fixture, f"cfg_{field}_{value}", lambda c: c.update({field: value}))
+    # Within the limits but not the weights': refused before the model allocates from it.
+    model_dir(out, fixture, "cfg_big_consistent",
+              lambda c: c.update(hidden_size=2**20, vocab_size=2**24, head_dim=2**17,
+                                 intermediate_size=2**20))
     # Each within its own limit, the product over it.
     model_dir(out, fixture, "cfg_heads_x_head_dim",
               lambda c: c.update(num_attention_heads=2**14, num_key_value_heads=2**14,

@@ -24,6 +24,11 @@ foreach(case hidden_size_4503599627370496 num_attention_heads_1099511627776
     COMMAND ${MP_CLI} eval --model ${MP_HI_DIR}/cfg_${case} --data ${MP_HI_EVAL_DATA}
             --seqlen 256 --quiet)
 endforeach()
+mp_add_fail_test(cli_bad_cfg_big_consistent EXIT 3
+  REGEX "model\\.safetensors: tensor 'model\\.embed_tokens\\.weight' has shape \\[512, 64\\] but .*config\\.json gives \\[vocab_size 16777216, hidden_size 1048576\\]"
+  FIXTURES hostile_inputs LABELS io
+  COMMAND ${MP_CLI} eval --model ${MP_HI_DIR}/cfg_big_consistent --data ${MP_HI_EVAL_DATA}
+          --seqlen 256 --quiet)
 mp_add_fail_test(cli_bad_cfg_heads_x_head_dim EXIT 3
   REGEX "config\\.json: num_attention_heads x head_dim \\(16384 x 1048576\\) exceeds the limit"
   FIXTURES hostile_inputs LABELS io
