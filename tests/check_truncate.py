@@ -1,14 +1,16 @@
 #!/usr/bin/env python3
-"""model.safetensors truncated while `mpiprune eval` reads it.
+"""model.safetensors truncated while `mpiprune eval` or `prune` reads it.
 
-Copies the fixture model to WORKDIR, starts eval on it (one rank, progress on), and as soon as
-the first block is done truncates the copy to its header: every later block's weights are
-gone. eval must then end with exit 3 and exactly one error line naming model.safetensors (a
-memory-mapped reader would die of SIGBUS here). Fails when eval finished before the
-truncation, because then it tested nothing.
+Copies the fixture model to WORKDIR, starts the command on it (one rank, progress on), and as
+soon as the first block is done truncates the copy to its header: every later block's weights
+are gone. The command must then end with exit 3 and exactly one error line naming
+model.safetensors (a memory-mapped reader would die of SIGBUS here); prune must leave neither
+OUT nor OUT.tmp-*. Fails when the command finished before the truncation, because then it
+tested nothing.
 
-usage: check_truncate.py MPIPRUNE FIXTURE_DIR WORKDIR
+usage: check_truncate.py eval|prune MPIPRUNE FIXTURE_DIR WORKDIR
 """
+import glob
 import os
 import re
 import shutil
@@ -18,9 +20,9 @@ import sys
 
 
 def main():
-    if len(sys.argv) != 4:
-        sys.exit("usage: check_truncate.py MPIPRUNE FIXTURE_DIR WORKDIR")
-    cli, fixture, work = sys.argv[1:]
+    if len(sys.argv) != 5 or sys.argv[1] not in ("eval", "prune"):
+        sys.exit("usage: check_truncate.py eval|prune MPIPRUNE FIXTURE_DIR WORKDIR")
+    mode, cli, fixture, work = sys.argv[1:]
     if os.path.isdir(work):
         shutil.rmtree(work)
     os.makedirs(work)
@@ -30,8 +32,14 @@ def main():
     with open(st, "rb") as f:
         header_end = 8 + struct.unpack("<Q", f.read(8))[0]
 
-    cmd = [cli, "eval", "--model", work, "--data", os.path.join(fixture, "eval_dev.bin"),
-           "--seqlen", "256", "--max-windows", "96"]
+    out_dir = os.path.join(work, "out")
+    if mode == "eval":
+        cmd = [cli, "eval", "--model", work, "--data", os.path.join(fixture, "eval_dev.bin"),
+               "--seqlen", "256", "--max-windows", "96"]
+    else:
+        cmd = [cli, "prune", "--model", work, "--calib", os.path.join(fixture, "calib.bin"),
+               "--seqlen", "256", "--nsamples", "128", "--method", "sparsegpt",
+               "--sparsity", "0.5", "--out", out_dir]
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lines, truncated = [], False
     for line in p.stderr:
@@ -59,6 +67,8 @@ def main():
         fail.append("the error line does not name model.safetensors as truncated")
     elif lines[-1] != errors[0]:
         fail.append("the error line is not the last line")
+    if os.path.exists(out_dir) or glob.glob(out_dir + ".tmp-*"):
+        fail.append("OUT or OUT.tmp-* left behind")
     for f in fail:
         print("FAIL: " + f)
     shutil.rmtree(work, ignore_errors=True)

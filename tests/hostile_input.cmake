@@ -58,7 +58,10 @@ mp_fifo_case(calib "fifo_tok\\.bin: not a regular file \\(a FIFO\\)"
 mp_fifo_case(status "fifo_ckpt\\.h5: not a regular file"
   ${MP_CLI} status ${MP_HI_DIR}/fifo_ckpt.h5)
 
-# model.safetensors truncated while eval reads it: one error line, exit 3, no SIGBUS.
-mp_add_cli_test(cli_truncate_during_eval TIMEOUT 300 LABELS "badinput;io"
-  COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/check_truncate.py
-          ${MP_CLI} ${MP_FIXTURE_DIR} ${MP_HI_DIR}/truncate)
+# model.safetensors truncated while eval or prune reads it: one error line, exit 3, no SIGBUS,
+# no OUT.
+foreach(mode eval prune)
+  mp_add_cli_test(cli_truncate_during_${mode} TIMEOUT 300 LABELS "badinput;io"
+    COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/check_truncate.py ${mode}
+            ${MP_CLI} ${MP_FIXTURE_DIR} ${MP_HI_DIR}/truncate_${mode})
+endforeach()
