@@ -181,8 +181,9 @@ static mp_status st_pread_exact(int fd, const char *path, void *buf, size_t n, s
                             strerror(errno));
         }
         if (r == 0)
-            return mp_error(MP_ERR_IO, "%s: file ends at byte %zu, expected %zu bytes there "
-                            "(truncated while being read?)", path, off + got, off + n);
+            return mp_error(MP_ERR_IO, "%s: no data at byte %zu, the file should hold at "
+                            "least %zu bytes (truncated while being read?)", path, off + got,
+                            off + n);
         got += (size_t)r;
     }
     return MP_OK;
