@@ -1,6 +1,8 @@
 /* mpiprune: initialise MPI, run one command, finalise. */
 #include <stdio.h>
+#include <stdlib.h>
 
+#include "mp_alloc.h"
 #include "mp_cli.h"
 #include "mp_comm.h"
 #include "mp_json.h"
@@ -21,6 +23,9 @@ int main(int argc, char **argv)
         return mp_status_exit_code(st);
     }
     int code = mp_cli_main(argc, argv, comm);
+    /* For the allocation-failure sweep (tests/check_oom_sweep.py): how many N to try. */
+    if (getenv("MPIPRUNE_ALLOC_COUNT"))
+        fprintf(stderr, "mpiprune: %lld allocations\n", (long long)mp_alloc_count());
     mp_comm_free(&comm);
     mp_comm_finalize();
     return code;

@@ -3,12 +3,13 @@
 
 Runs one small mpiprune command (one rank) with MPIPRUNE_FAIL_ALLOC=N, which fails the N-th
 allocation of the process and every one after it, for N from 1 to the number of allocations
-the command makes (found first, by searching for the smallest N at which the run still
-succeeds). Every run must either succeed or exit 4 with exactly one error line, with no
-crash (exit >= 128 or a signal), no sanitizer report and, under ASan, no leak (LeakSanitizer
-reports a leak as exit 23 and a report on stderr). For prune, a failed run leaves neither OUT
-nor OUT.tmp-*. When the command makes more than MAX_RUNS allocations, the first 64 N are run
-and the rest strided (the stride and the N run are printed).
+the command makes (found first: MPIPRUNE_ALLOC_COUNT makes mpiprune print it). Every run must
+either succeed or exit 4 with exactly one error line, with no crash (exit >= 128 or a signal),
+no sanitizer report and, under ASan, no leak (LeakSanitizer prints a report on stderr and
+changes the exit code). For prune, a failed run leaves neither OUT nor OUT.tmp-*. When the
+command makes more than MAX_RUNS allocations, the first MAX_RUNS/4 N are run and the rest
+strided (the stride and the number of runs are printed). MPIPRUNE_OOM_RUNS in the environment
+overrides MAX_RUNS (0: every N), for a full sweep by hand.
 
 usage: check_oom_sweep.py eval|prune MPIPRUNE FIXTURE_DIR WORKDIR MAX_RUNS
 """
@@ -33,7 +34,7 @@ def command(mode, cli, fixture, out):
             "--out", out, "--quiet"]
 
 
-def run(mode, cli, fixture, work, n):
+def run(mode, cli, fixture, work, n, count=False):
     out = os.path.join(work, "out")
     for p in [out] + glob.glob(out + ".tmp-*"):
         shutil.rmtree(p, ignore_errors=True)
@@ -41,6 +42,8 @@ def run(mode, cli, fixture, work, n):
     env.pop("MPIPRUNE_FAIL_ALLOC", None)
     if n > 0:
         env["MPIPRUNE_FAIL_ALLOC"] = str(n)
+    if count:
+        env["MPIPRUNE_ALLOC_COUNT"] = "1"
     try:
         p = subprocess.run(command(mode, cli, fixture, out), env=env, capture_output=True,
                            text=True, timeout=300)
@@ -76,31 +79,26 @@ def main():
     if len(sys.argv) != 6:
         sys.exit("usage: check_oom_sweep.py eval|prune MPIPRUNE FIXTURE_DIR WORKDIR MAX_RUNS")
     mode, cli, fixture, work, max_runs = sys.argv[1:5] + [int(sys.argv[5])]
+    max_runs = int(os.environ.get("MPIPRUNE_OOM_RUNS", max_runs)) or 1 << 40
     shutil.rmtree(work, ignore_errors=True)
     os.makedirs(work)
     t0 = time.time()
 
-    rc, err, _, _ = run(mode, cli, fixture, work, 0)
-    if rc != 0:
+    rc, err, _, _ = run(mode, cli, fixture, work, 0, count=True)
+    m = re.search(r"^mpiprune: (\d+) allocations$", err, re.M)
+    if rc != 0 or not m:
         print(err)
         sys.exit(f"FAIL: the command fails without fault injection (exit {rc})")
-    # Smallest N at which the run succeeds: every allocation before it was made.
-    lo, hi = 1, 64
-    while run(mode, cli, fixture, work, hi)[0] != 0:
-        lo, hi = hi, hi * 2
-        if hi > 1 << 24:
-            sys.exit("FAIL: no N up to 2^24 lets the run succeed")
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if run(mode, cli, fixture, work, mid)[0] == 0:
-            hi = mid
-        else:
-            lo = mid + 1
-    total = hi - 1
+    total = int(m.group(1))
+    # Just past the last allocation the run must succeed (a check of the count).
+    rc, err, _, _ = run(mode, cli, fixture, work, total + 1)
+    if rc != 0:
+        print(err)
+        sys.exit(f"FAIL: MPIPRUNE_FAIL_ALLOC={total + 1} (past the {total} allocations) fails")
     if total <= max_runs:
         ns, how = list(range(1, total + 1)), "every N"
     else:
-        dense = 64
+        dense = max_runs // 4
         stride = -(-(total - dense) // (max_runs - dense))
         # Phase varies along the sweep so that strided runs do not all hit one residue.
         ns = list(range(1, dense + 1)) + [
