@@ -34,7 +34,7 @@ static int run(const char *dir, mp_dtype dt, int ntens, int reps)
     unsigned char *raw = malloc((size_t)R * C * esz);
     float *vals = malloc((size_t)R * C * sizeof(float));
     mp_st_entry *e = calloc((size_t)ntens, sizeof *e);
-    char (*names)[32] = calloc((size_t)ntens, sizeof *names);
+    char(*names)[32] = calloc((size_t)ntens, sizeof *names);
     if (!raw || !vals || !e || !names)
         return 1;
     for (size_t i = 0; i < (size_t)R * C; i++)
@@ -43,8 +43,8 @@ static int run(const char *dir, mp_dtype dt, int ntens, int reps)
         return 1;
     for (int i = 0; i < ntens; i++) {
         snprintf(names[i], sizeof names[i], "w.%d", i);
-        e[i] = (mp_st_entry){.name = names[i], .dtype = dt, .ndim = 2, .shape = {R, C},
-                             .data = raw};
+        e[i] =
+            (mp_st_entry){.name = names[i], .dtype = dt, .ndim = 2, .shape = {R, C}, .data = raw};
     }
     if (mp_st_write(path, e, (size_t)ntens, NULL) != MP_OK) {
         fprintf(stderr, "bench_st_read: %s\n", mp_error_message());
@@ -75,8 +75,8 @@ static int run(const char *dir, mp_dtype dt, int ntens, int reps)
     }
     double out_gb = (double)ntens * R * C * 4.0 / 1e9, in_gb = (double)ntens * R * C * esz / 1e9;
     printf("%-4s %4d tensors %6.0f MB on disk: read_f32 %6.2f GB/s of float32 (%.3f s), memcpy "
-           "of the file bytes %6.2f GB/s\n", mp_dtype_name(dt), ntens, in_gb * 1e3,
-           out_gb / best, best, in_gb / bestcpy);
+           "of the file bytes %6.2f GB/s\n",
+           mp_dtype_name(dt), ntens, in_gb * 1e3, out_gb / best, best, in_gb / bestcpy);
     mp_st_close(&m);
     unlink(path);
     free(raw);

@@ -40,8 +40,7 @@ mp_status mp_file_open_regular(const char *path, int *fd, int64_t *size)
     }
     if (!S_ISREG(sb.st_mode)) {
         close(d);
-        return mp_error(MP_ERR_FORMAT, "%s: not a regular file (%s)", path,
-                        file_kind(sb.st_mode));
+        return mp_error(MP_ERR_FORMAT, "%s: not a regular file (%s)", path, file_kind(sb.st_mode));
     }
     *fd = d;
     if (size)

@@ -29,7 +29,7 @@ mp_status mp_model_config_check(const mp_model_config *c, const char *what)
             return mp_error(MP_ERR_RANGE, "%s: %s %lld exceeds the limit %lld", what,
                             pos[i].name, (long long)pos[i].v, (long long)pos[i].max);
     }
-    if (c->n_heads * c->head_dim > MP_CFG_MAX_WIDTH) /* both <= 2^20: no overflow */
+    if (c->n_heads * c->head_dim > MP_CFG_MAX_WIDTH) /* <= 2^14 x 2^20: no overflow */
         return mp_error(MP_ERR_RANGE, "%s: num_attention_heads x head_dim (%lld x %lld) exceeds "
                         "the limit %lld", what, (long long)c->n_heads, (long long)c->head_dim,
                         (long long)MP_CFG_MAX_WIDTH);
