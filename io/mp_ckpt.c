@@ -789,6 +789,8 @@ mp_status mp_ckpt_read_main(const char *ckpt, mp_ckpt_info *info)
     ck_quiet();
     if (stat(ckpt, &sb) != 0)
         return mp_error(MP_ERR_NOT_FOUND, "%s: %s", ckpt, strerror(errno));
+    if (!S_ISREG(sb.st_mode)) /* H5Fis_hdf5 would block on a FIFO */
+        return mp_error(MP_ERR_FORMAT, "%s: not a regular file", ckpt);
     if (H5Fis_hdf5(ckpt) <= 0)
         return mp_error(MP_ERR_FORMAT, "%s: not a readable HDF5 file (truncated or damaged "
                         "checkpoint)", ckpt);

@@ -15,7 +15,9 @@
  * (attention_bias / mlp_bias true for mistral and qwen2), since the weights would not match.
  */
 #include "mp_alloc.h"
+#include "mp_file.h"
 #include "mp_hfconfig.h"
+#include "mp_json.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -438,7 +440,10 @@ mp_status mp_hfconfig_parse(const char *json, const char *path, mp_model_config 
         MP_FAIL(MP_ERR_INTERNAL, "mp_hfconfig_parse: NULL argument");
 
     const char *end = NULL;
-    root = cJSON_ParseWithOpts(json, &end, 1);
+    bool oom = false;
+    root = mp_json_parse(json, &end, &oom);
+    if (root == NULL && oom)
+        MP_FAIL(MP_ERR_NOMEM, "%s: out of memory parsing the JSON", path);
     if (root == NULL) {
         size_t off = end != NULL && end >= json ? (size_t)(end - json) : 0;
         MP_FAIL(MP_ERR_FORMAT, "%s: malformed JSON near byte %zu", path, off);
@@ -482,12 +487,7 @@ mp_status mp_hfconfig_load(const char *path, mp_model_config *cfg)
     char *buf = NULL;
     size_t len = 0, cap = 0;
 
-    f = fopen(path, "rb");
-    if (f == NULL) {
-        if (errno == ENOENT)
-            MP_FAIL(MP_ERR_NOT_FOUND, "%s: no such file", path);
-        MP_FAIL(MP_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    }
+    MP_TRY(mp_file_fopen_regular(path, &f, NULL));
     for (;;) {
         if (cap - len < 4097) {
             size_t ncap = cap == 0 ? 16384 : cap * 2;

@@ -1,14 +1,20 @@
-/* mp_safetensors: strict memory-mapped reader and atomic writer (see mp_safetensors.h).
+/* mp_safetensors: strict reader and atomic writer (see mp_safetensors.h).
  *
- * Reading: each file is mapped read-only once; its header is parsed with cJSON and validated
- * completely (dtype, shape, offsets, coverage of the data section) before any tensor is
- * exposed. Tensor data stays in the mapping and is converted to float32 only on request.
+ * Reading: each file is opened once (refused unless it is a regular file, checked before
+ * anything blocks: a FIFO would hang); its header is read with pread, parsed with cJSON and
+ * validated completely (dtype, shape, offsets, coverage of the data section) before any tensor
+ * is exposed. Tensor data is read with pread and converted to float32 only on request. pread,
+ * not mmap: a file truncated under a run then gives a short read, reported as one error line,
+ * where a mapping would kill the process with SIGBUS (bench/bench_st_read measures the cost).
  * Writing: the header is built by hand (offsets are 64-bit integers, which cJSON would hold as
  * doubles), written with the data to "<path>.tmp.<pid>", fsync'ed and renamed into place.
  */
 #define _POSIX_C_SOURCE 200809L
 
 #include "mp_alloc.h"
+#include "mp_checked.h"
+#include "mp_file.h"
+#include "mp_json.h"
 #include "mp_safetensors.h"
 
 #include <cjson/cJSON.h>
@@ -19,7 +25,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
@@ -30,13 +35,17 @@
 #define ST_JSON_INT_MAX 9007199254740992.0
 /* An index file is a small JSON map; anything larger is not one. */
 #define ST_INDEX_MAX_BYTES ((size_t)256 << 20)
+/* The reference implementation refuses headers over 100 MB. */
+#define ST_HEADER_MAX_BYTES ((uint64_t)100000000)
+/* Non-float32 tensors are read and converted in chunks of this many bytes. */
+#define ST_READ_CHUNK ((size_t)1 << 20)
 
 typedef struct {
     char *path;
     const char *name; /* base name, inside path */
-    unsigned char *map;
+    int fd;           /* open for the model's lifetime; -1 when not open */
     size_t size;
-    const unsigned char *data; /* first byte after the header */
+    size_t data_off; /* first byte after the header */
     size_t data_len;
     char *metadata; /* "__metadata__" as compact JSON, "{}" if none */
 } st_file;
@@ -158,6 +167,28 @@ static int st_cmp_name(const void *a, const void *b)
     return strcmp(x->name, y->name);
 }
 
+/* Reads n bytes at offset off; a short read means the file changed under the run. */
+static mp_status st_pread_exact(int fd, const char *path, void *buf, size_t n, size_t off)
+{
+    unsigned char *p = buf;
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = pread(fd, p + got, n - got, (off_t)(off + got));
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            return mp_error(MP_ERR_IO, "%s: read failed at byte %zu: %s", path, off + got,
+                            strerror(errno));
+        }
+        if (r == 0)
+            return mp_error(MP_ERR_IO, "%s: no data at byte %zu, the file should hold at "
+                            "least %zu bytes (truncated while being read?)", path, off + got,
+                            off + n);
+        got += (size_t)r;
+    }
+    return MP_OK;
+}
+
 /* ---------- one file ---------- */
 
 /* Parses one tensor entry of `path`'s header into e (e->t.name is set by the caller). */
@@ -190,10 +221,9 @@ static mp_status st_parse_entry(const char *path, const char *name, const cJSON 
                             "%s: tensor '%s' shape entry %d is not a non-negative integer",
                             path, name, i);
         e->t.shape[i] = (int64_t)dim;
-        if (dim != 0 && numel > (uint64_t)INT64_MAX / dim)
+        if (!mp_mul_u64(numel, dim, &numel) || numel > (uint64_t)INT64_MAX)
             return mp_error(MP_ERR_FORMAT, "%s: tensor '%s' shape overflows 64 bits", path,
                             name);
-        numel *= dim;
     }
     e->t.numel = (int64_t)numel;
     if (!cJSON_IsArray(joff) || cJSON_GetArraySize(joff) != 2 ||
@@ -207,7 +237,8 @@ static mp_status st_parse_entry(const char *path, const char *name, const cJSON 
     size_t esz = mp_dtype_size(e->t.dtype);
     char sh[160];
     st_shape_str(sh, sizeof sh, ndim, e->t.shape);
-    if (numel > UINT64_MAX / esz || numel * esz != e->end - e->begin)
+    uint64_t nbytes = 0;
+    if (!mp_mul_u64(numel, esz, &nbytes) || nbytes != e->end - e->begin)
         return mp_error(MP_ERR_FORMAT,
                         "%s: tensor '%s' shape %s of %s does not match data_offsets [%" PRIu64
                         ", %" PRIu64 "] (%" PRIu64 " bytes)",
@@ -245,40 +276,38 @@ static mp_status st_load_file(mp_st_model *m, int fi, const char *path)
     if (!f->path)
         MP_FAIL(MP_ERR_NOMEM, "%s: out of memory", path);
     f->name = st_basename(f->path);
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        MP_FAIL(errno == ENOENT ? MP_ERR_NOT_FOUND : MP_ERR_IO, "%s: cannot open: %s", path,
-                strerror(errno));
-    struct stat sb;
-    if (fstat(fd, &sb) != 0)
-        MP_FAIL(MP_ERR_IO, "%s: cannot stat: %s", path, strerror(errno));
-    if (!S_ISREG(sb.st_mode))
-        MP_FAIL(MP_ERR_FORMAT, "%s: not a regular file", path);
-    size_t size = (size_t)sb.st_size;
+    int64_t fsize = 0;
+    MP_TRY(mp_file_open_regular(path, &fd, &fsize)); /* a FIFO is refused, never waited on */
+    size_t size = (size_t)fsize;
     if (size < 8)
         MP_FAIL(MP_ERR_FORMAT, "%s: file is truncated (%zu bytes, shorter than the 8-byte "
                 "header length)", path, size);
-    void *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
-    if (map == MAP_FAILED)
-        MP_FAIL(MP_ERR_IO, "%s: cannot mmap: %s", path, strerror(errno));
-    f->map = map;
     f->size = size;
 
-    uint64_t hlen = st_ld64(f->map);
+    unsigned char lenb[8];
+    MP_TRY(st_pread_exact(fd, path, lenb, sizeof lenb, 0));
+    uint64_t hlen = st_ld64(lenb);
     if (hlen > size - 8)
         MP_FAIL(MP_ERR_FORMAT, "%s: header length %" PRIu64 " exceeds the file (%zu bytes "
                 "after the 8-byte length)", path, hlen, size - 8);
-    if (memchr(f->map + 8, '\0', (size_t)hlen))
-        MP_FAIL(MP_ERR_FORMAT, "%s: header contains a NUL byte", path);
-    f->data = f->map + 8 + hlen;
+    if (hlen > ST_HEADER_MAX_BYTES)
+        MP_FAIL(MP_ERR_FORMAT, "%s: header length %" PRIu64 " exceeds the limit of %" PRIu64
+                " bytes", path, hlen, ST_HEADER_MAX_BYTES);
+    f->data_off = 8 + (size_t)hlen;
     f->data_len = size - 8 - (size_t)hlen;
     hdr = mp_malloc((size_t)hlen + 1);
     if (!hdr)
         MP_FAIL(MP_ERR_NOMEM, "%s: out of memory for a %" PRIu64 "-byte header", path, hlen);
-    memcpy(hdr, f->map + 8, (size_t)hlen);
+    MP_TRY(st_pread_exact(fd, path, hdr, (size_t)hlen, 8));
+    if (memchr(hdr, '\0', (size_t)hlen))
+        MP_FAIL(MP_ERR_FORMAT, "%s: header contains a NUL byte", path);
     hdr[hlen] = '\0';
     const char *end = NULL;
-    root = cJSON_ParseWithOpts(hdr, &end, 1);
+    bool oom = false;
+    root = mp_json_parse(hdr, &end, &oom);
+    if (!root && oom)
+        MP_FAIL(MP_ERR_NOMEM, "%s: out of memory parsing the %" PRIu64 "-byte header", path,
+                hlen);
     if (!root)
         MP_FAIL(MP_ERR_FORMAT, "%s: header is not valid JSON (error at byte %td of %" PRIu64
                 ")", path, end ? end - hdr : (ptrdiff_t)0, hlen);
@@ -348,8 +377,7 @@ static mp_status st_load_file(mp_st_model *m, int fi, const char *path)
 
     for (size_t i = 0; i < nent; i++) {
         mp_st_tensor t = ent[i].t;
-        t.data = f->data + ent[i].begin;
-        t.file_offset = (int64_t)((size_t)(f->data - f->map) + ent[i].begin);
+        t.file_offset = (int64_t)(f->data_off + ent[i].begin);
         t.nbytes = (size_t)(ent[i].end - ent[i].begin);
         char *nm = st_strdup(ent[i].t.name);
         if (!nm)
@@ -361,6 +389,8 @@ static mp_status st_load_file(mp_st_model *m, int fi, const char *path)
             goto done;
         }
     }
+    f->fd = fd; /* kept for the tensor reads */
+    fd = -1;
 done:
     cJSON_Delete(root);
     free(hdr);
@@ -396,17 +426,13 @@ static mp_status st_read_small(const char *path, char **out)
 {
     mp_status st = MP_OK;
     char *buf = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return mp_error(errno == ENOENT ? MP_ERR_NOT_FOUND : MP_ERR_IO, "%s: cannot open: %s",
-                        path, strerror(errno));
-    struct stat sb;
-    if (fstat(fileno(f), &sb) != 0)
-        MP_FAIL(MP_ERR_IO, "%s: cannot stat: %s", path, strerror(errno));
-    if (!S_ISREG(sb.st_mode) || (uint64_t)sb.st_size > ST_INDEX_MAX_BYTES)
-        MP_FAIL(MP_ERR_FORMAT, "%s: not a regular file of at most %zu bytes", path,
+    FILE *f = NULL;
+    int64_t size = 0;
+    MP_TRY(mp_file_fopen_regular(path, &f, &size));
+    if ((uint64_t)size > ST_INDEX_MAX_BYTES)
+        MP_FAIL(MP_ERR_FORMAT, "%s: larger than %zu bytes, not an index", path,
                 ST_INDEX_MAX_BYTES);
-    size_t n = (size_t)sb.st_size;
+    size_t n = (size_t)size;
     buf = mp_malloc(n + 1);
     if (!buf)
         MP_FAIL(MP_ERR_NOMEM, "%s: out of memory", path);
@@ -419,7 +445,8 @@ static mp_status st_read_small(const char *path, char **out)
     buf = NULL;
 done:
     free(buf);
-    fclose(f);
+    if (f)
+        fclose(f);
     return st;
 }
 
@@ -433,7 +460,10 @@ static mp_status st_open_sharded(mp_st_model *m, const char *dir, const char *in
 
     MP_TRY(st_read_small(index_path, &text));
     const char *end = NULL;
-    root = cJSON_ParseWithOpts(text, &end, 1);
+    bool oom = false;
+    root = mp_json_parse(text, &end, &oom);
+    if (!root && oom)
+        MP_FAIL(MP_ERR_NOMEM, "%s: out of memory parsing the index", index_path);
     if (!root)
         MP_FAIL(MP_ERR_FORMAT, "%s: not valid JSON (error at byte %td)", index_path,
                 end ? end - text : (ptrdiff_t)0);
@@ -464,6 +494,8 @@ static mp_status st_open_sharded(mp_st_model *m, const char *dir, const char *in
     m->files = mp_calloc((size_t)nf, sizeof *m->files);
     if (!m->files)
         MP_FAIL(MP_ERR_NOMEM, "%s: out of memory", index_path);
+    for (int i = 0; i < nf; i++)
+        m->files[i].fd = -1;
     for (int i = 0; i < nf; i++) {
         free(fpath);
         fpath = st_join(dir, names[i]);
@@ -537,6 +569,7 @@ mp_status mp_st_open(const char *path, mp_st_model **out)
     m->files = mp_calloc(1, sizeof *m->files);
     if (!m->files)
         MP_FAIL(MP_ERR_NOMEM, "%s: out of memory", path);
+    m->files[0].fd = -1;
     m->nfiles = 1;
     MP_TRY(st_load_file(m, 0, m->msg_path));
     MP_TRY(st_index_names(m));
@@ -560,8 +593,8 @@ void mp_st_close(mp_st_model **mp)
     free(m->sorted);
     for (int i = 0; i < m->nfiles; i++) {
         st_file *f = &m->files[i];
-        if (f->map)
-            munmap(f->map, f->size);
+        if (f->fd >= 0)
+            close(f->fd);
         free(f->path);
         free(f->metadata);
     }
@@ -607,6 +640,30 @@ const char *mp_st_file_metadata(const mp_st_model *m, int file)
 
 bool mp_st_is_sharded(const mp_st_model *m) { return m && m->sharded; }
 
+/* The bytes of t, converted to float32 into out[numel]. */
+static mp_status st_read_data(const st_file *f, const mp_st_tensor *t, float *out)
+{
+    size_t off = (size_t)t->file_offset;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    if (t->dtype == MP_DT_F32) /* the file's bytes are the values: no copy */
+        return st_pread_exact(f->fd, f->path, out, t->nbytes, off);
+#endif
+    mp_status st = MP_OK;
+    size_t esz = mp_dtype_size(t->dtype);
+    size_t per = ST_READ_CHUNK / esz;
+    unsigned char *chunk = mp_malloc(t->nbytes < ST_READ_CHUNK ? t->nbytes : ST_READ_CHUNK);
+    if (!chunk)
+        MP_FAIL(MP_ERR_NOMEM, "%s: out of memory reading tensor '%s'", f->path, t->name);
+    for (size_t i = 0, n = (size_t)t->numel; i < n; i += per) {
+        size_t k = n - i < per ? n - i : per;
+        MP_TRY(st_pread_exact(f->fd, f->path, chunk, k * esz, off + i * esz));
+        MP_TRY(mp_dtype_to_f32(t->dtype, chunk, k, out + i));
+    }
+done:
+    free(chunk);
+    return st;
+}
+
 mp_status mp_st_read_f32(const mp_st_model *m, const char *name, int ndim,
                          const int64_t *shape, float *out)
 {
@@ -634,7 +691,7 @@ mp_status mp_st_read_f32(const mp_st_model *m, const char *name, int ndim,
     if (!mp_dtype_is_float(t->dtype))
         return mp_error(MP_ERR_UNSUPPORTED, "%s: tensor '%s' has dtype %s, which cannot be "
                         "read as float32", fpath, name, mp_dtype_name(t->dtype));
-    mp_status st = mp_dtype_to_f32(t->dtype, t->data, (size_t)t->numel, out);
+    mp_status st = st_read_data(&m->files[t->file], t, out);
     if (st != MP_OK)
         return st;
     for (size_t i = 0; i < (size_t)t->numel; i++) {
@@ -766,7 +823,10 @@ mp_status mp_st_write(const char *path, const mp_st_entry *entries, size_t n,
     bool first = true;
     if (metadata_json) {
         const char *bad = NULL;
-        meta = cJSON_Parse(metadata_json);
+        bool oom = false;
+        meta = mp_json_parse(metadata_json, NULL, &oom);
+        if (!meta && oom)
+            MP_FAIL(MP_ERR_NOMEM, "%s: out of memory parsing the metadata", path);
         if (!meta || !st_metadata_ok(meta, &bad))
             MP_FAIL(MP_ERR_ARG, "%s: metadata is not a JSON object of strings%s%s%s", path,
                     bad ? " (key '" : "", bad ? bad : "", bad ? "')" : "");

@@ -5,12 +5,13 @@
  * "__metadata__" object of string values; then the data section. Offsets are relative to the
  * first byte after the header.
  *
- * The reader memory-maps each file and validates the header strictly before any tensor is
+ * The reader opens each file (refusing anything but a regular file) and validates the header strictly before any tensor is
  * used: N inside the file, well-formed JSON, every entry with a known dtype, a shape of
  * non-negative integers whose product × dtype size equals end − begin (overflow checked),
  * ranges inside the data section, not overlapping and covering it without holes (as the
  * reference implementation requires). Any failure is one message naming the file and the
- * tensor or field. Tensor data is read (converted) only when asked for.
+ * tensor or field. Tensor data is read (pread, converted) only when asked for; a file that
+ * shrinks under a run is reported as a read error, not a crash.
  *
  * A sharded model is a directory with model.safetensors.index.json ({"weight_map":
  * {name: file}}); every file it names is opened, and every tensor must be in the file the map
@@ -35,7 +36,6 @@ typedef struct {
     int ndim;
     int64_t shape[MP_ST_MAX_DIMS];
     int64_t numel;
-    const void *data;  /* inside the mapping; any alignment */
     size_t nbytes;
     int file;          /* index into the model's files */
     int64_t file_offset; /* byte offset of data from the start of that file (8 + N + begin) */

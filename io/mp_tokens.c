@@ -7,6 +7,9 @@
 #define _POSIX_C_SOURCE 200809L
 
 #include "mp_alloc.h"
+#include "mp_checked.h"
+#include "mp_file.h"
+#include "mp_json.h"
 #include "mp_tokens.h"
 
 #include <cjson/cJSON.h>
@@ -43,23 +46,10 @@ static bool ends_with(const char *s, const char *suffix)
     return n >= m && strcmp(s + n - m, suffix) == 0;
 }
 
-/* Opens a data file and gets its size. */
+/* Opens a data file (a regular file only: a FIFO would block) and gets its size. */
 static mp_status tok_open(const char *path, FILE **f, int64_t *size)
 {
-    struct stat sb;
-    *f = NULL;
-    if (stat(path, &sb) != 0) {
-        if (errno == ENOENT || errno == ENOTDIR)
-            return mp_error(MP_ERR_NOT_FOUND, "%s: no such file", path);
-        return mp_error(MP_ERR_IO, "%s: cannot stat: %s", path, strerror(errno));
-    }
-    if (!S_ISREG(sb.st_mode))
-        return mp_error(MP_ERR_IO, "%s: not a regular file", path);
-    *f = fopen(path, "rb");
-    if (*f == NULL)
-        return mp_error(MP_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    *size = (int64_t)sb.st_size;
-    return MP_OK;
+    return mp_file_fopen_regular(path, f, size);
 }
 
 static mp_status tok_read_exact(FILE *f, const char *path, void *buf, size_t n)
@@ -113,13 +103,13 @@ static mp_status tok_read_ids(FILE *f, const char *path, tok_type t, int64_t cou
     uint32_t *ids = NULL;
     size_t isz = tok_itemsize(t);
 
-    if ((uint64_t)count > SIZE_MAX / sizeof *ids)
+    size_t nbytes = 0;
+    if (count < 0 || !mp_mul_size((size_t)count, sizeof *ids, &nbytes))
         MP_FAIL(MP_ERR_NOMEM, "%s: %lld ids do not fit in memory", path, (long long)count);
-    ids = mp_malloc((size_t)count * sizeof *ids);
+    ids = mp_malloc(nbytes);
     chunk = mp_malloc(TOK_CHUNK);
     if (ids == NULL || chunk == NULL)
-        MP_FAIL(MP_ERR_NOMEM, "%s: cannot allocate %lld bytes for token ids", path,
-                (long long)count * (long long)sizeof *ids);
+        MP_FAIL(MP_ERR_NOMEM, "%s: cannot allocate %zu bytes for token ids", path, nbytes);
     size_t per = TOK_CHUNK / isz;
     for (int64_t done_n = 0; done_n < count;) {
         size_t n = (uint64_t)(count - done_n) < per ? (size_t)(count - done_n) : per;
@@ -172,7 +162,10 @@ static mp_status tok_read_sidecar(const char *bin_path, const char *sc, tok_side
     if ((int64_t)strlen(buf) != size)
         MP_FAIL(MP_ERR_FORMAT, "%s: malformed JSON near byte %zu (NUL byte)", sc, strlen(buf));
     const char *end = NULL;
-    root = cJSON_ParseWithOpts(buf, &end, 1);
+    bool oom = false;
+    root = mp_json_parse(buf, &end, &oom);
+    if (root == NULL && oom)
+        MP_FAIL(MP_ERR_NOMEM, "%s: out of memory parsing the sidecar", sc);
     if (root == NULL)
         MP_FAIL(MP_ERR_FORMAT, "%s: malformed JSON near byte %lld", sc,
                 end != NULL && end >= buf ? (long long)(end - buf) : 0LL);
@@ -435,12 +428,10 @@ static mp_status npy_parse_header(const char *hdr, size_t hlen, const char *path
     if (fortran)
         return mp_error(MP_ERR_UNSUPPORTED,
                         "%s: .npy fortran_order True is not supported (C order only)", path);
-    int64_t n = 1;
-    for (int i = 0; i < ndim; i++) {
-        if (shape[i] != 0 && n > INT64_MAX / 8 / shape[i])
+    int64_t n = 1, nbytes = 0;
+    for (int i = 0; i < ndim; i++)
+        if (!mp_mul_i64(n, shape[i], &n) || !mp_mul_i64(n, 8, &nbytes))
             return mp_error(MP_ERR_FORMAT, "%s: .npy shape too large", path);
-        n *= shape[i];
-    }
     *count = n;
     return MP_OK;
 }
@@ -490,8 +481,8 @@ static mp_status tok_load_npy(const char *path, mp_tokens *out)
     int64_t count = 0;
     MP_TRY(npy_parse_header(hdr, (size_t)hlen, path, &type, &count));
     int64_t data = size - prefix - hlen;
-    int64_t need = count * (int64_t)tok_itemsize(type);
-    if (need != data)
+    int64_t need = 0;
+    if (!mp_mul_i64(count, (int64_t)tok_itemsize(type), &need) || need != data)
         MP_FAIL(MP_ERR_FORMAT, "%s: .npy shape needs %lld data bytes but the file has %lld",
                 path, (long long)need, (long long)data);
     if (count == 0)

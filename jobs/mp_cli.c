@@ -1,11 +1,9 @@
 #include "mp_cli.h"
 
-#include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "mp_alloc.h"
 #include "mp_ckpt.h"
 #include "mp_eval.h"
 #include "mp_opts.h"
@@ -243,10 +241,6 @@ static int cmd_status(int argc, char **argv, const mp_comm *comm)
 int mp_cli_main(int argc, char **argv, const mp_comm *comm)
 {
     int rank = mp_comm_rank(comm);
-    /* cJSON allocates through mp_alloc like the rest, so that its out-of-memory paths can be
-     * tested (MPIPRUNE_FAIL_ALLOC). */
-    cJSON_Hooks hooks = {mp_malloc, free};
-    cJSON_InitHooks(&hooks);
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
         strcmp(argv[1], "help") == 0) {
         if (rank == 0)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what mpiprune needs to build and test, from Debian's packages; with --test also the
-# Slurm daemons the Slurm tests start by hand, and PyPI's safetensors and numpy (the reference
-# reader the tests check our output with). Idempotent: installed packages are not touched.
+# Slurm daemons the Slurm tests start by hand, clang 14 with libFuzzer (the fuzz build), and
+# PyPI's safetensors and numpy (the reference reader the tests check our output with). Idempotent: installed packages are not touched.
 # Waits for the dpkg lock.
 set -euo pipefail
 
@@ -31,6 +31,8 @@ if [ "${1:-}" = "--test" ]; then
   # A one-node Slurm (tests/slurm_local.sh starts it); without recommends: 6 packages, not 34.
   # strace: the checkpoint durability test (tests/check_ckpt_fsync.py).
   install_missing slurmctld slurmd slurm-client munge procps strace
+  # The fuzz build (scripts/test.sh, scripts/fuzz.sh): clang with libFuzzer and its sanitizers.
+  install_missing clang-14 libclang-rt-14-dev
   if ! python3 -c 'import safetensors, numpy' 2>/dev/null; then
     python3 -m pip install --quiet --disable-pip-version-check safetensors numpy \
       || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages \

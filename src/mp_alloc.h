@@ -5,7 +5,8 @@
  * Fault injection: when the environment variable MPIPRUNE_FAIL_ALLOC is N > 0, the N-th
  * allocation of the process (counted from the first call) and every one after it fail
  * (return NULL). mp_alloc_fail_at() sets the same from a unit test (0: never fail) and resets
- * the count. */
+ * the count. With MPIPRUNE_ALLOC_COUNT set, mpiprune prints the number of allocations it made
+ * on stderr before it exits (the N a sweep goes up to). */
 #ifndef MP_ALLOC_H
 #define MP_ALLOC_H
 

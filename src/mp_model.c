@@ -43,16 +43,28 @@ static mp_status model_shapes_check(const mp_model_config *c, const char *what)
 
 mp_status mp_model_config_check(const mp_model_config *c, const char *what)
 {
-    struct { const char *name; int64_t v; } pos[] = {
-        {"vocab_size", c->vocab}, {"hidden_size", c->d}, {"num_hidden_layers", c->n_layers},
-        {"num_attention_heads", c->n_heads}, {"num_key_value_heads", c->n_kv_heads},
-        {"head_dim", c->head_dim}, {"intermediate_size/ffn_dim", c->ffn},
-        {"max_position_embeddings", c->max_pos}, {"word_embed_proj_dim", c->word_embed_proj_dim},
+    struct { const char *name; int64_t v, max; } pos[] = {
+        {"vocab_size", c->vocab, MP_CFG_MAX_VOCAB}, {"hidden_size", c->d, MP_CFG_MAX_WIDTH},
+        {"num_hidden_layers", c->n_layers, MP_CFG_MAX_LAYERS},
+        {"num_attention_heads", c->n_heads, MP_CFG_MAX_HEADS},
+        {"num_key_value_heads", c->n_kv_heads, MP_CFG_MAX_HEADS},
+        {"head_dim", c->head_dim, MP_CFG_MAX_WIDTH},
+        {"intermediate_size/ffn_dim", c->ffn, MP_CFG_MAX_WIDTH},
+        {"max_position_embeddings", c->max_pos, MP_CFG_MAX_POS},
+        {"word_embed_proj_dim", c->word_embed_proj_dim, MP_CFG_MAX_WIDTH},
     };
-    for (size_t i = 0; i < sizeof pos / sizeof pos[0]; i++)
+    for (size_t i = 0; i < sizeof pos / sizeof pos[0]; i++) {
         if (pos[i].v <= 0)
             return mp_error(MP_ERR_FORMAT, "%s: %s must be positive (is %lld)", what,
                             pos[i].name, (long long)pos[i].v);
+        if (pos[i].v > pos[i].max)
+            return mp_error(MP_ERR_RANGE, "%s: %s %lld exceeds the limit %lld", what,
+                            pos[i].name, (long long)pos[i].v, (long long)pos[i].max);
+    }
+    if (c->n_heads * c->head_dim > MP_CFG_MAX_WIDTH) /* <= 2^14 x 2^20: no overflow */
+        return mp_error(MP_ERR_RANGE, "%s: num_attention_heads x head_dim (%lld x %lld) exceeds "
+                        "the limit %lld", what, (long long)c->n_heads, (long long)c->head_dim,
+                        (long long)MP_CFG_MAX_WIDTH);
     if (c->n_heads % c->n_kv_heads != 0)
         return mp_error(MP_ERR_FORMAT,
                         "%s: num_attention_heads (%lld) is not a multiple of num_key_value_heads "

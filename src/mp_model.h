@@ -73,8 +73,21 @@ mp_block_shape mp_layer_shape(const mp_model_config *cfg, int64_t layer);
  * equal and nonzero (a stock model), and the scalars are the largest widths. */
 void mp_model_config_set_shapes(mp_model_config *cfg, const mp_block_shape *shapes);
 
-/* Checks the config's internal consistency (positive sizes, heads divide, ...), also of every
- * block's widths. `what` names the source for the message (the config.json path). */
+/* Largest sizes a config may give (mp_model_config_check refuses more, naming the field).
+ * They are 16-128x beyond the largest published models (Llama 3.1 405B: hidden 16384,
+ * intermediate 53248, 128 heads, 126 layers, vocab 128256) and keep every product of sizes
+ * that the model and the memory plan form (out x in, vocab x d, n_seq x T x d with
+ * T <= max_position_embeddings) far inside int64. WIDTH bounds hidden_size,
+ * intermediate_size/ffn_dim, head_dim, word_embed_proj_dim and num_attention_heads x head_dim. */
+#define MP_CFG_MAX_WIDTH ((int64_t)1 << 20)
+#define MP_CFG_MAX_HEADS ((int64_t)1 << 14)  /* num_attention_heads, num_key_value_heads */
+#define MP_CFG_MAX_LAYERS ((int64_t)1 << 16) /* num_hidden_layers */
+#define MP_CFG_MAX_VOCAB ((int64_t)1 << 24)  /* vocab_size */
+#define MP_CFG_MAX_POS ((int64_t)1 << 24)    /* max_position_embeddings */
+
+/* Checks the config's internal consistency (positive sizes within the limits above, heads
+ * divide, ...), also of every block's widths. `what` names the source for the message (the
+ * config.json path). */
 MP_NODISCARD mp_status mp_model_config_check(const mp_model_config *cfg, const char *what);
 
 /* Where weights come from. load() must fill out[numel] with the float32 values of tensor

