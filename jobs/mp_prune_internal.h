@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "mp_comm.h"
+#include "mp_export.h"
 #include "mp_hessian.h"
 #include "mp_model.h"
 #include "mp_modeldir.h"
@@ -48,6 +49,7 @@ typedef struct {
     int64_t nrecs, cap;
     mp_outdir out;
     bool out_open;
+    mp_export *exp;            /* rank 0: the weights and config.json being written into out */
     mp_progress pg;
     int64_t scalapack_min;     /* Hessian dimension from which ScaLAPACK is used (P > 1) */
     /* identity and checkpoint */
@@ -83,6 +85,8 @@ MP_NODISCARD mp_status mp_prune_restore(job *J);
 /* Collective: checkpoint after block b (weights; hidden states when due or when stopping). */
 MP_NODISCARD mp_status mp_prune_checkpoint(job *J, const mp_block *blk, int64_t b,
                                           bool stopping);
+/* Rank 0: writes block blk (all its tensors, at their final widths) into the output. */
+MP_NODISCARD mp_status mp_prune_write_block(job *J, const mp_block *blk);
 /* The layer records as JSON text (rank 0). */
 char *mp_prune_records_json(const job *J);
 
