@@ -592,8 +592,14 @@ static mp_status finish_stale(job *J)
                          "options in its report.json): nothing to do", J->o->out);
         return MP_OK;
     }
+    /* The checkpoint's job id is the sha256 of the identity (as mp_prune_resume computes it). */
+    char id[65];
+    mp_sha256 sh;
+    mp_sha256_init(&sh);
+    mp_sha256_update(&sh, J->job_json, strlen(J->job_json));
+    mp_sha256_final_hex(&sh, id);
     mp_status st = mp_ckpt_read_main(ck, &info);
-    bool ours = st == MP_OK && strcmp(info.job_id, J->job_id) == 0;
+    bool ours = st == MP_OK && strcmp(info.job_id, id) == 0;
     mp_ckpt_info_free(&info);
     if (st == MP_ERR_NOT_FOUND || (st == MP_OK && !ours)) {
         mp_error_clear();
@@ -900,6 +906,8 @@ mp_status mp_prune_run(const mp_prune_opts *o, const mp_comm *comm)
         }
         if (local == MP_OK)
             local = mp_outdir_commit(&J->out);
+        if (local == MP_OK)
+            mp_fault_point("out_committed");
         if (local == MP_OK)
             mp_progress_note(&J->pg, "wrote %s (%.1f s)", o->out, mp_comm_wtime() - t0);
         /* The output is whole: the checkpoint has served its purpose. */
