@@ -103,7 +103,6 @@ mp_status mp_hfconfig_write(const char *json, const char *path, const mp_model_c
         in->d != cfg->d || in->n_layers != cfg->n_layers)
         MP_FAIL(MP_ERR_INTERNAL, "%s: the new config is not of the same model (family, "
                 "hidden size, blocks)", path);
-    MP_TRY(mp_model_config_check(cfg, path));
     if (same_widths(in, cfg)) {
         *out = mp_strdup(json);
         if (!*out)
@@ -119,6 +118,7 @@ mp_status mp_hfconfig_write(const char *json, const char *path, const mp_model_c
         MP_FAIL(MP_ERR_UNSUPPORTED, "%s: an OPT model with %lld heads of %lld cannot be written: "
                 "stock OPT derives the head width from hidden_size %lld", path,
                 (long long)cfg->n_heads, (long long)cfg->head_dim, (long long)cfg->d);
+    MP_TRY(mp_model_config_check(cfg, path));
 
     root = cJSON_Parse(json);
     if (!root)

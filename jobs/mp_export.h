@@ -32,7 +32,9 @@ MP_NODISCARD mp_status mp_export_begin(const char *dir, const mp_st_model *in,
 /* Writes every tensor of a block at its final widths (blk->shape must be the final shape). */
 MP_NODISCARD mp_status mp_export_put_block(mp_export *e, const mp_block *blk);
 /* Copies the tensors not yet written from the input, commits the safetensors files, writes
- * config.json; frees e (*e = NULL) also on failure, leaving no safetensors file behind. */
+ * config.json; frees e (*e = NULL) also on failure. A failure before the commit leaves no
+ * safetensors file; one after it (config.json) leaves them in dir, the caller's temporary
+ * directory to remove. */
 MP_NODISCARD mp_status mp_export_finish(mp_export **e);
 /* Removes what was written and frees e; accepts NULL. */
 void mp_export_abort(mp_export **e);
