@@ -404,6 +404,7 @@ mp_status mp_sts_create(const char *dir, const mp_sts_spec *specs, size_t n,
         t->name = mp_strdup(s->name);
         if (!t->name)
             MP_FAIL(MP_ERR_NOMEM, "%s: out of memory", dir);
+        w->n = i + 1; /* owns the name from here */
         t->dtype = s->dtype;
         t->ndim = s->ndim;
         t->numel = (int64_t)numel;
@@ -413,7 +414,6 @@ mp_status mp_sts_create(const char *dir, const mp_sts_spec *specs, size_t n,
             MP_FAIL(MP_ERR_ARG, "%s: tensor '%s' names shard %d of %d", dir, s->name, t->file,
                     layout->n_shards);
         w->by_name[i] = i;
-        w->n = i + 1;
         if (w->total > STS_MAX_BYTES - t->nbytes)
             MP_FAIL(MP_ERR_RANGE, "%s: the model is too large at tensor '%s'", dir, s->name);
         w->total += t->nbytes;
