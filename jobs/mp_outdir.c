@@ -13,13 +13,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* Files besides the weights that a Hugging Face model directory carries along. */
+/* Files besides the weights and config.json (written by mp_export) that a Hugging Face model
+ * directory carries along. */
 static bool is_companion(const char *name)
 {
-    static const char *const prefixes[] = {"config.json", "generation_config.json",
-                                           "model.safetensors.index.json", "tokenizer",
-                                           "tok", "special_tokens_map", "added_tokens",
-                                           "vocab", "merges", "README", "LICENSE", NULL};
+    static const char *const prefixes[] = {"generation_config.json", "tokenizer", "tok",
+                                           "special_tokens_map", "added_tokens", "vocab",
+                                           "merges", "README", "LICENSE", NULL};
     for (int i = 0; prefixes[i]; i++)
         if (strncmp(name, prefixes[i], strlen(prefixes[i])) == 0)
             return true;
@@ -98,20 +98,36 @@ static bool pid_alive(long pid)
     return !(rp && rp[1] == ' ' && (rp[2] == 'Z' || rp[2] == 'X'));
 }
 
-/* A run killed before it finished leaves OUT.tmp-<pid>; removes those whose process is gone
- * from this host. */
+/* This host's name reduced to characters safe in a file name (as io/mp_st_stream does). */
+static void host_tag(char *buf, size_t len)
+{
+    char host[65] = "host";
+    if (gethostname(host, sizeof host - 1) != 0)
+        snprintf(host, sizeof host, "host");
+    host[sizeof host - 1] = '\0';
+    for (char *c = host; *c; c++)
+        if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+              *c == '-' || *c == '.' || *c == '_'))
+            *c = '_';
+    snprintf(buf, len, "%s", host);
+}
+
+/* A run killed before it finished leaves OUT.tmp-<host>-<pid>; removes those of this host
+ * whose process is gone. Another node's (a concurrent run on a shared file system) and names
+ * of any other form are left alone: their owner cannot be checked from here. */
 static void remove_stale(const char *out)
 {
-    char parent[4096], prefix[4200];
+    char parent[4096], prefix[4300], host[80];
+    host_tag(host, sizeof host);
     const char *slash = strrchr(out, '/');
     if (slash) {
         snprintf(parent, sizeof parent, "%.*s", (int)(slash - out), out);
         if (parent[0] == '\0')
             snprintf(parent, sizeof parent, "/");
-        snprintf(prefix, sizeof prefix, "%s.tmp-", slash + 1);
+        snprintf(prefix, sizeof prefix, "%s.tmp-%s-", slash + 1, host);
     } else {
         snprintf(parent, sizeof parent, ".");
-        snprintf(prefix, sizeof prefix, "%s.tmp-", out);
+        snprintf(prefix, sizeof prefix, "%s.tmp-%s-", out, host);
     }
     DIR *d = opendir(parent);
     if (!d)
@@ -131,21 +147,20 @@ static void remove_stale(const char *out)
     closedir(d);
 }
 
-mp_status mp_outdir_create(mp_outdir *o, const char *out, const char *model_dir,
-                           const mp_st_model *st_model)
+mp_status mp_outdir_create(mp_outdir *o, const char *out, const char *model_dir)
 {
     mp_status st = MP_OK;
     struct stat sb;
     DIR *d = NULL;
-    char src[8192], dst[8192];
+    char src[8192], dst[8192], host[80];
     memset(o, 0, sizeof *o);
-    o->st = st_model;
+    host_tag(host, sizeof host);
     /* "OUT/" names the directory OUT. */
     size_t len = strlen(out);
     while (len > 1 && out[len - 1] == '/')
         len--;
     if (snprintf(o->final, sizeof o->final, "%.*s", (int)len, out) >= (int)sizeof o->final ||
-        snprintf(o->tmp, sizeof o->tmp, "%s.tmp-%ld", o->final, (long)getpid()) >=
+        snprintf(o->tmp, sizeof o->tmp, "%s.tmp-%s-%ld", o->final, host, (long)getpid()) >=
             (int)sizeof o->tmp)
         return mp_error(MP_ERR_RANGE, "%s: path too long", out);
     remove_stale(o->final);
@@ -155,10 +170,6 @@ mp_status mp_outdir_create(mp_outdir *o, const char *out, const char *model_dir,
     if (mkdir(o->tmp, 0755) != 0)
         return mp_error(MP_ERR_IO, "%s: cannot create: %s", o->tmp, strerror(errno));
     o->created = true;
-    for (int f = 0; f < mp_st_file_count(st_model); f++) {
-        MP_TRY(join(dst, sizeof dst, o->tmp, mp_st_file_name(st_model, f)));
-        MP_TRY(copy_file(mp_st_file_path(st_model, f), dst));
-    }
     d = opendir(model_dir);
     if (!d)
         MP_FAIL(MP_ERR_IO, "%s: %s", model_dir, strerror(errno));
@@ -176,37 +187,6 @@ done:
         closedir(d);
     if (st != MP_OK)
         mp_outdir_abort(o);
-    return st;
-}
-
-mp_status mp_outdir_put(mp_outdir *o, const char *name, const float *values)
-{
-    mp_status st = MP_OK;
-    char path[8192];
-    void *bytes = NULL;
-    int fd = -1;
-    const mp_st_tensor *t = mp_st_find(o->st, name);
-    if (!t)
-        return mp_error(MP_ERR_NOT_FOUND, "%s: no tensor '%s' to write", o->final, name);
-    MP_TRY(join(path, sizeof path, o->tmp, mp_st_file_name(o->st, t->file)));
-    bytes = mp_malloc(t->nbytes ? t->nbytes : 1);
-    if (!bytes)
-        MP_FAIL(MP_ERR_NOMEM, "cannot allocate %zu bytes for %s", t->nbytes, name);
-    MP_TRY(mp_dtype_from_f32(t->dtype, values, (size_t)t->numel, bytes));
-    fd = open(path, O_WRONLY);
-    if (fd < 0)
-        MP_FAIL(MP_ERR_IO, "%s: %s", path, strerror(errno));
-    for (size_t off = 0; off < t->nbytes;) {
-        ssize_t w = pwrite(fd, (char *)bytes + off, t->nbytes - off,
-                           (off_t)(t->file_offset + (int64_t)off));
-        if (w < 0)
-            MP_FAIL(MP_ERR_IO, "%s: write failed: %s", path, strerror(errno));
-        off += (size_t)w;
-    }
-done:
-    if (fd >= 0 && close(fd) != 0 && st == MP_OK)
-        st = mp_error(MP_ERR_IO, "%s: close failed: %s", path, strerror(errno));
-    free(bytes);
     return st;
 }
 
@@ -265,6 +245,35 @@ mp_status mp_outdir_commit(mp_outdir *o)
     else
         snprintf(parent, sizeof parent, "%s", slash ? "/" : ".");
     return fsync_path(parent, O_RDONLY | O_DIRECTORY);
+}
+
+mp_status mp_outdir_read_existing(const char *out, const char *name, char **text)
+{
+    mp_status st = MP_OK;
+    char path[8192];
+    char *buf = NULL;
+    FILE *f = NULL;
+    *text = NULL;
+    MP_TRY(join(path, sizeof path, out, name));
+    f = fopen(path, "rb");
+    if (!f)
+        MP_FAIL(errno == ENOENT ? MP_ERR_NOT_FOUND : MP_ERR_IO, "%s: %s", path, strerror(errno));
+    struct stat sb;
+    if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode) || sb.st_size > (64 << 20))
+        MP_FAIL(MP_ERR_FORMAT, "%s: not a file of at most 64 MiB", path);
+    buf = mp_malloc((size_t)sb.st_size + 1);
+    if (!buf)
+        MP_FAIL(MP_ERR_NOMEM, "%s: out of memory", path);
+    if (fread(buf, 1, (size_t)sb.st_size, f) != (size_t)sb.st_size)
+        MP_FAIL(MP_ERR_IO, "%s: read failed", path);
+    buf[sb.st_size] = '\0';
+    *text = buf;
+    buf = NULL;
+done:
+    if (f)
+        fclose(f);
+    free(buf);
+    return st;
 }
 
 void mp_outdir_abort(mp_outdir *o)

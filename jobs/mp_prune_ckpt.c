@@ -224,18 +224,12 @@ mp_status mp_prune_restore(job *J)
     mp_block *blk = NULL;
     const mp_prune_opts *o = J->o;
     const mp_model_config *c = &J->md.cfg;
-    /* The output directory: the pruned weights of the blocks done. */
+    /* The output: the blocks done, with their pruned weights. */
     if (J->rank == 0)
         for (int64_t b = 0; b < J->start_block && local == MP_OK; b++) {
             local = load_pruned_block(J, b, &blk);
-            for (int id = 0; id < MP_LIN_COUNT && local == MP_OK; id++) {
-                if (!J->block_sel[b] || !J->lin_sel[id] || !blk->lin[id].present)
-                    continue;
-                char base[256], name[300];
-                mp_lin_full_name(c, b, (mp_lin_id)id, base, sizeof base);
-                snprintf(name, sizeof name, "%s.weight", base);
-                local = mp_outdir_put(&J->out, name, blk->lin[id].w);
-            }
+            if (local == MP_OK)
+                local = mp_prune_write_block(J, blk);
             mp_block_free(&blk);
         }
     MP_TRY(mp_prune_agree(J, local));

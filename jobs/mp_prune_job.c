@@ -510,14 +510,6 @@ static mp_status prune_block(job *J, mp_block *blk)
     J->t_stage[ST_BCAST] += mp_comm_wtime() - t;
 
     if (J->rank == 0) {
-        t = mp_comm_wtime();
-        for (int64_t i = 0; i < n && local == MP_OK; i++) {
-            char name[300], base[256];
-            mp_lin_full_name(c, blk->index, recs[i].id, base, sizeof base);
-            snprintf(name, sizeof name, "%s.weight", base);
-            local = mp_outdir_put(&J->out, name, blk->lin[recs[i].id].w);
-        }
-        J->t_stage[ST_WRITE] += mp_comm_wtime() - t;
         if (local == MP_OK && J->nrecs + n > J->cap) {
             int64_t cap = (J->cap ? J->cap * 2 : 64) + n;
             layer_rec *nr = mp_realloc(J->recs, (size_t)cap * sizeof *nr);
@@ -542,6 +534,75 @@ done:
     free(buf);
     free(load);
     free(own_all);
+    return st;
+}
+
+/* Rank 0: whether OUT already holds the result of this job (a run killed after OUT was renamed
+ * into place, before its checkpoint was removed): OUT/report.json with the same inputs and the
+ * same options that change the result. */
+static bool finished_before(const job *J)
+{
+    char *text = NULL;
+    if (mp_outdir_read_existing(J->o->out, "report.json", &text) != MP_OK) {
+        mp_error_clear();
+        return false;
+    }
+    bool same = false;
+    cJSON *rep = cJSON_Parse(text), *ours = cJSON_Parse(J->job_json), *id = cJSON_CreateObject();
+    const cJSON *ins = rep ? cJSON_GetObjectItemCaseSensitive(rep, "inputs_sha256") : NULL;
+    const cJSON *ops = rep ? cJSON_GetObjectItemCaseSensitive(rep, "options") : NULL;
+    if (ours && id && cJSON_IsObject(ins) && cJSON_IsObject(ops)) {
+        /* The identity from the report: its options less those that do not change the result. */
+        cJSON_AddNumberToObject(id, "format", 1);
+        cJSON_AddItemToObject(id, "inputs_sha256", cJSON_Duplicate(ins, 1));
+        for (const cJSON *it = ops->child; it; it = it->next)
+            if (strcmp(it->string, "model") != 0 && strcmp(it->string, "calib") != 0 &&
+                strcmp(it->string, "out") != 0 && strcmp(it->string, "ranks") != 0)
+                cJSON_AddItemToObject(id, it->string, cJSON_Duplicate(it, 1));
+        same = cJSON_Compare(id, ours, true);
+    }
+    cJSON_Delete(rep);
+    cJSON_Delete(ours);
+    cJSON_Delete(id);
+    free(text);
+    return same;
+}
+
+/* Rank 0, when OUT is this job's finished result: removes the checkpoint left behind when it is
+ * of this job (the run was killed between the rename and the removal). */
+static mp_status finish_stale(job *J)
+{
+    const char *ck = J->o->checkpoint;
+    mp_ckpt_info info = {0};
+    if (!ck) {
+        mp_progress_note(&J->pg, "%s already holds the result of this job (same inputs and "
+                         "options in its report.json): nothing to do", J->o->out);
+        return MP_OK;
+    }
+    /* The checkpoint's job id is the sha256 of the identity (as mp_prune_resume computes it). */
+    char id[65];
+    mp_sha256 sh;
+    mp_sha256_init(&sh);
+    mp_sha256_update(&sh, J->job_json, strlen(J->job_json));
+    mp_sha256_final_hex(&sh, id);
+    mp_status st = mp_ckpt_read_main(ck, &info);
+    bool ours = st == MP_OK && strcmp(info.job_id, id) == 0;
+    mp_ckpt_info_free(&info);
+    if (st == MP_ERR_NOT_FOUND || (st == MP_OK && !ours)) {
+        mp_error_clear();
+        mp_progress_note(&J->pg, "%s already holds the result of this job (same inputs and "
+                         "options in its report.json): nothing to do%s%s", J->o->out,
+                         ours || st == MP_ERR_NOT_FOUND ? "" : "; left the checkpoint of another "
+                         "job at ", ours || st == MP_ERR_NOT_FOUND ? "" : ck);
+        return MP_OK;
+    }
+    if (st != MP_OK) /* damaged: it cannot be told apart, leave it */
+        return st;
+    st = mp_ckpt_remove(ck);
+    if (st == MP_OK)
+        mp_progress_note(&J->pg, "%s already holds the result of this job (same inputs and "
+                         "options in its report.json): removed the stale checkpoint %s",
+                         J->o->out, ck);
     return st;
 }
 
@@ -682,10 +743,24 @@ mp_status mp_prune_run(const mp_prune_opts *o, const mp_comm *comm)
     MP_TRY(mp_prune_agree(J, local));
     /* Available memory may differ between nodes: rank 0's choice holds for all. */
     MP_TRY(mp_comm_bcast(comm, &J->scalapack_min, (int64_t)sizeof J->scalapack_min, 0));
+    /* A finished job (OUT renamed into place, the checkpoint not yet removed) is recognised. */
+    int64_t finished = 0;
+    if (J->rank == 0 && finished_before(J)) {
+        finished = 1;
+        local = finish_stale(J);
+    }
+    MP_TRY(mp_prune_agree(J, local));
+    MP_TRY(mp_comm_bcast(comm, &finished, (int64_t)sizeof finished, 0));
+    if (finished)
+        goto done;
     MP_TRY(mp_prune_resume(J));
     if (J->rank == 0) {
-        local = mp_outdir_create(&J->out, o->out, o->model, J->md.st);
+        local = mp_outdir_create(&J->out, o->out, o->model);
         J->out_open = local == MP_OK;
+        /* The final widths: the input's until structured pruning plans others. */
+        if (local == MP_OK)
+            local = mp_export_begin(J->out.tmp, J->md.st, &J->md.cfg, &J->md.cfg,
+                                    J->md.config_path, 0, &J->exp);
     }
     MP_TRY(mp_prune_agree(J, local));
     mp_progress_note(&J->pg, "%s %s on %lld sequences of %lld tokens, %d rank(s)%s",
@@ -705,6 +780,10 @@ mp_status mp_prune_run(const mp_prune_opts *o, const mp_comm *comm)
         MP_TRY(mp_prune_agree(J, mp_block_load(c, &J->md.src, b, &blk)));
         if (J->block_sel[b])
             MP_TRY(prune_block(J, blk));
+        if (J->rank == 0)
+            MP_TRY(mp_prune_agree(J, mp_prune_write_block(J, blk)));
+        else
+            MP_TRY(mp_prune_agree(J, MP_OK));
         double t = mp_comm_wtime();
         local = mp_prune_run_block(J, blk, J->h, NULL);
         J->t_stage[ST_FORWARD] += mp_comm_wtime() - t;
@@ -765,6 +844,11 @@ mp_status mp_prune_run(const mp_prune_opts *o, const mp_comm *comm)
     MP_TRY(st);
     local = MP_OK;
     if (J->rank == 0) {
+        double t = mp_comm_wtime();
+        local = mp_export_finish(&J->exp);
+        J->t_stage[ST_WRITE] += mp_comm_wtime() - t;
+    }
+    if (J->rank == 0 && local == MP_OK) {
         double *flat = mp_malloc((size_t)J->P * ST_COUNT * sizeof(double));
         if (!flat)
             local = mp_error(MP_ERR_NOMEM, "report buffers");
@@ -780,6 +864,8 @@ mp_status mp_prune_run(const mp_prune_opts *o, const mp_comm *comm)
         if (local == MP_OK)
             local = mp_outdir_commit(&J->out);
         if (local == MP_OK)
+            mp_fault_point("out_committed");
+        if (local == MP_OK)
             mp_progress_note(&J->pg, "wrote %s (%.1f s)", o->out, mp_comm_wtime() - t0);
         /* The output is whole: the checkpoint has served its purpose. */
         if (local == MP_OK && o->checkpoint)
@@ -787,6 +873,7 @@ mp_status mp_prune_run(const mp_prune_opts *o, const mp_comm *comm)
     }
     MP_TRY(mp_prune_agree(J, local));
 done:
+    mp_export_abort(&J->exp);
     if (J->out_open)
         mp_outdir_abort(&J->out);
     mp_block_free(&blk);

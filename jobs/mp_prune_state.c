@@ -252,3 +252,11 @@ done:
     cJSON_Delete(arr);
     return st;
 }
+
+mp_status mp_prune_write_block(job *J, const mp_block *blk)
+{
+    double t = mp_comm_wtime();
+    mp_status st = mp_export_put_block(J->exp, blk);
+    J->t_stage[ST_WRITE] += mp_comm_wtime() - t;
+    return st;
+}

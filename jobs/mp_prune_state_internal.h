@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "mp_comm.h"
+#include "mp_export.h"
 #include "mp_hessian.h"
 #include "mp_model.h"
 #include "mp_modeldir.h"
@@ -54,6 +55,7 @@ typedef struct {
     int64_t nrecs, cap;
     mp_outdir out;
     bool out_open;
+    mp_export *exp;            /* rank 0: the weights and config.json being written into out */
     mp_progress pg;
     int64_t scalapack_min;     /* Hessian dimension from which ScaLAPACK is used (P > 1) */
     /* identity and checkpoint */
@@ -73,6 +75,8 @@ MP_NODISCARD mp_status mp_prune_run_block(job *J, const mp_block *blk, float *h,
                                           const mp_hook *hook);
 /* Embeds this rank's calibration sequences into J->h (not collective). */
 MP_NODISCARD mp_status mp_prune_embed(job *J);
+/* Rank 0: writes block blk (all its tensors, at their final widths) into the output. */
+MP_NODISCARD mp_status mp_prune_write_block(job *J, const mp_block *blk);
 
 /* Adds the options that change the result to obj (the job identity and report.json share
  * them); false when cJSON runs out of memory. */

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what mpiprune needs to build and test, from Debian's packages; with --test also the
-# Slurm daemons the Slurm tests start by hand, clang 14 with libFuzzer (the fuzz build), and
-# PyPI's safetensors and numpy (the reference reader the tests check our output with). Idempotent: installed packages are not touched.
+# Slurm daemons the Slurm tests start by hand, clang 14 with libFuzzer (the fuzz build), PyPI's
+# safetensors and numpy (the reference reader the tests check our output with), and Debian's
+# python3-torch with PyPI's transformers (the loader tests). Idempotent: installed packages are
+# not touched.
 # Waits for the dpkg lock.
 set -euo pipefail
 
@@ -37,5 +39,13 @@ if [ "${1:-}" = "--test" ]; then
     python3 -m pip install --quiet --disable-pip-version-check safetensors numpy \
       || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages \
            safetensors numpy
+  fi
+  # The loader tests (tests/check_hf_export.py) run Debian's python3 with its python3-torch
+  # (1.13) and transformers from PyPI: 4.46 runs on torch 1.13 (tested) and its Llama honours
+  # an explicit head_dim (4.45 and later), which pruned heads need.
+  install_missing python3-torch python3-numpy python3-pip
+  if ! /usr/bin/python3 -c 'import transformers, safetensors' 2>/dev/null; then
+    /usr/bin/python3 -m pip install --quiet --disable-pip-version-check --break-system-packages \
+      "transformers==4.46.3" safetensors
   fi
 fi

@@ -2,7 +2,7 @@
 """A prune that stops in the middle of its run leaves no OUT.
 
 Starts `mpiprune prune` on the fixture (NP ranks, in a session of its own) and waits until its
-temporary directory OUT.tmp-<pid> has appeared and the first pruned block has been written
+temporary directory OUT.tmp-<host>-<pid> has appeared and the first pruned block has been written
 into it (the model.safetensors copy differs from the input). Then, by MODE:
   kill    SIGKILL to every process of the session — mpiexec and all ranks, which Open MPI puts
           in process groups of their own — as a batch system ending a job step does. OUT must
@@ -15,9 +15,11 @@ Fails when the prune finished before the event, because then it tested nothing.
 usage: check_prune_midrun.py MODE MPIEXEC MPIPRUNE MODEL CALIB WORKDIR NP
 """
 import glob
+import json
 import os
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -67,6 +69,11 @@ def main():
     print("$ " + " ".join(cmd), flush=True)
     with open(os.path.join(model, "model.safetensors"), "rb") as f:
         original = f.read()
+    # Byte range of the first pruned tensor (the output keeps the input's layout).
+    hlen = struct.unpack("<Q", original[:8])[0]
+    begin, end = json.loads(original[8:8 + hlen])[
+        "model.layers.0.self_attn.q_proj.weight"]["data_offsets"]
+    q0, q1 = 8 + hlen + begin, 8 + hlen + end
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             start_new_session=True)
     t0 = time.monotonic()
@@ -75,12 +82,17 @@ def main():
         tmps = glob.glob(out + ".tmp-*")
         if tmps:
             stage = "tmp dir created"
-            try:
-                with open(os.path.join(tmps[0], "model.safetensors"), "rb") as f:
-                    partial = f.read()
-            except OSError:
-                partial = b""
-            if len(partial) == len(original) and partial != original:
+            # The weights are written as model.safetensors.tmp-<host>-<pid> (reserved at full
+            # size, header first, then block by block) and renamed when complete.
+            partial = b""
+            for cand in glob.glob(os.path.join(tmps[0], "model.safetensors*")):
+                try:
+                    with open(cand, "rb") as f:
+                        partial = f.read()
+                except OSError:
+                    pass
+            if len(partial) == len(original) and partial[q0:q1] != original[q0:q1] \
+                    and any(partial[q0:q1]):
                 stage = "first block written"
                 break
         time.sleep(0.02)

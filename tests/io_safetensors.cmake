@@ -35,3 +35,11 @@ mp_st_bad_case(st_missing_tensor 3
   "model\\.safetensors.*no tensor 'model\\.layers\\.2\\.mlp\\.up_proj\\.weight'")
 mp_st_bad_case(st_nan 5
   "model\\.safetensors.*self_attn\\.q_proj\\.weight.*non-finite value \\(NaN\\)")
+
+# The streaming writer: unit tests, and its files read back by the reference Python reader.
+mp_add_unit_test(test_st_stream SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_st_stream.c
+                 LABELS io TIMEOUT 60)
+add_test(NAME st_stream_python
+         COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/check_st_stream.py
+                 $<TARGET_FILE:test_st_stream> ${CMAKE_CURRENT_BINARY_DIR}/work/st_stream)
+set_tests_properties(st_stream_python PROPERTIES TIMEOUT 60 LABELS "io;python")

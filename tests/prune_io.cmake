@@ -111,7 +111,7 @@ mp_pio_fail_test(prune_io_bad_model_missing EXIT 3 REGEX "pio_no_such_model_dir"
   ARGS --model ${MP_BAD_DIR}/pio_no_such_model_dir)
 # OUT's parent does not exist: refused when the temporary directory cannot be created.
 mp_pio_fail_test(prune_io_bad_out_parent_missing EXIT 3
-  REGEX "out/no_parent/out\\.tmp-[0-9]+: cannot create"
+  REGEX "out/no_parent/out\\.tmp-[^/]+-[0-9]+: cannot create"
   OUT ${MP_PIO_WORK}/prune_io_bad_out_parent_missing/out/no_parent/out ARGS)
 
 # R7: an MPI failure on one rank (injected into its 3rd broadcast) while the other waits in that
@@ -127,3 +127,9 @@ set_tests_properties(prune_io_mpi_failure_aborts PROPERTIES TIMEOUT 60)
 mp_add_cli_test(prune_io_report_oom LABELS "prune;io" TIMEOUT 900
   COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/check_report_oom.py
           ${MPIEXEC_EXECUTABLE} ${MP_CLI} ${MP_FIXTURE_DIR} ${MP_PIO_WORK}/report_oom)
+
+# A run killed between the rename of OUT and the removal of its checkpoint: the rerun recognises
+# the finished job and removes the stale checkpoint.
+mp_add_cli_test(prune_io_finished_job LABELS "prune;io;ckpt" TIMEOUT 120
+  COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/check_finished_job.py ${MP_CLI}
+          ${MP_FIXTURE_DIR} ${MP_PIO_CALIB} ${MP_PIO_WORK}/finished_job)

@@ -4,6 +4,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -491,10 +492,94 @@ static void test_per_layer_opt(void **state)
     assert_int_equal(c.layer[0].ffn, 0);
 }
 
+/* mp_hfconfig_write: verbatim when unchanged, stock keys when uniform, the per-layer convention
+ * otherwise, each parsing back to its widths; refusals for what stock loaders cannot express. */
+static void test_write(void **state)
+{
+    (void)state;
+    static mp_model_config cfg, back, per;
+    char *out = NULL, *out2 = NULL;
+    bool modeling = true;
+    assert_int_equal(parse(opt125m, &cfg), MP_OK);
+    assert_int_equal(mp_hfconfig_write(opt125m, CFG_PATH, &cfg, &out, &modeling), MP_OK);
+    assert_string_equal(out, opt125m);
+    assert_false(modeling);
+    free(out);
+    out = NULL;
+    cfg.n_heads = cfg.n_kv_heads = 6; /* 6 heads of 64 != 768: stock OPT cannot say so */
+    assert_int_equal(mp_hfconfig_write(opt125m, CFG_PATH, &cfg, &out, &modeling),
+                     MP_ERR_UNSUPPORTED);
+    assert_msg(CFG_PATH, "derives the head width");
+    assert_null(out);
+
+    const char *llama = "{\"model_type\": \"llama\", \"architectures\": [\"LlamaForCausalLM\"],"
+                        " \"hidden_size\": 128, \"intermediate_size\": 256,"
+                        " \"num_hidden_layers\": 3, \"num_attention_heads\": 8,"
+                        " \"num_key_value_heads\": 4, \"vocab_size\": 100,"
+                        " \"max_position_embeddings\": 64, \"rms_norm_eps\": 1e-05,"
+                        " \"custom_key\": [1, \"x\"]}";
+    assert_int_equal(parse(llama, &cfg), MP_OK);
+    mp_block_shape sh[3] = {{4, 2, 100}, {4, 2, 100}, {4, 2, 100}};
+    mp_model_config_set_shapes(&cfg, sh);
+    assert_false(cfg.per_layer);
+    assert_int_equal(mp_hfconfig_write(llama, CFG_PATH, &cfg, &out, &modeling), MP_OK);
+    assert_false(modeling);
+    assert_int_equal(parse(out, &back), MP_OK);
+    assert_int_equal(back.n_heads, 4);
+    assert_int_equal(back.n_kv_heads, 2);
+    assert_int_equal(back.ffn, 100);
+    assert_int_equal(back.head_dim, 16);
+    assert_false(back.per_layer);
+    assert_non_null(strstr(out, "\"custom_key\":\t[1, \"x\"]"));
+    assert_null(strstr(out, "auto_map"));
+    free(out);
+    out = NULL;
+
+    per = cfg;
+    mp_block_shape ps[3] = {{4, 2, 100}, {0, 0, 256}, {8, 1, 0}};
+    mp_model_config_set_shapes(&per, ps);
+    assert_true(per.per_layer);
+    assert_int_equal(mp_hfconfig_write(llama, CFG_PATH, &per, &out, &modeling), MP_OK);
+    assert_true(modeling);
+    assert_int_equal(parse(out, &back), MP_OK);
+    assert_true(back.per_layer);
+    for (int l = 0; l < 3; l++) {
+        mp_block_shape b = mp_layer_shape(&back, l);
+        assert_int_equal(b.n_heads, ps[l].n_heads);
+        assert_int_equal(b.n_kv_heads, ps[l].n_kv_heads);
+        assert_int_equal(b.ffn, ps[l].ffn);
+    }
+    assert_int_equal(back.n_heads, 8);
+    assert_int_equal(back.ffn, 256);
+    assert_non_null(strstr(out, "modeling_mpiprune." MP_HFCONFIG_LLAMA_CLASS));
+    assert_non_null(strstr(mp_hfconfig_modeling_py, "class " MP_HFCONFIG_LLAMA_CLASS "("));
+    /* back to uniform widths: the stock class again */
+    assert_int_equal(mp_hfconfig_write(out, CFG_PATH, &cfg, &out2, &modeling), MP_OK);
+    assert_false(modeling);
+    assert_null(strstr(out2, "auto_map"));
+    assert_null(strstr(out2, "per_layer_widths"));
+    assert_non_null(strstr(out2, "\"LlamaForCausalLM\""));
+    free(out);
+    free(out2);
+    out = NULL;
+
+    /* per-block widths other than LLaMA's are refused */
+    assert_int_equal(parse(opt125m, &cfg), MP_OK);
+    mp_block_shape os[12];
+    for (int l = 0; l < 12; l++)
+        os[l] = (mp_block_shape){12, 12, l == 3 ? 1000 : 3072};
+    mp_model_config_set_shapes(&cfg, os);
+    assert_int_equal(mp_hfconfig_write(opt125m, CFG_PATH, &cfg, &out, &modeling),
+                     MP_ERR_UNSUPPORTED);
+    assert_msg(CFG_PATH, "model_type 'llama' only");
+    assert_null(out);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fixture),
+        cmocka_unit_test(test_write),
         cmocka_unit_test(test_opt125m),
         cmocka_unit_test(test_opt350m),
         cmocka_unit_test(test_opt_options),
