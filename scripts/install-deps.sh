@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what mpiprune needs to build and test, from Debian's packages; with --test also the
-# Slurm daemons the Slurm tests start by hand, and PyPI's safetensors and numpy (the reference
-# reader the tests check our output with). Idempotent: installed packages are not touched.
+# Slurm daemons the Slurm tests start by hand, and PyPI's safetensors, numpy and gguf (the
+# reference readers and writers the tests check our input and output with). Idempotent: installed packages are not touched.
 # Waits for the dpkg lock.
 set -euo pipefail
 
@@ -30,9 +30,10 @@ install_missing build-essential cmake pkg-config python3 \
 if [ "${1:-}" = "--test" ]; then
   # A one-node Slurm (tests/slurm_local.sh starts it); without recommends: 6 packages, not 34.
   install_missing slurmctld slurmd slurm-client munge procps
-  if ! python3 -c 'import safetensors, numpy' 2>/dev/null; then
-    python3 -m pip install --quiet --disable-pip-version-check safetensors numpy \
+  # gguf: pinned, the tests use its writer, gguf.quants and GGUFReader.
+  if ! python3 -c 'import safetensors, numpy, gguf; assert gguf.GGUFWriter' 2>/dev/null; then
+    python3 -m pip install --quiet --disable-pip-version-check safetensors numpy gguf==0.19.0 \
       || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages \
-           safetensors numpy
+           safetensors numpy gguf==0.19.0
   fi
 fi
