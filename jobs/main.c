@@ -12,6 +12,11 @@ int main(int argc, char **argv)
         return 1;
     }
     int code = mp_cli_main(argc, argv, comm);
+    if (mp_comm_broken()) {
+        /* Other ranks may wait in a collective this rank left: end them all. */
+        fflush(stderr);
+        mp_comm_abort(comm, code ? code : 1);
+    }
     mp_comm_free(&comm);
     mp_comm_finalize();
     return code;

@@ -9,9 +9,6 @@
 #include "mp_opts.h"
 #include "mp_prune_job.h"
 
-#ifndef MPIPRUNE_VERSION
-#define MPIPRUNE_VERSION "unknown"
-#endif
 
 #define NOPTS(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -43,15 +40,12 @@ static int report(const mp_comm *comm, mp_status st, int who)
     return mp_status_exit_code(st);
 }
 
-/* The failing rank's message travels as "rank N failed" on the others (mp_comm_agree). */
+/* After mp_comm_agree, the ranks that did not fail hold a remote error (mp_error_remote). */
 static int report_agreed(const mp_comm *comm, mp_status st)
 {
-    const char *msg = mp_error_message();
-    int who = mp_comm_rank(comm), failed_rank = -1;
-    if (sscanf(msg, "(reported by rank %d)", &failed_rank) == 1)
-        who = failed_rank;
-    if (mp_comm_rank(comm) == who)
-        fprintf(stderr, "mpiprune: error: %s\n", msg);
+    (void)comm;
+    if (!mp_error_is_remote())
+        fprintf(stderr, "mpiprune: error: %s\n", mp_error_message());
     return mp_status_exit_code(st);
 }
 
@@ -175,11 +169,14 @@ static int cmd_prune(int argc, char **argv, const mp_comm *comm)
         st = mp_prune_parse_nm(nm, &o.sp);
         o.nm_text = nm;
     }
+    if (st == MP_OK && !nm)
+        st = mp_sparsity_check(&o.sp, 0) == MP_OK
+                 ? MP_OK
+                 : mp_error(MP_ERR_ARG, "mpiprune prune: --sparsity: %s", mp_error_message());
+    if (st == MP_OK)
+        st = mp_prune_method_parse(o.method_name, &o.method);
     if (st != MP_OK)
         return report(comm, st, 0);
-    o.method = strcmp(o.method_name, "wanda") == 0       ? MP_METHOD_WANDA
-               : strcmp(o.method_name, "magnitude") == 0 ? MP_METHOD_MAGNITUDE
-                                                         : MP_METHOD_SPARSEGPT;
     o.progress = !quiet;
     o.argc = argc;
     o.argv = argv;

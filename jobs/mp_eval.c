@@ -53,6 +53,16 @@ done:
     return st;
 }
 
+/* Rank r's windows [*w0, *w1) of nw: whole batches, spread evenly over P ranks. The one rule
+ * both the evaluation and the gathering use. */
+static void eval_share(int64_t nw, int64_t batch, int r, int P, int64_t *w0, int64_t *w1)
+{
+    int64_t nb = (nw + batch - 1) / batch;
+    int64_t b0 = nb * r / P * batch, b1 = nb * (r + 1) / P * batch;
+    *w0 = b0 < nw ? b0 : nw;
+    *w1 = b1 < nw ? b1 : nw;
+}
+
 mp_status mp_eval_run(const mp_eval_opts *o, const mp_comm *comm, mp_eval_result *res)
 {
     mp_status st = MP_OK, gst = MP_OK;
@@ -80,10 +90,7 @@ mp_status mp_eval_run(const mp_eval_opts *o, const mp_comm *comm, mp_eval_result
         st = mp_tokens_check_vocab(&view, md.cfg.vocab, o->data);
     }
     if (st == MP_OK) {
-        int64_t nb = (nw + o->batch - 1) / o->batch;
-        int64_t b0 = nb * rank / P, b1 = nb * (rank + 1) / P;
-        w0 = b0 * o->batch < nw ? b0 * o->batch : nw;
-        w1 = b1 * o->batch < nw ? b1 * o->batch : nw;
+        eval_share(nw, o->batch, rank, P, &w0, &w1);
         nll = mp_malloc((size_t)(w1 - w0 + 1) * sizeof(double));
         counts = mp_malloc((size_t)P * sizeof(int64_t));
         all = rank == 0 ? mp_malloc((size_t)(nw + 1) * sizeof(double)) : NULL;
@@ -99,17 +106,12 @@ mp_status mp_eval_run(const mp_eval_opts *o, const mp_comm *comm, mp_eval_result
     MP_TRY(mp_comm_agree(comm, st, &gst, &who));
     if (gst != MP_OK) {
         st = gst;
-        /* Ranks other than the failing one carry no message of their own. */
-        if (rank != who)
-            mp_error(gst, "(reported by rank %d)", who);
         goto done;
     }
 
-    int64_t nb = (nw + o->batch - 1) / o->batch;
     for (int r = 0; r < P; r++) {
-        int64_t a = nb * r / P * o->batch, b = nb * (r + 1) / P * o->batch;
-        a = a < nw ? a : nw;
-        b = b < nw ? b : nw;
+        int64_t a, b;
+        eval_share(nw, o->batch, r, P, &a, &b);
         counts[r] = b - a;
     }
     MP_TRY(mp_comm_gatherv_f64(comm, nll, w1 - w0, all, counts, 0));

@@ -22,9 +22,6 @@
 #include "mp_sha256.h"
 #include "mp_tokens.h"
 
-#ifndef MPIPRUNE_VERSION
-#define MPIPRUNE_VERSION "unknown"
-#endif
 
 #include "mp_prune_internal.h"
 #include "mp_signals.h"
@@ -32,16 +29,23 @@
 const char *const mp_stage_names[ST_COUNT] = {"forward", "hessian", "reduction", "solve",
                                                "broadcast", "write", "checkpoint"};
 
+mp_status mp_prune_method_parse(const char *name, mp_method *out)
+{
+    static const struct { const char *name; mp_method m; } methods[] = {
+        {"sparsegpt", MP_METHOD_SPARSEGPT}, {"wanda", MP_METHOD_WANDA},
+        {"magnitude", MP_METHOD_MAGNITUDE}};
+    for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++)
+        if (strcmp(name, methods[i].name) == 0) {
+            *out = methods[i].m;
+            return MP_OK;
+        }
+    return mp_error(MP_ERR_ARG, "mpiprune prune: --method: unknown method '%s'", name);
+}
+
 mp_status mp_prune_parse_nm(const char *text, mp_sparsity *sp)
 {
-    int n = 0, m = 0, used = 0;
-    if (!isdigit((unsigned char)text[0]) || sscanf(text, "%d:%d%n", &n, &m, &used) != 2 || text[used] != '\0' || n <= 0 || m <= n ||
-        m > 64)
-        return mp_error(MP_ERR_ARG, "mpiprune prune: --nm: '%s' is not N:M with 0 < N < M <= 64",
-                        text);
-    sp->n = n;
-    sp->m = m;
-    sp->sparsity = (double)n / (double)m;
+    if (mp_sparsity_parse_nm(text, sp) != MP_OK)
+        return mp_error(MP_ERR_ARG, "mpiprune prune: --nm: %s", mp_error_message());
     return MP_OK;
 }
 
@@ -214,11 +218,8 @@ mp_status mp_prune_agree(job *J, mp_status local)
     mp_status g = MP_OK;
     int who = -1;
     mp_status st = mp_comm_agree(J->comm, local, &g, &who);
-    if (st != MP_OK)
-        return st;
-    if (g != MP_OK && J->rank != who)
-        mp_error(g, "(reported by rank %d)", who);
-    return g;
+    (void)who;
+    return st != MP_OK ? st : g;
 }
 
 static int cmp_cost(const void *a, const void *b)
@@ -229,25 +230,31 @@ static int cmp_cost(const void *a, const void *b)
     return (int)x->id - (int)y->id;
 }
 
-/* Largest first onto the least-loaded rank: deterministic for a given P. */
-static void assign_owners(layer_rec *recs, int64_t nrecs, int P)
+/* Largest first onto the least-loaded rank: deterministic for a given P. load[P] is
+ * workspace. */
+static void assign_owners(layer_rec *recs, int64_t nrecs, int P, double *load)
 {
     layer_rec *order[MP_LIN_COUNT];
-    double load[1024] = {0};
     int64_t n = 0;
+    for (int r = 0; r < P; r++)
+        load[r] = 0.0;
     for (int64_t i = 0; i < nrecs; i++)
         if (!recs[i].dist)
             order[n++] = &recs[i];
     qsort(order, (size_t)n, sizeof order[0], cmp_cost);
     for (int64_t i = 0; i < n; i++) {
         int best = 0;
-        for (int r = 1; r < P && r < 1024; r++)
+        for (int r = 1; r < P; r++)
             if (load[r] < load[best])
                 best = r;
         order[i]->owner = best;
         load[best] += order[i]->cost;
     }
 }
+
+/* MPI tags of the Hessian reduction: partial sums to the root, finished sums to the owners
+ * (plus the input group, so the groups of one block never match each other's messages). */
+enum { TAG_PARTIAL = 100, TAG_FINISHED = 200 };
 
 /* Partial Hessians of group g summed in rank order on `root`, then sent to the other owners.
  * On return `full` holds (2/N)·Σ on every owner of g. Collective. */
@@ -263,33 +270,55 @@ static mp_status reduce_group(job *J, int g, const bool *owners, double *full, d
         }
     if (root < 0)
         return MP_OK;
+    /* N counts every calibration token of every rank. */
+    mp_hessian tot = {.dim = dim, .sum = full, .rows = J->o->nsamples * J->o->seqlen};
     if (J->rank == root) {
         memset(full, 0, (size_t)nn * sizeof(double));
         for (int r = 0; r < J->P; r++) {
             const double *src = J->hs[g].sum;
             if (r != root) {
-                MP_TRY(mp_comm_recv_f64(J->comm, buf, nn, r, 100 + g));
+                MP_TRY(mp_comm_recv_f64(J->comm, buf, nn, r, TAG_PARTIAL + g));
                 src = buf;
             }
-            for (int64_t i = 0; i < dim; i++)
-                for (int64_t j = i; j < dim; j++)
-                    full[i * dim + j] += src[i * dim + j];
+            mp_hessian_merge(&tot, src, 0);
         }
         for (int r = 0; r < J->P; r++)
             if (owners[r] && r != root)
-                MP_TRY(mp_comm_send_f64(J->comm, full, nn, r, 200 + g));
+                MP_TRY(mp_comm_send_f64(J->comm, full, nn, r, TAG_FINISHED + g));
     } else {
-        MP_TRY(mp_comm_send_f64(J->comm, J->hs[g].sum, nn, root, 100 + g));
+        MP_TRY(mp_comm_send_f64(J->comm, J->hs[g].sum, nn, root, TAG_PARTIAL + g));
         if (owners[J->rank])
-            MP_TRY(mp_comm_recv_f64(J->comm, full, nn, root, 200 + g));
+            MP_TRY(mp_comm_recv_f64(J->comm, full, nn, root, TAG_FINISHED + g));
     }
     if (owners[J->rank]) {
-        /* (2/N)·Σ, both triangles; N counts every calibration token. */
-        mp_hessian tot = {.dim = dim, .sum = full, .rows = J->o->nsamples * J->o->seqlen};
+        /* (2/N)·Σ, both triangles. */
         mp_hessian_finish(&tot, buf);
         memcpy(full, buf, (size_t)nn * sizeof(double));
     }
 done:
+    return st;
+}
+
+/* The damping had to be raised for the layer of r to factor its Hessian. */
+static void warn_damping(const job *J, const layer_rec *r, const mp_obs_info *info)
+{
+    char nm[256];
+    mp_lin_full_name(&J->md.cfg, r->block, r->id, nm, sizeof nm);
+    fprintf(stderr, "mpiprune: warning: %s: Cholesky failed with damping %g; used %g of "
+            "mean(diag H)\n", nm, J->o->damp, info->damp);
+}
+
+/* The end of every solve: the record's sparsity and reconstruction error of the pruned W
+ * against the layer's weights, then W becomes the layer's weights. Not collective. */
+static mp_status finish_layer(layer_rec *r, mp_linear *l, const float *W, const double *H)
+{
+    int64_t rows = l->out, cols = l->in, zeros = 0;
+    for (int64_t k = 0; k < rows * cols; k++)
+        zeros += W[k] == 0.0f;
+    r->sparsity = (double)zeros / (double)(rows * cols);
+    mp_status st = mp_recon_error(l->w, W, rows, cols, H, &r->err);
+    if (st == MP_OK)
+        memcpy(l->w, W, (size_t)(rows * cols) * sizeof(float));
     return st;
 }
 
@@ -334,11 +363,8 @@ static mp_status solve_owned(job *J, mp_block *blk, layer_rec *recs, int64_t n,
                     mp_lin_full_name(&J->md.cfg, r->block, r->id, nm, sizeof nm);
                     MP_FAIL(st, "%s: %s", nm, mp_error_message());
                 }
-                if (info.escalations > 0) {
-                    mp_lin_full_name(&J->md.cfg, r->block, r->id, nm, sizeof nm);
-                    fprintf(stderr, "mpiprune: warning: %s: Cholesky failed with damping %g; "
-                            "used %g of mean(diag H)\n", nm, o->damp, info.damp);
-                }
+                if (info.escalations > 0)
+                    warn_damping(J, r, &info);
                 cached_group = g;
             }
             /* Dead inputs: their columns are zeroed before the sweep, as the reference does. */
@@ -362,12 +388,7 @@ static mp_status solve_owned(job *J, mp_block *blk, layer_rec *recs, int64_t n,
         } else {
             MP_TRY(mp_magnitude_prune(W, rows, cols, &o->sp));
         }
-        int64_t zeros = 0;
-        for (int64_t k = 0; k < rows * cols; k++)
-            zeros += W[k] == 0.0f;
-        r->sparsity = (double)zeros / (double)(rows * cols);
-        MP_TRY(mp_recon_error(l->w, W, rows, cols, H, &r->err));
-        memcpy(l->w, W, (size_t)(rows * cols) * sizeof(float));
+        MP_TRY(finish_layer(r, l, W, H));
         r->seconds = mp_comm_wtime() - t0;
     }
 done:
@@ -396,19 +417,10 @@ static mp_status solve_dist(job *J, mp_block *blk, layer_rec *r, const double *H
     memcpy(W, l->w, (size_t)(rows * cols) * sizeof(float));
     memcpy(Hw, H, (size_t)(cols * cols) * sizeof(double));
     MP_TRY(mp_obs_prepare_dist(J->comm, Hw, cols, W, rows, J->o->damp, 64, U, &info));
-    if (info.escalations > 0 && J->rank == 0) {
-        char nm[256];
-        mp_lin_full_name(&J->md.cfg, r->block, r->id, nm, sizeof nm);
-        fprintf(stderr, "mpiprune: warning: %s: Cholesky failed with damping %g; used %g of "
-                "mean(diag H)\n", nm, J->o->damp, info.damp);
-    }
+    if (info.escalations > 0 && J->rank == 0)
+        warn_damping(J, r, &info);
     MP_TRY(mp_sparsegpt_sweep_dist(J->comm, W, rows, cols, U, J->o->blocksize, &J->o->sp));
-    int64_t zeros = 0;
-    for (int64_t k = 0; k < rows * cols; k++)
-        zeros += W[k] == 0.0f;
-    r->sparsity = (double)zeros / (double)(rows * cols);
-    MP_TRY(mp_prune_agree(J, mp_recon_error(l->w, W, rows, cols, H, &r->err)));
-    memcpy(l->w, W, (size_t)(rows * cols) * sizeof(float));
+    MP_TRY(mp_prune_agree(J, finish_layer(r, l, W, H)));
     r->damp = info.damp;
     r->escalations = info.escalations;
     r->dead = (double)info.dead;
@@ -428,8 +440,15 @@ static mp_status prune_block(job *J, mp_block *blk)
     layer_rec recs[MP_LIN_COUNT];
     int64_t n = 0;
     double *full[MP_IN_COUNT] = {NULL}, *buf = NULL;
-    bool owners[MP_IN_COUNT][1024];
-    memset(owners, 0, sizeof owners);
+    /* owners[g][r]: rank r needs group g's Hessian. */
+    bool *owners[MP_IN_COUNT] = {NULL};
+    double *load = mp_malloc((size_t)J->P * sizeof *load);
+    bool *own_all = mp_calloc((size_t)(MP_IN_COUNT * J->P), sizeof *own_all);
+    if (!load || !own_all)
+        local = mp_error(MP_ERR_NOMEM, "cannot allocate the layer owners of %d ranks", J->P);
+    MP_TRY(mp_prune_agree(J, local));
+    for (int g = 0; g < MP_IN_COUNT; g++)
+        owners[g] = own_all + g * J->P;
 
     for (int id = 0; id < MP_LIN_COUNT; id++) {
         if (!J->lin_sel[id] || !blk->lin[id].present)
@@ -444,7 +463,7 @@ static mp_status prune_block(job *J, mp_block *blk)
                   pow((double)r->cols, 3.0);
         r->dist = J->P > 1 && J->o->method == MP_METHOD_SPARSEGPT && r->cols >= J->scalapack_min;
     }
-    assign_owners(recs, n, J->P);
+    assign_owners(recs, n, J->P, load);
     for (int g = 0; g < MP_IN_COUNT; g++)
         J->need[g] = false;
     for (int64_t i = 0; i < n; i++) {
@@ -468,10 +487,11 @@ static mp_status prune_block(job *J, mp_block *blk)
         local = mp_prune_run_block(J, blk, J->hwork, &hook);
         J->t_stage[ST_FORWARD] += mp_comm_wtime() - t - (J->t_stage[ST_HESSIAN] - th);
     }
-    /* Buffers for the reduction on the owners. */
+    /* Buffers for the reduction, on the owners only: a rank that owns nothing just sends its
+     * partial sums (at 70B a Hessian is hundreds of MiB). */
     int64_t maxdim = 0;
     for (int g = 0; g < MP_IN_COUNT && local == MP_OK; g++) {
-        if (!J->need[g])
+        if (!J->need[g] || !owners[g][J->rank])
             continue;
         int64_t dim = J->hs[g].dim;
         maxdim = dim > maxdim ? dim : maxdim;
@@ -547,6 +567,8 @@ done:
         mp_hessian_free(&J->hs[g]);
     }
     free(buf);
+    free(load);
+    free(own_all);
     return st;
 }
 
@@ -705,8 +727,6 @@ mp_status mp_prune_run(const mp_prune_opts *o, const mp_comm *comm)
     J->rank = mp_comm_rank(comm);
     J->P = mp_comm_size(comm);
     double t0 = mp_comm_wtime();
-    if (J->P > 1024)
-        return mp_error(MP_ERR_UNSUPPORTED, "mpiprune prune runs on at most 1024 ranks");
     mp_progress_start(&J->pg, o->progress && J->rank == 0, "prune", 1);
 
     J->resumed_from = -1;
@@ -768,8 +788,10 @@ mp_status mp_prune_run(const mp_prune_opts *o, const mp_comm *comm)
                              (J->block_sel[b] ? 2.0 : 1.0),
                          "block");
         if (stopping) {
-            if (J->rank != 0)
-                MP_FAIL(MP_ERR_INTERRUPTED, "(reported by rank 0)");
+            if (J->rank != 0) {
+                st = mp_error_remote(MP_ERR_INTERRUPTED, 0);
+                goto done;
+            }
             if (o->checkpoint)
                 MP_FAIL(MP_ERR_INTERRUPTED, "stopped by a signal after block %lld of %lld; "
                         "checkpoint %s written: run the same command to resume",

@@ -21,6 +21,9 @@
 
 typedef enum { MP_METHOD_SPARSEGPT, MP_METHOD_WANDA, MP_METHOD_MAGNITUDE } mp_method;
 
+/* The method of a --method name; MP_ERR_ARG for an unknown name (no silent default). */
+MP_NODISCARD mp_status mp_prune_method_parse(const char *name, mp_method *out);
+
 typedef struct {
     const char *model, *calib, *out;
     const char *method_name;   /* sparsegpt | wanda | magnitude */

@@ -3,12 +3,32 @@
 
 #include <limits.h>
 #include <mpi.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "mp_comm_internal.h"
 
+/* Set by the first failed MPI call: the ranks may no longer be in step, so main aborts the job
+ * instead of finalising (which would wait for ranks stuck in a collective). */
+static _Atomic int comm_broken;
+
+int mp_comm_broken(void) { return comm_broken; }
+
+/* Fault injection for tests: MPIPRUNE_FAULT_MPI="R:K" makes the K-th mp_comm_bcast on rank R
+ * fail as an MPI error would, without calling MPI (the other ranks wait in the broadcast). */
+static int fault_mpi(const mp_comm *c)
+{
+    static _Thread_local int calls;
+    const char *spec = getenv("MPIPRUNE_FAULT_MPI");
+    int r = -1, k = 0;
+    if (!spec || sscanf(spec, "%3d:%6d", &r, &k) != 2 || r != c->rank)
+        return 0;
+    return ++calls == k;
+}
+
 mp_status mp_comm_mpi_fail(int rc, const char *what)
 {
+    comm_broken = 1;
     char msg[MPI_MAX_ERROR_STRING];
     int len = 0;
     if (MPI_Error_string(rc, msg, &len) != MPI_SUCCESS)
@@ -26,7 +46,7 @@ mp_status mp_comm_mpi_fail(int rc, const char *what)
 mp_status mp_comm_init(int *argc, char ***argv)
 {
     int inited = 0;
-    MPI_Initialized(&inited);
+    MPI_CHECK(MPI_Initialized(&inited), "MPI_Initialized");
     if (!inited)
         MPI_CHECK(MPI_Init(argc, argv), "MPI_Init");
     return MP_OK;
@@ -55,9 +75,13 @@ mp_status mp_comm_dup_world(mp_comm **out)
         free(c);
         return mp_comm_mpi_fail(rc, "MPI_Comm_dup");
     }
-    MPI_Comm_set_errhandler(c->comm, MPI_ERRORS_RETURN);
-    MPI_Comm_rank(c->comm, &c->rank);
-    MPI_Comm_size(c->comm, &c->size);
+    if ((rc = MPI_Comm_set_errhandler(c->comm, MPI_ERRORS_RETURN)) != MPI_SUCCESS ||
+        (rc = MPI_Comm_rank(c->comm, &c->rank)) != MPI_SUCCESS ||
+        (rc = MPI_Comm_size(c->comm, &c->size)) != MPI_SUCCESS) {
+        MPI_Comm_free(&c->comm);
+        free(c);
+        return mp_comm_mpi_fail(rc, "MPI communicator set-up");
+    }
     *out = c;
     return MP_OK;
 }
@@ -101,13 +125,17 @@ mp_status mp_comm_agree(const mp_comm *c, mp_status local, mp_status *global, in
     *who = first;
     /* One rank reports; the others point at it, so the job prints one line. */
     if (c->rank != first)
-        mp_error(*global, "(reported by rank %d)", first);
+        mp_error_remote(*global, first);
     return MP_OK;
 }
 
 mp_status mp_comm_bcast(const mp_comm *c, void *buf, int64_t bytes, int root)
 {
     char *p = buf;
+    if (fault_mpi(c)) {
+        comm_broken = 1;
+        return mp_error(MP_ERR_MPI, "MPI_Bcast failed: fault injected (MPIPRUNE_FAULT_MPI)");
+    }
     for (int64_t off = 0; off < bytes; off += MP_COMM_CHUNK) {
         int64_t n = bytes - off < MP_COMM_CHUNK ? bytes - off : MP_COMM_CHUNK;
         MPI_CHECK(MPI_Bcast(p + off, (int)n, MPI_BYTE, root, c->comm), "MPI_Bcast");

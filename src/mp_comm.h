@@ -18,6 +18,9 @@ MP_NODISCARD mp_status mp_comm_init(int *argc, char ***argv);
 void mp_comm_finalize(void);
 /* Ends every rank of the job: main only, when ranks can no longer agree. */
 void mp_comm_abort(const mp_comm *c, int code);
+/* Whether an MPI call of this process has failed: the ranks may be out of step, so main must
+ * abort rather than finalise. Not collective. */
+int mp_comm_broken(void);
 
 /* Collective over MPI_COMM_WORLD: a private duplicate of it. */
 MP_NODISCARD mp_status mp_comm_dup_world(mp_comm **out);
@@ -35,8 +38,8 @@ MP_NODISCARD mp_status mp_comm_barrier(const mp_comm *c);
 const void *mp_comm_native(const mp_comm *c);
 
 /* Every rank learns whether any rank failed: *global is the status of the lowest failing rank
- * (MP_OK if none) and *who that rank (-1 if none). That rank keeps its message; on every other
- * rank the message becomes "(reported by rank N)", so the caller prints it where rank == *who. */
+ * (MP_OK if none) and *who that rank (-1 if none). That rank keeps its message; every other
+ * rank records it as remote (mp_error_remote), so the caller prints it where rank == *who. */
 MP_NODISCARD mp_status mp_comm_agree(const mp_comm *c, mp_status local, mp_status *global,
                                      int *who);
 

@@ -215,13 +215,52 @@ static mp_status sweep_ws_alloc(sweep_ws *ws, int64_t rows, int64_t B)
     return MP_OK;
 }
 
+mp_status mp_sparsity_check(const mp_sparsity *sp, int64_t cols)
+{
+    if (!(sp->sparsity >= 0.0 && sp->sparsity < 1.0))
+        return mp_error(MP_ERR_ARG, "sparsity %g outside [0, 1)", sp->sparsity);
+    if (sp->n < 0 || (sp->n > 0 && (sp->m > MP_NM_MAX_M || sp->n >= sp->m)))
+        return mp_error(MP_ERR_ARG, "%d:%d is not N:M with 0 < N < M <= %d", sp->n, sp->m,
+                        MP_NM_MAX_M);
+    if (sp->n > 0 && cols > 0 && cols % sp->m != 0)
+        return mp_error(MP_ERR_ARG, "%d:%d pattern does not fit %lld columns", sp->n, sp->m,
+                        (long long)cols);
+    return MP_OK;
+}
+
+/* A decimal number of 1..2 digits at *p (N and M are at most 64); advances p. */
+static int parse_small(const char **p)
+{
+    int v = 0, k = 0;
+    while (**p >= '0' && **p <= '9' && k < 3) {
+        v = v * 10 + (**p - '0');
+        (*p)++;
+        k++;
+    }
+    return k == 0 || k == 3 ? -1 : v;
+}
+
+mp_status mp_sparsity_parse_nm(const char *text, mp_sparsity *sp)
+{
+    const char *p = text;
+    int n = parse_small(&p), m = -1;
+    if (n >= 0 && *p == ':') {
+        p++;
+        m = parse_small(&p);
+    }
+    mp_sparsity v = {.n = n, .m = m, .sparsity = m > 0 ? (double)n / (double)m : 0.0};
+    if (n <= 0 || m <= 0 || *p != '\0' || mp_sparsity_check(&v, 0) != MP_OK)
+        return mp_error(MP_ERR_ARG, "'%s' is not N:M with 0 < N < M <= %d", text, MP_NM_MAX_M);
+    *sp = v;
+    return MP_OK;
+}
+
 static mp_status sweep_check(int64_t rows, int64_t cols, int64_t B, const mp_sparsity *sp)
 {
-    if (!(sp->sparsity >= 0.0 && sp->sparsity < 1.0) ||
-        (sp->n > 0 && (sp->m > 64 || sp->n >= sp->m)))
-        return mp_error(MP_ERR_ARG, "sparsity %g or %d:%d pattern out of range", sp->sparsity,
-                        sp->n, sp->m);
-    if (B <= 0 || (sp->n > 0 && (sp->m <= 0 || B % sp->m != 0 || cols % sp->m != 0)))
+    mp_status st = mp_sparsity_check(sp, cols);
+    if (st != MP_OK)
+        return st;
+    if (B <= 0 || (sp->n > 0 && B % sp->m != 0))
         return mp_error(MP_ERR_ARG, "block size %lld and %d:%d pattern do not fit %lld columns",
                         (long long)B, sp->n, sp->m, (long long)cols);
     if (rows < 0 || rows > INT_MAX || cols > INT_MAX)
@@ -440,15 +479,6 @@ static int cmp_scored(const void *a, const void *b)
     return x->idx < y->idx ? -1 : x->idx > y->idx;
 }
 
-static mp_status check_nm(const mp_sparsity *sp, int64_t cols)
-{
-    if (!(sp->sparsity >= 0.0 && sp->sparsity < 1.0))
-        return mp_error(MP_ERR_ARG, "sparsity %g outside [0, 1)", sp->sparsity);
-    if (sp->n > 0 && (sp->m > 64 || sp->n > sp->m || cols % sp->m != 0))
-        return mp_error(MP_ERR_ARG, "%d:%d pattern does not fit %lld columns", sp->n, sp->m,
-                        (long long)cols);
-    return MP_OK;
-}
 
 static void prune_nm(float *W, int64_t rows, int64_t cols, const double *colscale,
                      const mp_sparsity *sp)
@@ -470,7 +500,7 @@ static void prune_nm(float *W, int64_t rows, int64_t cols, const double *colscal
 mp_status mp_wanda_prune(float *W, int64_t rows, int64_t cols, const double *hdiag,
                          const mp_sparsity *sp)
 {
-    mp_status st = check_nm(sp, cols);
+    mp_status st = mp_sparsity_check(sp, cols);
     if (st != MP_OK)
         return st;
     double *scale = mp_malloc((size_t)cols * sizeof(double));
@@ -511,7 +541,7 @@ mp_status mp_wanda_prune(float *W, int64_t rows, int64_t cols, const double *hdi
 
 mp_status mp_magnitude_prune(float *W, int64_t rows, int64_t cols, const mp_sparsity *sp)
 {
-    mp_status st = check_nm(sp, cols);
+    mp_status st = mp_sparsity_check(sp, cols);
     if (st != MP_OK)
         return st;
     if (sp->n > 0) {

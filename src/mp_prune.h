@@ -33,10 +33,19 @@
 
 #define MP_DAMP_ESCALATIONS 6
 
+/* The largest M of an N:M pattern (a group's scores fit one small array). */
+#define MP_NM_MAX_M 64
+
 typedef struct {
     double sparsity; /* unstructured fraction, used when n == 0 */
     int n, m;        /* N:M when n > 0 */
 } mp_sparsity;
+
+/* The one rule every solver and the CLI apply: 0 <= sparsity < 1, and an N:M pattern has
+ * 0 < N < M <= MP_NM_MAX_M and M dividing cols (cols <= 0: not checked). MP_ERR_ARG. */
+MP_NODISCARD mp_status mp_sparsity_check(const mp_sparsity *sp, int64_t cols);
+/* Parses "N:M" (decimal digits only) into sp, checked as above; MP_ERR_ARG naming text. */
+MP_NODISCARD mp_status mp_sparsity_parse_nm(const char *text, mp_sparsity *sp);
 
 typedef struct {
     double damp;       /* λ / mean(diag H) actually used */

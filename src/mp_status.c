@@ -8,6 +8,7 @@
 /* Per-thread like errno: the message travels with the status up to main without a context
  * argument on every numerical kernel. */
 static _Thread_local char mp_errbuf[1024];
+static _Thread_local int mp_err_remote;
 
 static const char *const mp_status_names[MP_STATUS_COUNT] = {
     [MP_OK] = "ok",
@@ -33,7 +34,13 @@ const char *mp_status_str(mp_status st)
 
 mp_status mp_verror(mp_status code, const char *fmt, va_list ap)
 {
-    vsnprintf(mp_errbuf, sizeof mp_errbuf, fmt, ap);
+    /* Formatted aside first: an argument may be the current message itself
+     * (mp_error(st, "%s: %s", layer, mp_error_message())), and vsnprintf into its own source
+     * is undefined behaviour. */
+    char tmp[sizeof mp_errbuf];
+    vsnprintf(tmp, sizeof tmp, fmt, ap);
+    memcpy(mp_errbuf, tmp, sizeof tmp);
+    mp_err_remote = 0;
     for (char *p = mp_errbuf; *p; p++)
         if (*p == '\n' || *p == '\r')
             *p = ' ';
@@ -48,6 +55,15 @@ mp_status mp_error(mp_status code, const char *fmt, ...)
     va_end(ap);
     return code;
 }
+
+mp_status mp_error_remote(mp_status code, int rank)
+{
+    mp_error(code, "(reported by rank %d)", rank);
+    mp_err_remote = 1;
+    return code;
+}
+
+int mp_error_is_remote(void) { return mp_err_remote; }
 
 const char *mp_error_message(void) { return mp_errbuf; }
 

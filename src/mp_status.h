@@ -42,6 +42,12 @@ const char *mp_status_str(mp_status st);
 mp_status mp_error(mp_status code, const char *fmt, ...) MP_PRINTF(2, 3);
 mp_status mp_verror(mp_status code, const char *fmt, va_list ap);
 
+/* Records that the failure is another rank's, which reports it: the message becomes
+ * "(reported by rank N)" and mp_error_is_remote() is true until the next mp_error. Returns
+ * code. So a job prints one line, on the rank that failed. */
+mp_status mp_error_remote(mp_status code, int rank);
+int mp_error_is_remote(void);
+
 /* The last message recorded by mp_error on this thread, "" if none. */
 const char *mp_error_message(void);
 void mp_error_clear(void);

@@ -17,7 +17,8 @@ if grep -qE 'AddressSanitizer|LeakSanitizer|runtime error:|Segmentation' "$err";
 fi
 # Open MPI's mpirun adds its own note when a rank exits non-zero; the program's line is ours.
 lines=$(grep -vE '^-+$|^(Primary job|mpirun|Open MPI|process|Process|  |$)' "$err" \
-        | grep -vE 'detected that one or more processes exited|terminated|exited on signal|non-zero status|rank [0-9]+ with PID|normally|non-zero exit code|Per user-direction' )
+        | grep -vE 'detected that one or more processes exited|terminated|exited on signal|non-zero status|rank [0-9]+ with PID|normally|non-zero exit code|Per user-direction' \
+        | grep -vE '^MPI_ABORT was invoked|^with errorcode|^NOTE: invoking MPI_ABORT|^You may or may not see output|^exactly when Open MPI kills them|ORTE_ERROR_LOG' )
 n=$(printf '%s' "$lines" | grep -c '^' || true)
 if [ "$n" -ne 1 ]; then
   echo "FAIL: expected exactly one error line on stderr, got $n"; fail=1

@@ -85,6 +85,16 @@ mp_pio_fail_test(prune_io_bad_nsamples_np2 EXIT 3
   REGEX "calib\\.bin.*128 windows.*fewer than --nsamples 200" NP 2 ARGS --nsamples 200)
 mp_pio_fail_test(prune_io_bad_nm_order EXIT 2 REGEX "--nm.*'4:2' is not N:M" ARGS --nm 4:2)
 mp_pio_fail_test(prune_io_bad_nm_text EXIT 2 REGEX "--nm.*'abc' is not N:M" ARGS --nm abc)
+# R6: one rule for N:M everywhere (N == M was refused by SparseGPT only; overlong digits were
+# undefined behaviour in sscanf).
+mp_pio_fail_test(prune_io_bad_nm_equal_wanda EXIT 2 REGEX "--nm.*'4:4' is not N:M"
+  ARGS --method wanda --nm 4:4)
+mp_pio_fail_test(prune_io_bad_nm_equal_magnitude EXIT 2 REGEX "--nm.*'4:4' is not N:M"
+  ARGS --method magnitude --nm 4:4)
+mp_pio_fail_test(prune_io_bad_nm_overlong EXIT 2
+  REGEX "--nm.*'99999999999999999999:4' is not N:M" ARGS --nm 99999999999999999999:4)
+mp_pio_fail_test(prune_io_bad_nm_trailing EXIT 2 REGEX "--nm.*'2:4x' is not N:M" ARGS --nm 2:4x)
+mp_pio_fail_test(prune_io_bad_nm_big_m EXIT 2 REGEX "--nm.*'2:65' is not N:M" ARGS --nm 2:65)
 mp_pio_fail_test(prune_io_bad_sparsity EXIT 2 REGEX "--sparsity.*1\\.5.*outside"
   ARGS --sparsity 1.5)
 mp_pio_fail_test(prune_io_bad_method EXIT 2 REGEX "--method.*'foo'" ARGS --method foo)
@@ -103,3 +113,12 @@ mp_pio_fail_test(prune_io_bad_model_missing EXIT 3 REGEX "pio_no_such_model_dir"
 mp_pio_fail_test(prune_io_bad_out_parent_missing EXIT 3
   REGEX "out/no_parent/out\\.tmp-[0-9]+: cannot create"
   OUT ${MP_PIO_WORK}/prune_io_bad_out_parent_missing/out/no_parent/out ARGS)
+
+# R7: an MPI failure on one rank (injected into its 3rd broadcast) while the other waits in that
+# broadcast: the job aborts with one error line instead of hanging in MPI_Finalize.
+mp_add_fail_test(prune_io_mpi_failure_aborts EXIT 1 REGEX "MPI_Bcast failed" NP 2
+  LABELS "prune;io"
+  COMMAND env MPIPRUNE_FAULT_MPI=1:3 ${MP_CLI} prune --model ${MP_FIXTURE_DIR}
+          --calib ${MP_PIO_CALIB} --seqlen 64 --nsamples 4 --quiet
+          --out ${MP_PIO_WORK}/mpi_failure/out)
+set_tests_properties(prune_io_mpi_failure_aborts PROPERTIES TIMEOUT 60)

@@ -414,6 +414,83 @@ static void test_err_missing_file(void **state)
     assert_msg(path, "no such file");
 }
 
+#define PL_BASE                                                                           \
+    "{\"model_type\": \"llama\", \"hidden_size\": 64, \"intermediate_size\": 128,"         \
+    " \"num_hidden_layers\": 3, \"num_attention_heads\": 4, \"num_key_value_heads\": 2,"    \
+    " \"head_dim\": 16, \"vocab_size\": 100, \"max_position_embeddings\": 64, "
+
+/* per_layer_widths: each block's widths; 0 means the sub-block is absent. */
+static void test_per_layer(void **state)
+{
+    (void)state;
+    mp_model_config c;
+    const char *ok = PL_BASE "\"per_layer_widths\": {\"num_attention_heads\": [4, 0, 2],"
+                     " \"num_key_value_heads\": [2, 0, 1], \"intermediate_size\": [128, 64, 0]}}";
+    if (parse(ok, &c) != MP_OK)
+        fail_msg("%s", mp_error_message());
+    assert_true(c.per_layer);
+    assert_int_equal(c.layer[0].n_heads, 4);
+    assert_int_equal(c.layer[1].n_heads, 0);
+    assert_int_equal(c.layer[1].n_kv_heads, 0);
+    assert_int_equal(c.layer[1].ffn, 64);
+    assert_int_equal(c.layer[2].n_kv_heads, 1);
+    assert_int_equal(c.layer[2].ffn, 0);
+    assert_int_equal(mp_layer_shape(&c, 2).n_heads, 2);
+    /* No per_layer_widths: a stock config. */
+    assert_int_equal(parse(PL_BASE "\"rms_norm_eps\": 1e-5}", &c), MP_OK);
+    assert_false(c.per_layer);
+    assert_int_equal(mp_layer_shape(&c, 1).ffn, 128);
+
+    struct { const char *json, *field; } bad[] = {
+        {PL_BASE "\"per_layer_widths\": [1]}", "per_layer_widths"},
+        {PL_BASE "\"per_layer_widths\": {\"num_attention_heads\": [4, 4],"
+         " \"num_key_value_heads\": [2, 2, 2], \"intermediate_size\": [1, 1, 1]}}",
+         "per_layer_widths.num_attention_heads"},
+        {PL_BASE "\"per_layer_widths\": {\"num_attention_heads\": [4, 4, 4],"
+         " \"intermediate_size\": [1, 1, 1]}}", "per_layer_widths.num_key_value_heads"},
+        {PL_BASE "\"per_layer_widths\": {\"num_attention_heads\": [4, -1, 4],"
+         " \"num_key_value_heads\": [2, 2, 2], \"intermediate_size\": [1, 1, 1]}}",
+         "per_layer_widths.num_attention_heads[1]"},
+        {PL_BASE "\"per_layer_widths\": {\"num_attention_heads\": [4, 4, 4],"
+         " \"num_key_value_heads\": [2, 2, 2], \"intermediate_size\": [1, 1.5, 1]}}",
+         "per_layer_widths.intermediate_size[1]"},
+        {PL_BASE "\"per_layer_widths\": {\"num_attention_heads\": [4, 4, 4],"
+         " \"num_key_value_heads\": [2, 2, 2], \"intermediate_size\": [1, 1, 1],"
+         " \"hidden_size\": [1, 1, 1]}}", "per_layer_widths.hidden_size"},
+        /* 3 heads in 2 KV groups; heads without KV heads; wider than the stock keys. */
+        {PL_BASE "\"per_layer_widths\": {\"num_attention_heads\": [4, 3, 4],"
+         " \"num_key_value_heads\": [2, 2, 2], \"intermediate_size\": [1, 1, 1]}}", "block 1"},
+        {PL_BASE "\"per_layer_widths\": {\"num_attention_heads\": [4, 4, 4],"
+         " \"num_key_value_heads\": [2, 0, 2], \"intermediate_size\": [1, 1, 1]}}", "block 1"},
+        {PL_BASE "\"per_layer_widths\": {\"num_attention_heads\": [4, 4, 4],"
+         " \"num_key_value_heads\": [2, 2, 2], \"intermediate_size\": [1, 1, 129]}}",
+         "block 2"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        mp_status st = parse(bad[i].json, &c);
+        if (st != MP_ERR_FORMAT)
+            fail_msg("case %zu: status %d (%s), want a format error", i, st, mp_error_message());
+        assert_msg(CFG_PATH, bad[i].field);
+    }
+}
+
+/* A pruned OPT's head count no longer divides hidden_size: head_dim is then explicit. */
+static void test_per_layer_opt(void **state)
+{
+    (void)state;
+    mp_model_config c;
+    const char *ok =
+        "{\"model_type\": \"opt\", \"hidden_size\": 64, \"ffn_dim\": 256, \"num_hidden_layers\": 2,"
+        " \"num_attention_heads\": 3, \"head_dim\": 16, \"vocab_size\": 100,"
+        " \"max_position_embeddings\": 64, \"per_layer_widths\": {\"num_attention_heads\": [3, 1],"
+        " \"ffn_dim\": [0, 256]}}";
+    if (parse(ok, &c) != MP_OK)
+        fail_msg("%s", mp_error_message());
+    assert_int_equal(c.head_dim, 16);
+    assert_int_equal(c.layer[1].n_kv_heads, 1);
+    assert_int_equal(c.layer[0].ffn, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -432,6 +509,8 @@ int main(void)
         cmocka_unit_test(test_err_rope_scaling),
         cmocka_unit_test(test_err_other_refusals),
         cmocka_unit_test(test_err_missing_file),
+        cmocka_unit_test(test_per_layer),
+        cmocka_unit_test(test_per_layer_opt),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -28,6 +28,7 @@
 #include "test_util.h"
 
 #include "mp_model.h"
+#include "mp_plan.h"
 #include "mp_status.h"
 
 #define TOL_LOGITS 1e-4
@@ -186,6 +187,14 @@ static mp_model_config opt_cfg(void)
     return c;
 }
 
+/* Block l's widths, read from the config's fields (not through the library's accessor). */
+static mp_block_shape ref_shape(const mp_model_config *c, int64_t l)
+{
+    if (c->per_layer) return c->layer[l];
+    mp_block_shape s = {c->n_heads, c->n_kv_heads, c->ffn};
+    return s;
+}
+
 static void add_linear(wstore *ws, prng *r, const char *prefix, int64_t out, int64_t in, bool bias)
 {
     char name[160];
@@ -201,27 +210,35 @@ static void add_linear(wstore *ws, prng *r, const char *prefix, int64_t out, int
 static void build_llama(wstore *ws, const mp_model_config *c, uint64_t seed)
 {
     prng r = {seed};
-    int64_t d = c->d, qd = c->n_heads * c->head_dim, kd = c->n_kv_heads * c->head_dim;
+    int64_t d = c->d;
     char p[160];
     ws_add(ws, &r, "model.embed_tokens.weight", 2, c->vocab, d, -1.0, 1.0);
     for (int64_t l = 0; l < c->n_layers; l++) {
-        snprintf(p, sizeof p, "model.layers.%lld.input_layernorm.weight", (long long)l);
-        ws_add(ws, &r, p, 1, d, 0, 0.7, 1.3);
-        const char *qkv[3] = {"q", "k", "v"};
-        for (int i = 0; i < 3; i++) {
-            snprintf(p, sizeof p, "model.layers.%lld.self_attn.%s_proj", (long long)l, qkv[i]);
-            add_linear(ws, &r, p, i == 0 ? qd : kd, d, c->qkv_bias);
+        mp_block_shape bs = ref_shape(c, l);
+        int64_t qd = bs.n_heads * c->head_dim, kd = bs.n_kv_heads * c->head_dim;
+        if (bs.n_heads > 0) {
+            snprintf(p, sizeof p, "model.layers.%lld.input_layernorm.weight", (long long)l);
+            ws_add(ws, &r, p, 1, d, 0, 0.7, 1.3);
+            const char *qkv[3] = {"q", "k", "v"};
+            for (int i = 0; i < 3; i++) {
+                snprintf(p, sizeof p, "model.layers.%lld.self_attn.%s_proj", (long long)l,
+                         qkv[i]);
+                add_linear(ws, &r, p, i == 0 ? qd : kd, d, c->qkv_bias);
+            }
+            snprintf(p, sizeof p, "model.layers.%lld.self_attn.o_proj", (long long)l);
+            add_linear(ws, &r, p, d, qd, c->o_bias);
         }
-        snprintf(p, sizeof p, "model.layers.%lld.self_attn.o_proj", (long long)l);
-        add_linear(ws, &r, p, d, qd, c->o_bias);
-        snprintf(p, sizeof p, "model.layers.%lld.post_attention_layernorm.weight", (long long)l);
-        ws_add(ws, &r, p, 1, d, 0, 0.7, 1.3);
-        snprintf(p, sizeof p, "model.layers.%lld.mlp.gate_proj", (long long)l);
-        add_linear(ws, &r, p, c->ffn, d, c->mlp_bias);
-        snprintf(p, sizeof p, "model.layers.%lld.mlp.up_proj", (long long)l);
-        add_linear(ws, &r, p, c->ffn, d, c->mlp_bias);
-        snprintf(p, sizeof p, "model.layers.%lld.mlp.down_proj", (long long)l);
-        add_linear(ws, &r, p, d, c->ffn, c->mlp_bias);
+        if (bs.ffn > 0) {
+            snprintf(p, sizeof p, "model.layers.%lld.post_attention_layernorm.weight",
+                     (long long)l);
+            ws_add(ws, &r, p, 1, d, 0, 0.7, 1.3);
+            snprintf(p, sizeof p, "model.layers.%lld.mlp.gate_proj", (long long)l);
+            add_linear(ws, &r, p, bs.ffn, d, c->mlp_bias);
+            snprintf(p, sizeof p, "model.layers.%lld.mlp.up_proj", (long long)l);
+            add_linear(ws, &r, p, bs.ffn, d, c->mlp_bias);
+            snprintf(p, sizeof p, "model.layers.%lld.mlp.down_proj", (long long)l);
+            add_linear(ws, &r, p, d, bs.ffn, c->mlp_bias);
+        }
     }
     ws_add(ws, &r, "model.norm.weight", 1, d, 0, 0.7, 1.3);
     if (!c->tie_embeddings) {
@@ -242,25 +259,35 @@ static void build_opt(wstore *ws, const mp_model_config *c, uint64_t seed)
         add_linear(ws, &r, "model.decoder.project_out", wd, d, false);
     }
     for (int64_t l = 0; l < c->n_layers; l++) {
-        const char *attn[4] = {"q", "k", "v", "out"};
-        for (int i = 0; i < 4; i++) {
-            snprintf(p, sizeof p, "model.decoder.layers.%lld.self_attn.%s_proj", (long long)l,
-                     attn[i]);
-            add_linear(ws, &r, p, d, d, i < 3 ? c->qkv_bias : c->o_bias);
+        mp_block_shape bs = ref_shape(c, l);
+        int64_t qd = bs.n_heads * c->head_dim;
+        if (bs.n_heads > 0) {
+            const char *attn[4] = {"q", "k", "v", "out"};
+            for (int i = 0; i < 4; i++) {
+                snprintf(p, sizeof p, "model.decoder.layers.%lld.self_attn.%s_proj",
+                         (long long)l, attn[i]);
+                add_linear(ws, &r, p, i < 3 ? qd : d, i < 3 ? d : qd,
+                           i < 3 ? c->qkv_bias : c->o_bias);
+            }
+            snprintf(p, sizeof p, "model.decoder.layers.%lld.self_attn_layer_norm.weight",
+                     (long long)l);
+            ws_add(ws, &r, p, 1, d, 0, 0.7, 1.3);
+            snprintf(p, sizeof p, "model.decoder.layers.%lld.self_attn_layer_norm.bias",
+                     (long long)l);
+            ws_add(ws, &r, p, 1, d, 0, -0.2, 0.2);
         }
-        snprintf(p, sizeof p, "model.decoder.layers.%lld.self_attn_layer_norm.weight",
-                 (long long)l);
-        ws_add(ws, &r, p, 1, d, 0, 0.7, 1.3);
-        snprintf(p, sizeof p, "model.decoder.layers.%lld.self_attn_layer_norm.bias", (long long)l);
-        ws_add(ws, &r, p, 1, d, 0, -0.2, 0.2);
-        snprintf(p, sizeof p, "model.decoder.layers.%lld.fc1", (long long)l);
-        add_linear(ws, &r, p, c->ffn, d, c->mlp_bias);
-        snprintf(p, sizeof p, "model.decoder.layers.%lld.fc2", (long long)l);
-        add_linear(ws, &r, p, d, c->ffn, c->mlp_bias);
-        snprintf(p, sizeof p, "model.decoder.layers.%lld.final_layer_norm.weight", (long long)l);
-        ws_add(ws, &r, p, 1, d, 0, 0.7, 1.3);
-        snprintf(p, sizeof p, "model.decoder.layers.%lld.final_layer_norm.bias", (long long)l);
-        ws_add(ws, &r, p, 1, d, 0, -0.2, 0.2);
+        if (bs.ffn > 0) {
+            snprintf(p, sizeof p, "model.decoder.layers.%lld.fc1", (long long)l);
+            add_linear(ws, &r, p, bs.ffn, d, c->mlp_bias);
+            snprintf(p, sizeof p, "model.decoder.layers.%lld.fc2", (long long)l);
+            add_linear(ws, &r, p, d, bs.ffn, c->mlp_bias);
+            snprintf(p, sizeof p, "model.decoder.layers.%lld.final_layer_norm.weight",
+                     (long long)l);
+            ws_add(ws, &r, p, 1, d, 0, 0.7, 1.3);
+            snprintf(p, sizeof p, "model.decoder.layers.%lld.final_layer_norm.bias",
+                     (long long)l);
+            ws_add(ws, &r, p, 1, d, 0, -0.2, 0.2);
+        }
     }
     if (c->final_norm) {
         ws_add(ws, &r, "model.decoder.final_layer_norm.weight", 1, d, 0, 0.7, 1.3);
@@ -364,15 +391,19 @@ static void capture(double **cap, const mp_model_config *c, int64_t l, mp_in_gro
     (void)c;
 }
 
-static int64_t ref_group_dim(const mp_model_config *c, mp_in_group g)
+/* Width of input group g in block l; 0 when its sub-block is absent. */
+static int64_t ref_group_dim(const mp_model_config *c, int64_t l, mp_in_group g)
 {
+    mp_block_shape bs = ref_shape(c, l);
     switch (g) {
+    case MP_IN_ATTN:
+        return bs.n_heads > 0 ? c->d : 0;
     case MP_IN_O:
-        return c->n_heads * c->head_dim;
-    case MP_IN_DOWN:
-        return c->ffn;
+        return bs.n_heads * c->head_dim;
+    case MP_IN_MLP:
+        return bs.ffn > 0 ? c->d : 0;
     default:
-        return c->d;
+        return bs.ffn;
     }
 }
 
@@ -408,7 +439,11 @@ static void ref_forward(const mp_model_config *c, const wstore *ws, const uint32
         }
         for (int64_t l = 0; l < c->n_layers; l++) {
             long long L = (long long)l;
+            mp_block_shape bs = ref_shape(c, l);
+            nh = bs.n_heads, nkv = bs.n_kv_heads, F = bs.ffn, qd = nh * hd, kd = nkv * hd;
+            bool has_attn = nh > 0, has_mlp = F > 0;
             if (!opt) {
+                if (has_attn) {
                 rrms(x, T, d, ws_getf(ws, "%s.%lld.input_layernorm.weight", lp, L), c->norm_eps,
                      hn);
                 capture(cap, c, l, MP_IN_ATTN, s, T, d, hn);
@@ -428,6 +463,8 @@ static void ref_forward(const mp_model_config *c, const wstore *ws, const uint32
                 rlin(att, T, qd, d, ws_getf(ws, "%s.%lld.self_attn.o_proj.weight", lp, L),
                      c->o_bias ? ws_getf(ws, "%s.%lld.self_attn.o_proj.bias", lp, L) : NULL, o);
                 for (int64_t i = 0; i < T * d; i++) x[i] += o[i];
+                }
+                if (!has_mlp) continue;
                 rrms(x, T, d, ws_getf(ws, "%s.%lld.post_attention_layernorm.weight", lp, L),
                      c->norm_eps, hn);
                 capture(cap, c, l, MP_IN_MLP, s, T, d, hn);
@@ -441,10 +478,9 @@ static void ref_forward(const mp_model_config *c, const wstore *ws, const uint32
                      c->mlp_bias ? ws_getf(ws, "%s.%lld.mlp.down_proj.bias", lp, L) : NULL, o);
                 for (int64_t i = 0; i < T * d; i++) x[i] += o[i];
             } else {
+                if (has_attn) {
                 const double *ln1w = ws_getf(ws, "%s.%lld.self_attn_layer_norm.weight", lp, L);
                 const double *ln1b = ws_getf(ws, "%s.%lld.self_attn_layer_norm.bias", lp, L);
-                const double *ln2w = ws_getf(ws, "%s.%lld.final_layer_norm.weight", lp, L);
-                const double *ln2b = ws_getf(ws, "%s.%lld.final_layer_norm.bias", lp, L);
                 if (c->norm_before)
                     rln(x, T, d, ln1w, ln1b, c->norm_eps, hn);
                 else
@@ -456,8 +492,9 @@ static void ref_forward(const mp_model_config *c, const wstore *ws, const uint32
                     const double *b =
                         c->qkv_bias ? ws_getf(ws, "%s.%lld.self_attn.%s_proj.bias", lp, L, nm[i])
                                     : NULL;
-                    rlin(hn, T, d, d, ws_getf(ws, "%s.%lld.self_attn.%s_proj.weight", lp, L, nm[i]),
-                         b, dst[i]);
+                    rlin(hn, T, d, qd,
+                         ws_getf(ws, "%s.%lld.self_attn.%s_proj.weight", lp, L, nm[i]), b,
+                         dst[i]);
                 }
                 /* OPTAttention: q_proj(h) * scaling, scaling = head_dim^-0.5, after the bias. */
                 for (int64_t i = 0; i < T * qd; i++) q[i] *= 1.0 / sqrt((double)hd);
@@ -467,6 +504,10 @@ static void ref_forward(const mp_model_config *c, const wstore *ws, const uint32
                      c->o_bias ? ws_getf(ws, "%s.%lld.self_attn.out_proj.bias", lp, L) : NULL, o);
                 for (int64_t i = 0; i < T * d; i++) x[i] += o[i];
                 if (!c->norm_before) rln(x, T, d, ln1w, ln1b, c->norm_eps, x);
+                }
+                if (!has_mlp) continue;
+                const double *ln2w = ws_getf(ws, "%s.%lld.final_layer_norm.weight", lp, L);
+                const double *ln2b = ws_getf(ws, "%s.%lld.final_layer_norm.bias", lp, L);
                 if (c->norm_before)
                     rln(x, T, d, ln2w, ln2b, c->norm_eps, hn);
                 else
@@ -520,6 +561,7 @@ static void ref_forward(const mp_model_config *c, const wstore *ws, const uint32
 /* ---------- the hook: collects each input group's rows in call order ---------- */
 typedef struct {
     const mp_model_config *cfg;
+    int64_t layer;             /* the block being run */
     double *buf[MP_IN_COUNT];  /* [n_seq * T, dim] */
     int64_t rows[MP_IN_COUNT]; /* rows received so far */
     int64_t cap_rows;
@@ -530,7 +572,7 @@ typedef struct {
 static mp_status hook_fn(void *ud, mp_in_group g, const float *x, int64_t rows, int64_t dim)
 {
     hook_rec *h = ud;
-    if ((int)g < 0 || (int)g >= MP_IN_COUNT || dim != ref_group_dim(h->cfg, g) ||
+    if ((int)g < 0 || (int)g >= MP_IN_COUNT || dim != ref_group_dim(h->cfg, h->layer, g) ||
         h->rows[g] + rows > h->cap_rows) {
         h->bad_dim = true;
         return MP_OK;
@@ -594,7 +636,7 @@ static void run_case(const char *name, const mp_model_config *c, wstore *ws, int
     assert_non_null(cap);
     for (int64_t l = 0; l < c->n_layers; l++)
         for (int g = 0; g < MP_IN_COUNT; g++)
-            cap[l * MP_IN_COUNT + g] = dalloc(N * ref_group_dim(c, (mp_in_group)g));
+            cap[l * MP_IN_COUNT + g] = dalloc(N * ref_group_dim(c, l, (mp_in_group)g) + 1);
     ref_forward(c, ws, tok, n_seq, T, ref_logits, ref_nll, cap);
 
     /* Library. */
@@ -606,12 +648,15 @@ static void run_case(const char *name, const mp_model_config *c, wstore *ws, int
     memset(&rec, 0, sizeof rec);
     rec.cfg = c;
     rec.cap_rows = N;
-    for (int g = 0; g < MP_IN_COUNT; g++) rec.buf[g] = dalloc(N * ref_group_dim(c, g));
+    int64_t maxdim = c->d > c->ffn ? c->d : c->ffn;
+    if (c->n_heads * c->head_dim > maxdim) maxdim = c->n_heads * c->head_dim;
+    for (int g = 0; g < MP_IN_COUNT; g++) rec.buf[g] = dalloc(N * maxdim);
     mp_hook hook = {.fn = hook_fn, .ud = &rec};
     for (int64_t l = 0; l < c->n_layers; l++) {
         mp_block *blk = NULL;
         fail_st("mp_block_load", mp_block_load(c, &src, l, &blk));
         assert_non_null(blk);
+        rec.layer = l;
         for (int g = 0; g < MP_IN_COUNT; g++) rec.rows[g] = 0, rec.calls[g] = 0;
         fail_st("mp_block_forward", mp_block_forward(c, blk, h, n_seq, T, &hook));
         mp_block_free(&blk);
@@ -619,10 +664,12 @@ static void run_case(const char *name, const mp_model_config *c, wstore *ws, int
         if (rec.bad_dim)
             fail_msg("%s layer %lld: hook called with a bad group or dim", name, (long long)l);
         for (int g = 0; g < MP_IN_COUNT; g++) {
-            if (rec.rows[g] != N)
+            int64_t gd = ref_group_dim(c, l, (mp_in_group)g), want = gd > 0 ? N : 0;
+            if (rec.rows[g] != want)
                 fail_msg("%s layer %lld: hook group %d got %lld rows, want %lld", name,
-                         (long long)l, g, (long long)rec.rows[g], (long long)N);
-            double err = rel_err_dd(rec.buf[g], cap[l * MP_IN_COUNT + g], N * ref_group_dim(c, g));
+                         (long long)l, g, (long long)rec.rows[g], (long long)want);
+            if (gd == 0) continue;
+            double err = rel_err_dd(rec.buf[g], cap[l * MP_IN_COUNT + g], N * gd);
             if (!(err <= TOL_HOOK))
                 fail_msg("%s layer %lld: hook input of group %d: rel err %.3e > %.0e", name,
                          (long long)l, g, err, TOL_HOOK);
@@ -875,6 +922,215 @@ static void test_flops_bytes(void **state)
     ws_free(&ws);
 }
 
+/* Per-block widths: fewer query and KV heads, an absent attention, an absent FFN. */
+static mp_model_config llama_per_layer_cfg(void)
+{
+    mp_model_config c = llama_cfg();
+    c.n_layers = 4;
+    mp_block_shape sh[4] = {{4, 2, 40}, {0, 0, 80}, {6, 2, 0}, {2, 1, 24}};
+    mp_model_config_set_shapes(&c, sh);
+    return c;
+}
+
+static void test_llama_per_layer(void **state)
+{
+    (void)state;
+    mp_model_config c = llama_per_layer_cfg();
+    assert_true(c.per_layer);
+    assert_int_equal(c.n_heads, 6);
+    assert_int_equal(c.ffn, 80);
+    wstore ws = {0};
+    build_llama(&ws, &c, 1101);
+    assert_null(ws_find(&ws, "model.layers.1.input_layernorm.weight"));
+    assert_null(ws_find(&ws, "model.layers.2.mlp.down_proj.weight"));
+    run_case("llama per-layer widths", &c, &ws, 2, 19, 13);
+    check_bytes(&c, &ws);
+    ws_free(&ws);
+}
+
+static void test_opt_per_layer(void **state)
+{
+    (void)state;
+    mp_model_config c = opt_cfg();
+    c.n_layers = 3;
+    /* 2 heads of 8: q/k/v [16, 32], out_proj [32, 16], no longer n_heads * head_dim == d. */
+    mp_block_shape sh[3] = {{2, 2, 64}, {4, 4, 0}, {0, 0, 24}};
+    mp_model_config_set_shapes(&c, sh);
+    wstore ws = {0};
+    build_opt(&ws, &c, 2101);
+    run_case("opt per-layer widths", &c, &ws, 2, 19, 14);
+    ws_free(&ws);
+}
+
+/* Widths that set_shapes finds uniform make a stock config again. */
+static void test_set_shapes_uniform(void **state)
+{
+    (void)state;
+    mp_model_config c = llama_cfg();
+    mp_block_shape sh[2] = {{4, 2, 40}, {4, 2, 40}};
+    mp_model_config_set_shapes(&c, sh);
+    assert_false(c.per_layer);
+    assert_int_equal(c.n_heads, 4);
+    assert_int_equal(c.n_kv_heads, 2);
+    assert_int_equal(c.ffn, 40);
+    mp_block_shape z[2] = {{4, 2, 40}, {0, 0, 40}};
+    mp_model_config_set_shapes(&c, z);
+    assert_true(c.per_layer);
+    /* Inconsistent per-block widths are refused. */
+    c.layer[0].n_kv_heads = 3; /* 4 heads in 3 groups */
+    assert_int_equal(mp_model_config_check(&c, "cfg"), MP_ERR_FORMAT);
+    c.layer[0].n_kv_heads = 0; /* heads without KV heads */
+    assert_int_equal(mp_model_config_check(&c, "cfg"), MP_ERR_FORMAT);
+    c.layer[0].n_kv_heads = 2;
+    c.layer[0].ffn = c.ffn + 1; /* wider than the model */
+    assert_int_equal(mp_model_config_check(&c, "cfg"), MP_ERR_FORMAT);
+    c.layer[0].ffn = 40;
+    fail_st("mp_model_config_check", mp_model_config_check(&c, "cfg"));
+}
+
+/* Copies rows rows[0..n) (and, when cols_idx, only columns cols_idx[0..nc)) of tensor `name` of
+ * src into dst under the same name: the reference's own slicing, independent of the library. */
+static void ws_slice(wstore *dst, const wstore *src, const char *name, const int64_t *rows,
+                     int64_t nr, const int64_t *cols_idx, int64_t nc)
+{
+    const wentry *e = ws_find(src, name);
+    assert_non_null(e);
+    int64_t R = nr >= 0 ? nr : e->shape[0], C = e->ndim == 2 ? (nc >= 0 ? nc : e->shape[1]) : 1;
+    prng r = {1};
+    ws_add(dst, &r, name, e->ndim, R, C, 0.0, 1.0);
+    wentry *o = ws_find(dst, name);
+    for (int64_t i = 0; i < R; i++)
+        for (int64_t j = 0; j < C; j++) {
+            int64_t si = nr >= 0 ? rows[i] : i, sj = e->ndim == 2 && nc >= 0 ? cols_idx[j] : j;
+            o->v[i * C + j] = e->v[si * (e->ndim == 2 ? e->shape[1] : 1) + sj];
+        }
+}
+
+/* A plan that drops a KV group, query heads inside the kept groups, FFN neurons, a whole FFN and
+ * a whole attention, applied with mp_block_apply_plan, gives the forward of the model whose
+ * tensors are sliced by hand here (float64 reference). */
+static void test_plan_apply(void **state)
+{
+    (void)state;
+    mp_model_config c = llama_cfg(); /* 6 heads in 2 KV groups of 3, head_dim 8, ffn 80 */
+    c.n_layers = 3;
+    wstore full = {0}, cut = {0};
+    build_llama(&full, &c, 6001);
+    mp_plan plan;
+    fail_st("mp_plan_identity", mp_plan_identity(&c, &plan));
+    fail_st("mp_plan_check identity", mp_plan_check(&c, &plan, "plan"));
+    int64_t kv0[1] = {1}, q0[2] = {0, 2}, f0[5] = {1, 5, 7, 40, 79};
+    fail_st("set 0", mp_plan_set_block(&plan, 0, 1, kv0, 2, q0, 5, f0));
+    int64_t kv1[2] = {0, 1}, q1[2] = {1, 2};
+    fail_st("set 1", mp_plan_set_block(&plan, 1, 2, kv1, 1, q1, 0, NULL));
+    int64_t f2[3] = {0, 2, 4};
+    fail_st("set 2", mp_plan_set_block(&plan, 2, 0, NULL, 0, NULL, 3, f2));
+    fail_st("mp_plan_check", mp_plan_check(&c, &plan, "plan"));
+    mp_model_config pc;
+    mp_plan_apply_config(&c, &plan, &pc);
+    assert_true(pc.per_layer);
+    assert_int_equal(pc.layer[0].n_heads, 2);
+    assert_int_equal(pc.layer[0].n_kv_heads, 1);
+    assert_int_equal(pc.layer[1].ffn, 0);
+    assert_int_equal(pc.layer[2].n_heads, 0);
+
+    /* The hand-sliced model. */
+    int64_t hd = c.head_dim, rows[64], krows[64];
+    char nm[160];
+    ws_slice(&cut, &full, "model.embed_tokens.weight", NULL, -1, NULL, -1);
+    ws_slice(&cut, &full, "model.norm.weight", NULL, -1, NULL, -1);
+    ws_slice(&cut, &full, "lm_head.weight", NULL, -1, NULL, -1);
+    for (int64_t l = 0; l < 3; l++) {
+        const mp_block_plan *bp = &plan.b[l];
+        int64_t nq = 0, nk = 0;
+        for (int64_t i = 0; i < bp->n_kv; i++) {
+            for (int64_t t = 0; t < hd; t++) krows[nk++] = bp->kv[i] * hd + t;
+            for (int64_t j = 0; j < bp->q_per_kv; j++)
+                for (int64_t t = 0; t < hd; t++)
+                    rows[nq++] = (bp->kv[i] * 3 + bp->q[i * bp->q_per_kv + j]) * hd + t;
+        }
+        if (bp->n_kv > 0) {
+            snprintf(nm, sizeof nm, "model.layers.%lld.input_layernorm.weight", (long long)l);
+            ws_slice(&cut, &full, nm, NULL, -1, NULL, -1);
+            const char *p3[3] = {"q", "k", "v"};
+            for (int i = 0; i < 3; i++) {
+                const int64_t *ri = i == 0 ? rows : krows;
+                int64_t n = i == 0 ? nq : nk;
+                snprintf(nm, sizeof nm, "model.layers.%lld.self_attn.%s_proj.weight",
+                         (long long)l, p3[i]);
+                ws_slice(&cut, &full, nm, ri, n, NULL, -1);
+                snprintf(nm, sizeof nm, "model.layers.%lld.self_attn.%s_proj.bias",
+                         (long long)l, p3[i]);
+                ws_slice(&cut, &full, nm, ri, n, NULL, -1);
+            }
+            snprintf(nm, sizeof nm, "model.layers.%lld.self_attn.o_proj.weight", (long long)l);
+            ws_slice(&cut, &full, nm, NULL, -1, rows, nq);
+            snprintf(nm, sizeof nm, "model.layers.%lld.self_attn.o_proj.bias", (long long)l);
+            ws_slice(&cut, &full, nm, NULL, -1, NULL, -1);
+        }
+        if (bp->n_ffn > 0) {
+            snprintf(nm, sizeof nm, "model.layers.%lld.post_attention_layernorm.weight",
+                     (long long)l);
+            ws_slice(&cut, &full, nm, NULL, -1, NULL, -1);
+            const char *p2[2] = {"gate", "up"};
+            for (int i = 0; i < 2; i++) {
+                snprintf(nm, sizeof nm, "model.layers.%lld.mlp.%s_proj.weight", (long long)l,
+                         p2[i]);
+                ws_slice(&cut, &full, nm, bp->ffn, bp->n_ffn, NULL, -1);
+                snprintf(nm, sizeof nm, "model.layers.%lld.mlp.%s_proj.bias", (long long)l,
+                         p2[i]);
+                ws_slice(&cut, &full, nm, bp->ffn, bp->n_ffn, NULL, -1);
+            }
+            snprintf(nm, sizeof nm, "model.layers.%lld.mlp.down_proj.weight", (long long)l);
+            ws_slice(&cut, &full, nm, NULL, -1, bp->ffn, bp->n_ffn);
+            snprintf(nm, sizeof nm, "model.layers.%lld.mlp.down_proj.bias", (long long)l);
+            ws_slice(&cut, &full, nm, NULL, -1, NULL, -1);
+        }
+    }
+    /* The sliced model through the library at the planned config passes against the
+     * reference; then the full model cut by the plan must give the same hidden states. */
+    run_case("llama planned (sliced by hand)", &pc, &cut, 2, 19, 15);
+
+    int64_t n_seq = 2, T = 19, N = n_seq * T;
+    float *ha = falloc(N * c.d), *hb = falloc(N * c.d);
+    prng r = {77};
+    for (int64_t i = 0; i < N * c.d; i++) ha[i] = hb[i] = (float)prng_uniform(&r, -1.0, 1.0);
+    mp_weight_source sf = {.ctx = &full, .load = ws_load, .has = ws_has};
+    mp_weight_source sc = {.ctx = &cut, .load = ws_load, .has = ws_has};
+    for (int64_t l = 0; l < 3; l++) {
+        mp_block *a = NULL, *b = NULL;
+        fail_st("load full", mp_block_load(&c, &sf, l, &a));
+        fail_st("mp_block_apply_plan", mp_block_apply_plan(&c, &plan.b[l], a));
+        fail_st("load cut", mp_block_load(&pc, &sc, l, &b));
+        assert_memory_equal(&a->shape, &b->shape, sizeof a->shape);
+        for (int id = 0; id < MP_LIN_COUNT; id++) {
+            assert_int_equal(a->lin[id].out, b->lin[id].out);
+            assert_int_equal(a->lin[id].in, b->lin[id].in);
+        }
+        fail_st("forward planned", mp_block_forward(&c, a, ha, n_seq, T, NULL));
+        fail_st("forward sliced", mp_block_forward(&pc, b, hb, n_seq, T, NULL));
+        mp_block_free(&a);
+        mp_block_free(&b);
+        /* The same floats in the same order: bitwise equal. */
+        assert_memory_equal(ha, hb, (size_t)(N * c.d) * sizeof *ha);
+    }
+    free(ha), free(hb);
+
+    /* Bad plans are refused. */
+    int64_t bad_kv[2] = {1, 1}, bad_q[2] = {0, 1};
+    fail_st("set bad", mp_plan_set_block(&plan, 0, 2, bad_kv, 1, bad_q, 0, NULL));
+    assert_int_equal(mp_plan_check(&c, &plan, "plan"), MP_ERR_FORMAT);
+    int64_t q_out[1] = {3}; /* group size is 3 */
+    fail_st("set bad q", mp_plan_set_block(&plan, 0, 1, kv0, 1, q_out, 0, NULL));
+    assert_int_equal(mp_plan_check(&c, &plan, "plan"), MP_ERR_FORMAT);
+    int64_t f_out[1] = {80};
+    fail_st("set bad ffn", mp_plan_set_block(&plan, 0, 1, kv0, 1, q0, 1, f_out));
+    assert_int_equal(mp_plan_check(&c, &plan, "plan"), MP_ERR_FORMAT);
+    mp_plan_free(&plan);
+    ws_free(&full);
+    ws_free(&cut);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -887,6 +1143,10 @@ int main(void)
         cmocka_unit_test(test_seq_independent),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_flops_bytes),
+        cmocka_unit_test(test_llama_per_layer),
+        cmocka_unit_test(test_opt_per_layer),
+        cmocka_unit_test(test_set_shapes_uniform),
+        cmocka_unit_test(test_plan_apply),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1037,6 +1037,30 @@ static void test_hessian_recon(void **state)
     }
 }
 
+/* One rule for sparsity and N:M in every solver (review R6): N == M, M > 64, a fraction of 1 and
+ * M not dividing the columns are refused alike by Wanda and magnitude. */
+static void test_sparsity_rule(void **state)
+{
+    (void)state;
+    float W[64] = {0};
+    double hd[8] = {1, 1, 1, 1, 1, 1, 1, 1};
+    mp_sparsity bad[] = {{0.0, 4, 4}, {0.0, 2, 65}, {1.0, 0, 0}, {-0.1, 0, 0}, {0.0, 2, 3},
+                         {0.0, -1, 4}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal(mp_sparsity_check(&bad[i], 8), MP_ERR_ARG);
+        assert_int_equal(mp_wanda_prune(W, 8, 8, hd, &bad[i]), MP_ERR_ARG);
+        assert_int_equal(mp_magnitude_prune(W, 8, 8, &bad[i]), MP_ERR_ARG);
+    }
+    mp_sparsity sp;
+    assert_int_equal(mp_sparsity_parse_nm("2:4", &sp), MP_OK);
+    assert_int_equal(sp.n, 2);
+    assert_int_equal(sp.m, 4);
+    const char *texts[] = {"4:4", "0:4", "2:65", "2:4x", "99999999999999999999:4", ":4", "2:",
+                           "-1:4", "2 :4", ""};
+    for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++)
+        assert_int_equal(mp_sparsity_parse_nm(texts[i], &sp), MP_ERR_ARG);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1048,6 +1072,7 @@ int main(void)
         cmocka_unit_test(test_magnitude),
         cmocka_unit_test(test_kth_smallest),
         cmocka_unit_test(test_hessian_recon),
+        cmocka_unit_test(test_sparsity_rule),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

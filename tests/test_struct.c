@@ -1,0 +1,277 @@
+/* src/mp_struct: structured OBS removal of input groups against float64 references written
+ * here (Gauss-Jordan inverses of sub-matrices, the least-squares solution in closed form),
+ * independent of the library's Cholesky/Schur code.
+ *
+ * Tolerance: relative 1e-9 (float64 throughout; the Hessians are well conditioned,
+ * N = 4·cols random rows). Every check is written !(err <= tol) so that NaN fails. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "test_util.h"
+
+#include "mp_struct.h"
+
+#define TOL 1e-9
+
+static void fail_st(const char *what, mp_status st)
+{
+    if (st != MP_OK) fail_msg("%s: %s: %s", what, mp_status_str(st), mp_error_message());
+}
+
+/* H[n, n] = (2/N) XᵀX of N random rows; column `dead` (if >= 0) all zero. */
+static double *random_hessian(prng *r, int64_t n, int64_t dead)
+{
+    int64_t N = 4 * n;
+    double *X = dalloc(N * n), *H = dalloc(n * n);
+    for (int64_t i = 0; i < N * n; i++) X[i] = prng_uniform(r, -1.0, 1.0);
+    for (int64_t t = 0; t < N; t++) X[t * n + t % n] += 0.5; /* some correlation structure */
+    if (dead >= 0)
+        for (int64_t t = 0; t < N; t++) X[t * n + dead] = 0.0;
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t j = 0; j < n; j++) {
+            double s = 0.0;
+            for (int64_t t = 0; t < N; t++) s += X[t * n + i] * X[t * n + j];
+            H[i * n + j] = 2.0 * s / (double)N;
+        }
+    free(X);
+    return H;
+}
+
+/* Inverse of A[n, n] by Gauss-Jordan with partial pivoting (the reference). */
+static double *ref_inverse(const double *A, int64_t n)
+{
+    double *M = dalloc(n * 2 * n), *out = dalloc(n * n);
+    for (int64_t i = 0; i < n; i++) {
+        for (int64_t j = 0; j < n; j++) M[i * 2 * n + j] = A[i * n + j];
+        M[i * 2 * n + n + i] = 1.0;
+    }
+    for (int64_t c = 0; c < n; c++) {
+        int64_t p = c;
+        for (int64_t i = c + 1; i < n; i++)
+            if (fabs(M[i * 2 * n + c]) > fabs(M[p * 2 * n + c])) p = i;
+        for (int64_t j = 0; j < 2 * n; j++) {
+            double t = M[c * 2 * n + j];
+            M[c * 2 * n + j] = M[p * 2 * n + j];
+            M[p * 2 * n + j] = t;
+        }
+        double d = M[c * 2 * n + c];
+        for (int64_t j = 0; j < 2 * n; j++) M[c * 2 * n + j] /= d;
+        for (int64_t i = 0; i < n; i++) {
+            if (i == c) continue;
+            double f = M[i * 2 * n + c];
+            for (int64_t j = 0; j < 2 * n; j++) M[i * 2 * n + j] -= f * M[c * 2 * n + j];
+        }
+    }
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t j = 0; j < n; j++) out[i * n + j] = M[i * 2 * n + n + j];
+    free(M);
+    return out;
+}
+
+/* The constrained least-squares optimum: W' minimising tr((W − W') H (W − W')ᵀ) with W'_S = 0
+ * is W'_K = W_K + W_S H_SK H_KK⁻¹; its error W_S (H_SS − H_SK H_KK⁻¹ H_KS) W_Sᵀ. */
+static void ref_remove(const double *W, int64_t rows, int64_t n, const double *H, const bool *inS,
+                       double *Wout, double *err)
+{
+    int64_t nk = 0, ns = 0, K[256], S[256];
+    for (int64_t j = 0; j < n; j++) {
+        if (inS[j]) S[ns++] = j;
+        else K[nk++] = j;
+    }
+    double *HKK = dalloc(nk * nk);
+    for (int64_t a = 0; a < nk; a++)
+        for (int64_t b = 0; b < nk; b++) HKK[a * nk + b] = H[K[a] * n + K[b]];
+    double *Ki = ref_inverse(HKK, nk);
+    /* M[ns, nk] = H_SK H_KK⁻¹ */
+    double *M = dalloc(ns * nk + 1);
+    for (int64_t a = 0; a < ns; a++)
+        for (int64_t b = 0; b < nk; b++) {
+            double s = 0.0;
+            for (int64_t c = 0; c < nk; c++) s += H[S[a] * n + K[c]] * Ki[c * nk + b];
+            M[a * nk + b] = s;
+        }
+    double e = 0.0;
+    for (int64_t r = 0; r < rows; r++) {
+        const double *w = W + r * n;
+        for (int64_t j = 0; j < n; j++) Wout[r * n + j] = 0.0;
+        for (int64_t b = 0; b < nk; b++) {
+            double s = w[K[b]];
+            for (int64_t a = 0; a < ns; a++) s += w[S[a]] * M[a * nk + b];
+            Wout[r * n + K[b]] = s;
+        }
+        /* Schur complement C = H_SS − H_SK H_KK⁻¹ H_KS applied to w_S */
+        for (int64_t a = 0; a < ns; a++)
+            for (int64_t b = 0; b < ns; b++) {
+                double c = H[S[a] * n + S[b]];
+                for (int64_t t = 0; t < nk; t++) c -= M[a * nk + t] * H[K[t] * n + S[b]];
+                e += w[S[a]] * c * w[S[b]];
+            }
+    }
+    *err = e;
+    free(HKK), free(Ki), free(M);
+}
+
+static double max_rel(const double *a, const double *b, int64_t n)
+{
+    double num = 0.0, den = 0.0;
+    for (int64_t i = 0; i < n; i++) {
+        double e = fabs(a[i] - b[i]);
+        if (isnan(e)) return NAN;
+        if (e > num) num = e;
+        if (fabs(b[i]) > den) den = fabs(b[i]);
+    }
+    return num / (den + 1e-300);
+}
+
+/* One group (a head of 4 columns) and then a second: each removal equals the constrained
+ * least-squares optimum, and the downdated inverse equals the inverse of the kept block. */
+static void test_remove_vs_least_squares(void **state)
+{
+    (void)state;
+    prng r = {11};
+    int64_t n = 24, rows = 10;
+    double *H = random_hessian(&r, n, -1), *W = dalloc(rows * n), *W0 = dalloc(rows * n);
+    for (int64_t i = 0; i < rows * n; i++) W[i] = W0[i] = prng_uniform(&r, -1.0, 1.0);
+    double *Hinv = dalloc(n * n), *Wref = dalloc(rows * n);
+    fail_st("mp_struct_hinv", mp_struct_hinv(H, n, 0.0, Hinv));
+
+    bool inS[24] = {false};
+    int64_t g1[4] = {8, 9, 10, 11};
+    for (int i = 0; i < 4; i++) inS[g1[i]] = true;
+    double e_lib = 0.0, e_ref = 0.0, e_pred = 0.0;
+    fail_st("mp_struct_error", mp_struct_error(W, rows, n, Hinv, g1, 4, &e_pred));
+    fail_st("mp_struct_remove", mp_struct_remove(W, rows, n, Hinv, g1, 4, &e_lib));
+    ref_remove(W0, rows, n, H, inS, Wref, &e_ref);
+    double ew = max_rel(W, Wref, rows * n);
+    print_message("one group: W rel %.2e, err %.12g vs %.12g\n", ew, e_lib, e_ref);
+    if (!(ew <= TOL)) fail_msg("updated W differs from the least-squares optimum: %.3e", ew);
+    if (!(fabs(e_lib - e_ref) <= TOL * fabs(e_ref))) fail_msg("err %.12g vs %.12g", e_lib, e_ref);
+    if (!(fabs(e_pred - e_ref) <= TOL * fabs(e_ref))) fail_msg("predicted err %.12g", e_pred);
+
+    /* The Schur downdate against a refactorisation of the kept block. */
+    int64_t K[24], nk = 0;
+    for (int64_t j = 0; j < n; j++)
+        if (!inS[j]) K[nk++] = j;
+    double *HKK = dalloc(nk * nk);
+    for (int64_t a = 0; a < nk; a++)
+        for (int64_t b = 0; b < nk; b++) HKK[a * nk + b] = H[K[a] * n + K[b]];
+    double *Ki = ref_inverse(HKK, nk), *Hd = dalloc(nk * nk);
+    for (int64_t a = 0; a < nk; a++)
+        for (int64_t b = 0; b < nk; b++) Hd[a * nk + b] = Hinv[K[a] * n + K[b]];
+    double eh = max_rel(Hd, Ki, nk * nk);
+    print_message("Schur downdate vs refactorisation: rel %.2e\n", eh);
+    if (!(eh <= TOL)) fail_msg("downdated inverse differs from the refactorisation: %.3e", eh);
+    for (int i = 0; i < 4; i++)
+        for (int64_t j = 0; j < n; j++)
+            if (Hinv[g1[i] * n + j] != 0.0 || Hinv[j * n + g1[i]] != 0.0 || (j < rows && W[j * n + g1[i]] != 0.0))
+                fail_msg("removed column %lld not zeroed", (long long)g1[i]);
+
+    /* A second group removed from the updated layer = both removed at once from the dense. */
+    int64_t g2[4] = {0, 1, 2, 3};
+    double e2 = 0.0, e12 = 0.0;
+    fail_st("mp_struct_remove 2", mp_struct_remove(W, rows, n, Hinv, g2, 4, &e2));
+    for (int i = 0; i < 4; i++) inS[g2[i]] = true;
+    ref_remove(W0, rows, n, H, inS, Wref, &e12);
+    ew = max_rel(W, Wref, rows * n);
+    print_message("two groups in sequence: W rel %.2e, err %.12g + %.12g vs %.12g\n", ew, e_lib,
+                  e2, e12);
+    if (!(ew <= TOL)) fail_msg("sequential removal differs from joint: %.3e", ew);
+    if (!(fabs(e_lib + e2 - e12) <= TOL * fabs(e12))) fail_msg("errors do not add up");
+
+    /* The refit of the kept columns on the dense layer is the same optimum. */
+    bool keep[24];
+    for (int64_t j = 0; j < n; j++) keep[j] = !inS[j];
+    double *Wfit = dalloc(rows * n);
+    fail_st("mp_struct_refit", mp_struct_refit(W0, rows, n, H, keep, 0.0, Wfit));
+    double ef = max_rel(Wfit, Wref, rows * n);
+    print_message("refit vs least squares: rel %.2e\n", ef);
+    if (!(ef <= TOL)) fail_msg("refit differs from the least-squares optimum: %.3e", ef);
+    free(H), free(W), free(W0), free(Hinv), free(Wref), free(HKK), free(Ki), free(Hd), free(Wfit);
+}
+
+/* Greedy removal of single columns (FFN neurons) picks, at every step, the column of least
+ * error against the layer updated so far: checked against a brute force over the reference. */
+static void test_greedy_order(void **state)
+{
+    (void)state;
+    prng r = {12};
+    int64_t n = 16, rows = 6, k = 6;
+    double *H = random_hessian(&r, n, 5), *W = dalloc(rows * n), *W0 = dalloc(rows * n);
+    for (int64_t i = 0; i < rows * n; i++) W[i] = W0[i] = prng_uniform(&r, -1.0, 1.0);
+    for (int64_t t = 0; t < rows; t++) W0[t * n + 5] = W[t * n + 5] = 0.0; /* dead input */
+    double *Hinv = dalloc(n * n), *Href = dalloc(n * n), *tmp = dalloc(rows * n);
+    fail_st("mp_struct_hinv", mp_struct_hinv(H, n, 0.0, Hinv));
+    bool alive[16];
+    for (int64_t j = 0; j < n; j++) alive[j] = true;
+    alive[3] = false; /* protected */
+    int64_t order[6];
+    double step_err[6];
+    fail_st("mp_struct_greedy", mp_struct_greedy(W, rows, n, Hinv, 1, n, alive, k, order,
+                                                 step_err));
+    /* Reference: the dead column costs nothing and goes first; then at each step the column
+     * whose removal (with all earlier ones) adds the least error. */
+    memcpy(Href, H, (size_t)(n * n) * sizeof *H);
+    Href[5 * n + 5] = 1.0;
+    bool inS[16] = {false};
+    double prev = 0.0;
+    for (int64_t s = 0; s < k; s++) {
+        int64_t best = -1;
+        double best_add = INFINITY;
+        for (int64_t j = 0; j < n; j++) {
+            if (inS[j] || j == 3) continue;
+            inS[j] = true;
+            double e = 0.0;
+            ref_remove(W0, rows, n, Href, inS, tmp, &e);
+            inS[j] = false;
+            if (e - prev < best_add - 1e-12) best_add = e - prev, best = j;
+        }
+        if (order[s] != best)
+            fail_msg("step %lld: removed column %lld, the reference removes %lld", (long long)s,
+                     (long long)order[s], (long long)best);
+        if (!(fabs(step_err[s] - best_add) <= TOL * (fabs(best_add) + 1e-12)))
+            fail_msg("step %lld: error %.12g vs reference %.12g", (long long)s, step_err[s],
+                     best_add);
+        inS[best] = true;
+        prev += best_add;
+        assert_false(alive[best]);
+    }
+    assert_int_equal(order[0], 5);
+    free(H), free(W), free(W0), free(Hinv), free(Href), free(tmp);
+}
+
+static void test_errors(void **state)
+{
+    (void)state;
+    double H[4] = {1.0, 2.0, 2.0, 1.0}; /* indefinite */
+    double Hinv[4];
+    assert_int_equal(mp_struct_hinv(H, 2, 0.0, Hinv), MP_ERR_NUMERIC);
+    double I[4] = {1.0, 0.0, 0.0, 1.0}, W[2] = {1.0, 1.0};
+    fail_st("hinv", mp_struct_hinv(I, 2, 0.0, Hinv));
+    int64_t j = 0;
+    fail_st("remove", mp_struct_remove(W, 1, 2, Hinv, &j, 1, NULL));
+    /* The same column again: its inverse-Hessian block is zero now. */
+    assert_int_equal(mp_struct_remove(W, 1, 2, Hinv, &j, 1, NULL), MP_ERR_NUMERIC);
+    bool alive[2] = {false, false};
+    int64_t order[1];
+    assert_int_equal(mp_struct_greedy(W, 1, 2, Hinv, 1, 2, alive, 1, order, NULL),
+                     MP_ERR_INTERNAL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_remove_vs_least_squares),
+        cmocka_unit_test(test_greedy_order),
+        cmocka_unit_test(test_errors),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
