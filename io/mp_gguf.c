@@ -1323,19 +1323,44 @@ static mp_status gg_write_all(int fd, const void *p, size_t n, const char *path)
     return MP_OK;
 }
 
-mp_status mp_gguf_write_model(const char *path, const mp_model_config *c,
-                              const mp_weight_source *src, mp_dtype dtype,
-                              const mp_gguf *meta_from)
+struct mp_gguf_writer {
+    char *path, *tmp;
+    int fd;
+    bool created;
+    gg_plan plan;
+    size_t next;
+    mp_dtype dtype;
+    float *w, *scratch;
+    unsigned char *cvt;
+};
+
+void mp_gguf_writer_abort(mp_gguf_writer **wp)
+{
+    if (!wp || !*wp)
+        return;
+    mp_gguf_writer *w = *wp;
+    if (w->fd >= 0)
+        close(w->fd);
+    if (w->created)
+        unlink(w->tmp);
+    free(w->path);
+    free(w->tmp);
+    free(w->w);
+    free(w->cvt);
+    free(w->scratch);
+    free(w->plan.t);
+    free(w);
+    *wp = NULL;
+}
+
+mp_status mp_gguf_writer_begin(const char *path, const mp_model_config *c, mp_dtype dtype,
+                               const mp_gguf *meta_from, mp_gguf_writer **out)
 {
     mp_status st = MP_OK;
-    gg_plan plan = {0};
-    gg_buf hb = {0};
-    char *tmp = NULL;
-    int fd = -1;
-    bool created = false;
-    float *w = NULL, *scratch = NULL;
-    unsigned char *cvt = NULL;
+    mp_gguf_writer *wr = NULL;
+    gg_buf hb = {0}, kb = {0};
     char key[128];
+    *out = NULL;
 
     uint32_t mt, ftype;
     if (dtype == MP_DT_F32) {
@@ -1361,14 +1386,25 @@ mp_status mp_gguf_write_model(const char *path, const mp_model_config *c,
     if (lstat(path, &sb) == 0)
         return mp_error(MP_ERR_ARG, "%s: exists; mpiprune does not overwrite", path);
 
-    plan_model(&plan, c, mt);
-    if (plan.oom)
+    wr = mp_calloc(1, sizeof *wr);
+    if (!wr)
+        return mp_error(MP_ERR_NOMEM, "%s: out of memory", path);
+    wr->fd = -1;
+    wr->dtype = dtype;
+    wr->path = mp_strdup(path);
+    size_t tl = strlen(path) + 32;
+    wr->tmp = mp_malloc(tl);
+    if (!wr->path || !wr->tmp)
+        MP_FAIL(MP_ERR_NOMEM, "%s: out of memory", path);
+    snprintf(wr->tmp, tl, "%s.tmp-%ld", path, (long)getpid());
+    gg_plan *plan = &wr->plan;
+    plan_model(plan, c, mt);
+    if (plan->oom)
         MP_FAIL(MP_ERR_NOMEM, "%s: out of memory", path);
     const char *arch = c->per_layer ? "deci" : "llama";
 
     /* Metadata. */
     size_t nkv = 0;
-    gg_buf kb = {0};
     kv_string(&kb, "general.architecture", arch), nkv++;
     if (meta_from)
         for (size_t i = 0; i < meta_from->n_kv; i++) {
@@ -1401,19 +1437,17 @@ mp_status mp_gguf_write_model(const char *path, const mp_model_config *c,
             buf_str(&kb, kv->key), buf_u32(&kb, kv->type), buf_add(&kb, kv->raw, kv->raw_len);
             nkv++;
         }
+    if (kb.oom)
+        MP_FAIL(MP_ERR_NOMEM, "%s: out of memory for the metadata", path);
 
     buf_add(&hb, GG_MAGIC, 4);
     buf_u32(&hb, 3);
-    buf_u64(&hb, plan.n);
+    buf_u64(&hb, plan->n);
     buf_u64(&hb, nkv);
     buf_add(&hb, kb.p, kb.n);
-    bool kb_oom = kb.oom;
-    free(kb.p);
-    if (kb_oom)
-        MP_FAIL(MP_ERR_NOMEM, "%s: out of memory for the metadata", path);
     uint64_t off = 0, max_numel = 0, max_hd_cols = 0;
-    for (size_t i = 0; i < plan.n; i++) {
-        gg_out_tensor *t = &plan.t[i];
+    for (size_t i = 0; i < plan->n; i++) {
+        gg_out_tensor *t = &plan->t[i];
         int64_t numel = t->ndim == 2 ? t->shape[0] * t->shape[1] : t->shape[0];
         uint64_t es = t->type == MP_GGML_F32 ? 4 : 2;
         t->offset = off;
@@ -1439,50 +1473,118 @@ mp_status mp_gguf_write_model(const char *path, const mp_model_config *c,
     if (hb.oom)
         MP_FAIL(MP_ERR_NOMEM, "%s: out of memory for the header", path);
 
-    w = mp_malloc((size_t)(max_numel ? max_numel : 1) * sizeof(float));
-    cvt = mp_malloc((size_t)(max_numel ? max_numel : 1) * 4 + GG_DEFAULT_ALIGN);
-    scratch = mp_malloc((size_t)(max_hd_cols ? max_hd_cols : 1) * sizeof(float));
-    if (!w || !cvt || !scratch)
+    wr->w = mp_malloc((size_t)(max_numel ? max_numel : 1) * sizeof(float));
+    wr->cvt = mp_malloc((size_t)(max_numel ? max_numel : 1) * 4 + GG_DEFAULT_ALIGN);
+    wr->scratch = mp_malloc((size_t)(max_hd_cols ? max_hd_cols : 1) * sizeof(float));
+    if (!wr->w || !wr->cvt || !wr->scratch)
         MP_FAIL(MP_ERR_NOMEM, "%s: cannot allocate %.1f MiB for the largest tensor", path,
                 (double)max_numel * 8.0 / 1048576.0);
 
-    size_t tl = strlen(path) + 32;
-    tmp = mp_malloc(tl);
-    if (!tmp)
-        MP_FAIL(MP_ERR_NOMEM, "%s: out of memory", path);
-    snprintf(tmp, tl, "%s.tmp-%ld", path, (long)getpid());
-    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-    if (fd < 0)
-        MP_FAIL(MP_ERR_IO, "%s: cannot create temporary file %s: %s", path, tmp,
+    wr->fd = open(wr->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (wr->fd < 0)
+        MP_FAIL(MP_ERR_IO, "%s: cannot create temporary file %s: %s", path, wr->tmp,
                 strerror(errno));
-    created = true;
-    MP_TRY(gg_write_all(fd, hb.p, hb.n, tmp));
-    for (size_t i = 0; i < plan.n; i++) {
-        const gg_out_tensor *t = &plan.t[i];
-        int64_t numel = t->ndim == 2 ? t->shape[0] * t->shape[1] : t->shape[0];
-        MP_TRY(src->load(src->ctx, t->hf, t->ndim, t->shape, w));
-        if (t->perm > 0)
-            gg_permute(w, t->shape[0], t->ndim == 2 ? t->shape[1] : 1, t->perm, false, scratch);
-        mp_dtype odt = t->type == MP_GGML_F32 ? MP_DT_F32 : dtype;
-        MP_TRY(mp_dtype_from_f32(odt, w, (size_t)numel, cvt));
-        size_t nb = (size_t)t->nbytes, pad = (GG_DEFAULT_ALIGN - nb % GG_DEFAULT_ALIGN) %
-                                            GG_DEFAULT_ALIGN;
-        memset(cvt + nb, 0, pad);
-        MP_TRY(gg_write_all(fd, cvt, nb + pad, tmp));
+    wr->created = true;
+    MP_TRY(gg_write_all(wr->fd, hb.p, hb.n, wr->tmp));
+    *out = wr;
+    wr = NULL;
+done:
+    mp_gguf_writer_abort(&wr);
+    free(kb.p);
+    free(hb.p);
+    return st;
+}
+
+const char *mp_gguf_writer_next(const mp_gguf_writer *w, int *ndim, int64_t shape[2])
+{
+    if (w->next >= w->plan.n)
+        return NULL;
+    const gg_out_tensor *t = &w->plan.t[w->next];
+    if (ndim)
+        *ndim = t->ndim;
+    if (shape) {
+        shape[0] = t->shape[0];
+        shape[1] = t->shape[1];
     }
-    if (fsync(fd) != 0)
-        MP_FAIL(MP_ERR_IO, "%s: fsync failed: %s", tmp, strerror(errno));
-    int rc = close(fd);
-    fd = -1;
+    return t->hf;
+}
+
+/* Converts w->w (the next tensor, HF layout) and writes it. */
+static mp_status gg_writer_emit(mp_gguf_writer *w)
+{
+    const gg_out_tensor *t = &w->plan.t[w->next];
+    int64_t numel = t->ndim == 2 ? t->shape[0] * t->shape[1] : t->shape[0];
+    if (t->perm > 0)
+        gg_permute(w->w, t->shape[0], t->ndim == 2 ? t->shape[1] : 1, t->perm, false,
+                   w->scratch);
+    mp_dtype odt = t->type == MP_GGML_F32 ? MP_DT_F32 : w->dtype;
+    mp_status st = mp_dtype_from_f32(odt, w->w, (size_t)numel, w->cvt);
+    if (st != MP_OK)
+        return st;
+    size_t nb = (size_t)t->nbytes, pad = (GG_DEFAULT_ALIGN - nb % GG_DEFAULT_ALIGN) %
+                                        GG_DEFAULT_ALIGN;
+    memset(w->cvt + nb, 0, pad);
+    st = gg_write_all(w->fd, w->cvt, nb + pad, w->tmp);
+    if (st == MP_OK)
+        w->next++;
+    return st;
+}
+
+mp_status mp_gguf_writer_put(mp_gguf_writer *w, const char *hf_name, const float *values)
+{
+    const char *want = mp_gguf_writer_next(w, NULL, NULL);
+    if (!want || strcmp(want, hf_name) != 0)
+        return mp_error(MP_ERR_INTERNAL, "%s: tensor '%s' written out of order (next: %s)",
+                        w->path, hf_name, want ? want : "none");
+    const gg_out_tensor *t = &w->plan.t[w->next];
+    int64_t numel = t->ndim == 2 ? t->shape[0] * t->shape[1] : t->shape[0];
+    memcpy(w->w, values, (size_t)numel * sizeof(float));
+    for (int64_t i = 0; i < numel; i++)
+        if (!isfinite(w->w[i]))
+            return mp_error(MP_ERR_NUMERIC, "%s: tensor '%s' has a non-finite value at element %"
+                            PRId64, w->path, hf_name, i);
+    return gg_writer_emit(w);
+}
+
+mp_status mp_gguf_writer_put_from(mp_gguf_writer *w, const mp_weight_source *src,
+                                  const char *prefix)
+{
+    for (;;) {
+        const char *name = mp_gguf_writer_next(w, NULL, NULL);
+        if (!name || (prefix && strncmp(name, prefix, strlen(prefix)) != 0))
+            return MP_OK;
+        const gg_out_tensor *t = &w->plan.t[w->next];
+        mp_status st = src->load(src->ctx, t->hf, t->ndim, t->shape, w->w);
+        if (st == MP_OK)
+            st = gg_writer_emit(w);
+        if (st != MP_OK)
+            return st;
+    }
+}
+
+mp_status mp_gguf_writer_finish(mp_gguf_writer **wp)
+{
+    mp_status st = MP_OK;
+    mp_gguf_writer *w = *wp;
+    struct stat sb;
+    if (w->next != w->plan.n)
+        MP_FAIL(MP_ERR_INTERNAL, "%s: finished after %zu of %zu tensors", w->path, w->next,
+                w->plan.n);
+    if (fsync(w->fd) != 0)
+        MP_FAIL(MP_ERR_IO, "%s: fsync failed: %s", w->tmp, strerror(errno));
+    int rc = close(w->fd);
+    w->fd = -1;
     if (rc != 0)
-        MP_FAIL(MP_ERR_IO, "%s: close failed: %s", tmp, strerror(errno));
-    if (lstat(path, &sb) == 0)
-        MP_FAIL(MP_ERR_ARG, "%s: appeared while it was being written; not overwritten", path);
-    if (rename(tmp, path) != 0)
-        MP_FAIL(MP_ERR_IO, "%s: cannot rename %s into place: %s", path, tmp, strerror(errno));
-    created = false;
+        MP_FAIL(MP_ERR_IO, "%s: close failed: %s", w->tmp, strerror(errno));
+    if (lstat(w->path, &sb) == 0)
+        MP_FAIL(MP_ERR_ARG, "%s: appeared while it was being written; not overwritten",
+                w->path);
+    if (rename(w->tmp, w->path) != 0)
+        MP_FAIL(MP_ERR_IO, "%s: cannot rename %s into place: %s", w->path, w->tmp,
+                strerror(errno));
+    w->created = false;
     /* Make the rename durable (a directory fsync some file systems refuse is not an error). */
-    char *dir = mp_strdup(path);
+    char *dir = mp_strdup(w->path);
     if (dir) {
         char *slash = strrchr(dir, '/');
         const char *dname = ".";
@@ -1498,15 +1600,20 @@ mp_status mp_gguf_write_model(const char *path, const mp_model_config *c,
         free(dir);
     }
 done:
-    if (fd >= 0)
-        close(fd);
-    if (created)
-        unlink(tmp);
-    free(tmp);
-    free(w);
-    free(cvt);
-    free(scratch);
-    free(plan.t);
-    free(hb.p);
+    mp_gguf_writer_abort(wp);
+    return st;
+}
+
+mp_status mp_gguf_write_model(const char *path, const mp_model_config *c,
+                              const mp_weight_source *src, mp_dtype dtype,
+                              const mp_gguf *meta_from)
+{
+    mp_status st = MP_OK;
+    mp_gguf_writer *w = NULL;
+    MP_TRY(mp_gguf_writer_begin(path, c, dtype, meta_from, &w));
+    MP_TRY(mp_gguf_writer_put_from(w, src, NULL));
+    MP_TRY(mp_gguf_writer_finish(&w));
+done:
+    mp_gguf_writer_abort(&w);
     return st;
 }

@@ -138,4 +138,27 @@ MP_NODISCARD mp_status mp_gguf_write_model(const char *path, const mp_model_conf
                                            const mp_weight_source *src, mp_dtype dtype,
                                            const mp_gguf *meta_from);
 
+/* The same, tensor by tensor, for a producer that has the tensors in turn (prune writes each
+ * block as it is pruned). The file's tensors, in order: model.embed_tokens, then each block's
+ * (attention norm, q, k, v, o with biases; FFN norm, gate, up, down), model.norm, lm_head, all
+ * by their Hugging Face names; absent sub-blocks have none. begin writes the header (the
+ * metadata and tensor infos from cfg's widths) to the temporary file; put writes the next
+ * tensor from values in Hugging Face layout (the name must be the next one: MP_ERR_INTERNAL
+ * otherwise); put_from writes the next tensors from src while their names start with prefix
+ * (all the rest when prefix is NULL); finish checks that every tensor was written, fsyncs and
+ * renames, and frees the writer (also on failure); abort removes the temporary file and frees
+ * the writer (NULL accepted). */
+typedef struct mp_gguf_writer mp_gguf_writer;
+MP_NODISCARD mp_status mp_gguf_writer_begin(const char *path, const mp_model_config *cfg,
+                                            mp_dtype dtype, const mp_gguf *meta_from,
+                                            mp_gguf_writer **out);
+/* The Hugging Face name (and ndim, shape [out, in]) of the next tensor; NULL when done. */
+const char *mp_gguf_writer_next(const mp_gguf_writer *w, int *ndim, int64_t shape[2]);
+MP_NODISCARD mp_status mp_gguf_writer_put(mp_gguf_writer *w, const char *hf_name,
+                                          const float *values);
+MP_NODISCARD mp_status mp_gguf_writer_put_from(mp_gguf_writer *w, const mp_weight_source *src,
+                                               const char *prefix);
+MP_NODISCARD mp_status mp_gguf_writer_finish(mp_gguf_writer **w);
+void mp_gguf_writer_abort(mp_gguf_writer **w);
+
 #endif

@@ -155,6 +155,10 @@ mp_status mp_outdir_create(mp_outdir *o, const char *out, const char *model_dir,
     if (mkdir(o->tmp, 0755) != 0)
         return mp_error(MP_ERR_IO, "%s: cannot create: %s", o->tmp, strerror(errno));
     o->created = true;
+    if (!st_model) { /* a GGUF input */
+        MP_TRY(mp_outgguf_open(model_dir, &o->gguf));
+        goto done;
+    }
     for (int f = 0; f < mp_st_file_count(st_model); f++) {
         MP_TRY(join(dst, sizeof dst, o->tmp, mp_st_file_name(st_model, f)));
         MP_TRY(copy_file(mp_st_file_path(st_model, f), dst));
@@ -185,6 +189,8 @@ mp_status mp_outdir_put(mp_outdir *o, const char *name, const float *values)
     char path[8192];
     void *bytes = NULL;
     int fd = -1;
+    if (o->gguf)
+        return mp_outgguf_put(o->gguf, o->tmp, name, values);
     const mp_st_tensor *t = mp_st_find(o->st, name);
     if (!t)
         return mp_error(MP_ERR_NOT_FOUND, "%s: no tensor '%s' to write", o->final, name);
@@ -249,7 +255,10 @@ static mp_status fsync_path(const char *path, int flags)
 
 mp_status mp_outdir_commit(mp_outdir *o)
 {
-    mp_status st = fsync_path(o->tmp, O_RDONLY | O_DIRECTORY);
+    mp_status st = o->gguf ? mp_outgguf_write(o->gguf, o->tmp) : MP_OK;
+    mp_outgguf_close(&o->gguf);
+    if (st == MP_OK)
+        st = fsync_path(o->tmp, O_RDONLY | O_DIRECTORY);
     if (st != MP_OK)
         return st;
     if (rename(o->tmp, o->final) != 0)
@@ -269,6 +278,7 @@ mp_status mp_outdir_commit(mp_outdir *o)
 
 void mp_outdir_abort(mp_outdir *o)
 {
+    mp_outgguf_close(&o->gguf);
     if (!o->created)
         return;
     remove_tree_files(o->tmp);

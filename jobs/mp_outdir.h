@@ -9,6 +9,7 @@
 #ifndef MP_OUTDIR_H
 #define MP_OUTDIR_H
 
+#include "mp_outgguf.h"
 #include "mp_safetensors.h"
 #include "mp_status.h"
 
@@ -16,10 +17,12 @@ typedef struct {
     char final[4096];
     char tmp[4096];
     const mp_st_model *st;
+    mp_outgguf *gguf; /* a GGUF input (st is NULL): OUT holds model.gguf, see mp_outgguf.h */
     bool created;
 } mp_outdir;
 
-/* Refuses an existing OUT; creates OUT.tmp-<pid> next to it and copies the model's files. */
+/* Refuses an existing OUT; creates OUT.tmp-<pid> next to it and copies the model's files.
+ * st == NULL: model_dir is a GGUF file (mp_outgguf). */
 MP_NODISCARD mp_status mp_outdir_create(mp_outdir *o, const char *out, const char *model_dir,
                                         const mp_st_model *st);
 /* Overwrites tensor `name` in the copy with values[numel], converted to the tensor's dtype. */

@@ -18,6 +18,8 @@ GGUF_DIR is what gen_gguf.py wrote. Checks:
     permutation; deci in, deci out with the same per-layer arrays; eval on the converted files
     equals eval on their inputs.
  4. an existing OUT is refused (exit 2) and left alone.
+ 5. prune on a GGUF input writes OUT/model.gguf (+ report.json) whose eval equals that of the
+    prune of the Hugging Face reference directory with the same weights, bit for bit.
 """
 import json
 import os
@@ -206,6 +208,30 @@ r = subprocess.run([exe, "convert", os.path.join(gdir, "f32.gguf"), dst], stderr
                    text=True)
 if r.returncode != 2 or open(dst).read() != "keep me" or "exists" not in r.stderr:
     fail(f"convert onto an existing OUT: exit {r.returncode}, {r.stderr.strip()}")
+
+# 5. prune of a GGUF input equals prune of the same weights as a HF directory
+def prune(model, out):
+    shutil.rmtree(out, ignore_errors=True)
+    r = subprocess.run([exe, "prune", "--model", model, "--calib", os.path.join(fixture, "calib.bin"),
+                        "--seqlen", "256", "--nsamples", "16", "--method", "sparsegpt",
+                        "--sparsity", "0.5", "--out", out, "--quiet"], stderr=subprocess.PIPE,
+                       text=True)
+    if r.returncode != 0:
+        fail(f"prune {model} exited {r.returncode}: {r.stderr.strip()}")
+    return out
+
+
+pg = prune(os.path.join(gdir, "q4_1.gguf"), os.path.join(work, "pruned_gguf"))
+ph = prune(os.path.join(gdir, "ref_q4_1"), os.path.join(work, "pruned_hf"))
+if sorted(os.listdir(pg)) != ["model.gguf", "report.json"]:
+    fail(f"prune of a GGUF input wrote {sorted(os.listdir(pg))}")
+a, b = ev(os.path.join(pg, "model.gguf")), ev(ph)
+print(f"pruned q4_1.gguf: mean NLL {a!r}, pruned HF reference {b!r}")
+if a.hex() != b.hex():
+    fail("prune of q4_1.gguf differs from prune of its HF reference")
+rp, _ = tensors(os.path.join(pg, "model.gguf"))
+if field(rp, "general.name") != "stories260K q4_1" or field(rp, "tokenizer.ggml.tokens") is None:
+    fail("pruned GGUF lost the input's metadata")
 
 if failures:
     sys.exit(f"{len(failures)} failure(s)")
