@@ -1468,7 +1468,7 @@ mp_status mp_gguf_writer_begin(const char *path, const mp_model_config *c, mp_dt
         buf_u32(&hb, t->type);
         buf_u64(&hb, t->offset);
     }
-    while (hb.n % GG_DEFAULT_ALIGN != 0)
+    while (!hb.oom && hb.n % GG_DEFAULT_ALIGN != 0)
         buf_add(&hb, "", 1);
     if (hb.oom)
         MP_FAIL(MP_ERR_NOMEM, "%s: out of memory for the header", path);

@@ -1,6 +1,9 @@
 # io: GGUF files written by the PyPI gguf package from the bundled model (every supported
 # type, llama and deci), read, dequantised, written and converted; damaged GGUF files through
 # the CLI. Needs `scripts/install-deps.sh --test` (gguf, safetensors, numpy).
+mp_add_unit_test(test_gguf SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_gguf.c
+                 LABELS "io;gguf" TIMEOUT 120)
+
 set(MP_GGUF_DIR ${CMAKE_CURRENT_BINARY_DIR}/gguf)
 set(MP_GGUF_EVAL_DATA ${MP_FIXTURE_DIR}/eval_dev.bin)
 
