@@ -1271,19 +1271,12 @@ static void kv_string(gg_buf *b, const char *key, const char *v)
 
 /* A width of every block: a u32 when uniform, else an i32 array (as llama.cpp's converter
  * writes per-layer lists). `which`: 0 heads, 1 KV heads, 2 FFN. */
-static void kv_widths(gg_buf *b, const char *key, const mp_model_config *c, int which)
+static void kv_widths(gg_buf *b, const char *key, const mp_model_config *c, int which,
+                      bool uniform)
 {
-    bool same = true;
-    int64_t v0 = 0;
-    for (int64_t l = 0; l < c->n_layers; l++) {
-        mp_block_shape s = mp_layer_shape(c, l);
-        int64_t v = which == 0 ? s.n_heads : which == 1 ? s.n_kv_heads : s.ffn;
-        if (l == 0)
-            v0 = v;
-        same = same && v == v0;
-    }
-    if (same && !c->per_layer) {
-        kv_u32(b, key, (uint64_t)v0);
+    if (uniform) {
+        mp_block_shape s = mp_layer_shape(c, 0);
+        kv_u32(b, key, (uint64_t)(which == 0 ? s.n_heads : which == 1 ? s.n_kv_heads : s.ffn));
         return;
     }
     buf_str(b, key);
@@ -1294,6 +1287,19 @@ static void kv_widths(gg_buf *b, const char *key, const mp_model_config *c, int 
         mp_block_shape s = mp_layer_shape(c, l);
         buf_u32(b, (uint64_t)(which == 0 ? s.n_heads : which == 1 ? s.n_kv_heads : s.ffn));
     }
+}
+
+/* Every block has the same widths, attention and FFN: llama.cpp's `llama` can load it. */
+static bool gg_uniform(const mp_model_config *c)
+{
+    mp_block_shape s0 = mp_layer_shape(c, 0);
+    for (int64_t l = 0; l < c->n_layers; l++) {
+        mp_block_shape s = mp_layer_shape(c, l);
+        if (s.n_heads == 0 || s.ffn == 0 || s.n_heads != s0.n_heads ||
+            s.n_kv_heads != s0.n_kv_heads || s.ffn != s0.ffn)
+            return false;
+    }
+    return true;
 }
 
 static bool gg_carried(const char *key)
@@ -1401,7 +1407,8 @@ mp_status mp_gguf_writer_begin(const char *path, const mp_model_config *c, mp_dt
     plan_model(plan, c, mt);
     if (plan->oom)
         MP_FAIL(MP_ERR_NOMEM, "%s: out of memory", path);
-    const char *arch = c->per_layer ? "deci" : "llama";
+    bool uniform = gg_uniform(c);
+    const char *arch = uniform ? "llama" : "deci";
 
     /* Metadata. */
     size_t nkv = 0;
@@ -1420,9 +1427,9 @@ mp_status mp_gguf_writer_begin(const char *path, const mp_model_config *c, mp_dt
     kv_u32(&kb, AK("context_length"), (uint64_t)c->max_pos), nkv++;
     kv_u32(&kb, AK("embedding_length"), (uint64_t)c->d), nkv++;
     kv_u32(&kb, AK("block_count"), (uint64_t)c->n_layers), nkv++;
-    kv_widths(&kb, AK("feed_forward_length"), c, 2), nkv++;
-    kv_widths(&kb, AK("attention.head_count"), c, 0), nkv++;
-    kv_widths(&kb, AK("attention.head_count_kv"), c, 1), nkv++;
+    kv_widths(&kb, AK("feed_forward_length"), c, 2, uniform), nkv++;
+    kv_widths(&kb, AK("attention.head_count"), c, 0, uniform), nkv++;
+    kv_widths(&kb, AK("attention.head_count_kv"), c, 1, uniform), nkv++;
     kv_u32(&kb, AK("attention.key_length"), (uint64_t)c->head_dim), nkv++;
     kv_u32(&kb, AK("attention.value_length"), (uint64_t)c->head_dim), nkv++;
     kv_u32(&kb, AK("rope.dimension_count"), (uint64_t)c->head_dim), nkv++;

@@ -53,8 +53,9 @@ void mp_modeldir_close(mp_modeldir *m)
 mp_status mp_modeldir_check_seqlen(const mp_modeldir *m, int64_t seqlen)
 {
     if (seqlen > m->cfg.max_pos)
-        return mp_error(MP_ERR_RANGE, "%s: --seqlen %lld exceeds max_position_embeddings %lld",
-                        m->config_path, (long long)seqlen, (long long)m->cfg.max_pos);
+        return mp_error(MP_ERR_RANGE, "%s: --seqlen %lld exceeds %s %lld", m->config_path,
+                        (long long)seqlen, m->gguf ? "the context length" :
+                        "max_position_embeddings", (long long)m->cfg.max_pos);
     if (m->cfg.sliding_window > 0 && seqlen > m->cfg.sliding_window)
         return mp_error(MP_ERR_UNSUPPORTED, "%s: --seqlen %lld exceeds sliding_window %lld, "
                         "which mpiprune does not implement", m->config_path, (long long)seqlen,
