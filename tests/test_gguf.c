@@ -134,7 +134,8 @@ static void test_round_trip(void **state)
         for (int64_t i = 0; i < hd / 2; i++)
             for (int64_t j = 0; j < 2; j++)
                 assert_memory_equal(raw + (h * hd + 2 * i + j) * in,
-                                    hf + (h * hd + j * hd / 2 + i) * in, (size_t)in * sizeof(float));
+                                    hf + (h * hd + j * hd / 2 + i) * in,
+                                    (size_t)in * sizeof(float));
     free(raw);
     free(hf);
     int64_t bad[2] = {shape[1], shape[0] + 1};
