@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "mp_ckpt.h"
+#include "mp_convert.h"
 #include "mp_eval.h"
 #include "mp_opts.h"
 #include "mp_prune_job.h"
@@ -21,7 +22,8 @@ static const char *const top_usage =
     "\n"
     "Commands:\n"
     "  prune     one-shot pruning (SparseGPT, Wanda, magnitude; unstructured or N:M)\n"
-    "  eval      perplexity of a Hugging Face causal LM on a token file\n"
+    "  eval      perplexity of a causal LM (Hugging Face directory or GGUF) on a token file\n"
+    "  convert   a model from one format into another (Hugging Face directory, GGUF → GGUF)\n"
     "  status    what a prune checkpoint holds\n"
     "  version   print the version\n"
     "\n"
@@ -54,8 +56,8 @@ static int cmd_eval(int argc, char **argv, const mp_comm *comm)
     mp_eval_opts o = {0};
     bool json = false, quiet = false, help = false;
     const mp_opt opts[] = {
-        {"model", MP_OPT_STR, &o.model, NULL, "DIR", "Hugging Face model directory", true, 0, 0,
-         NULL},
+        {"model", MP_OPT_STR, &o.model, NULL, "DIR|FILE.gguf", "Hugging Face model directory or "
+         "GGUF file", true, 0, 0, NULL},
         {"data", MP_OPT_STR, &o.data, NULL, "FILE", "token file (.bin + .json sidecar, or .npy)",
          true, 0, 0, NULL},
         {"seqlen", MP_OPT_INT, &o.seqlen, "2048", "N", "tokens per window", false, 2, 1 << 20,
@@ -72,7 +74,7 @@ static int cmd_eval(int argc, char **argv, const mp_comm *comm)
     mp_status st = mp_opts_parse("eval", opts, NOPTS(opts), argc, argv, &help, NULL, 0, NULL);
     if (st == MP_OK && help) {
         if (mp_comm_rank(comm) == 0)
-            mp_opts_usage(stdout, "eval", "--model DIR --data FILE [options]",
+            mp_opts_usage(stdout, "eval", "--model DIR|FILE.gguf --data FILE [options]",
                           "Perplexity of the model on non-overlapping windows of --seqlen tokens "
                           "(token 0 of each\nwindow is context only), the same for any number of "
                           "ranks.",
@@ -186,6 +188,42 @@ static int cmd_prune(int argc, char **argv, const mp_comm *comm)
     return 0;
 }
 
+static int cmd_convert(int argc, char **argv, const mp_comm *comm)
+{
+    mp_convert_opts o = {0};
+    bool help = false;
+    const char *pos[2] = {NULL, NULL};
+    int npos = 0;
+    const mp_opt opts[] = {
+        {"dtype", MP_OPT_CHOICE, &o.dtype, "f32", NULL, "element type of the matrices (norms "
+         "stay f32; rounded to nearest even)", false, 0, 0, "f32|f16|bf16"},
+    };
+    mp_status st = mp_opts_parse("convert", opts, NOPTS(opts), argc, argv, &help, pos, 2, &npos);
+    if (st == MP_OK && help) {
+        if (mp_comm_rank(comm) == 0)
+            mp_opts_usage(stdout, "convert", "IN OUT.gguf [--dtype f32|f16|bf16]",
+                          "Converts IN (a Hugging Face model directory or a GGUF file: F32, F16, "
+                          "BF16, Q8_0, Q4_0,\nQ4_1) into the GGUF file OUT, one tensor at a time: "
+                          "architecture llama when every block\nhas the same widths, deci with "
+                          "per-layer arrays otherwise; a GGUF input's general.* and\ntokenizer.* "
+                          "metadata are carried over. OUT appears only when complete and is never\n"
+                          "overwritten. (OUT as a Hugging Face directory: not available yet.)",
+                          opts, NOPTS(opts));
+        return 0;
+    }
+    if (st == MP_OK && npos != 2)
+        st = mp_error(MP_ERR_ARG, "mpiprune convert: give IN and OUT (see mpiprune convert "
+                      "--help)");
+    if (st != MP_OK)
+        return report(comm, st, 0);
+    o.in = pos[0];
+    o.out = pos[1];
+    st = mp_convert_run(&o, comm);
+    if (st != MP_OK)
+        return report_agreed(comm, st);
+    return 0;
+}
+
 static int cmd_status(int argc, char **argv, const mp_comm *comm)
 {
     bool help = false;
@@ -259,6 +297,8 @@ int mp_cli_main(int argc, char **argv, const mp_comm *comm)
         return cmd_eval(argc - 2, argv + 2, comm);
     if (strcmp(cmd, "status") == 0)
         return cmd_status(argc - 2, argv + 2, comm);
+    if (strcmp(cmd, "convert") == 0)
+        return cmd_convert(argc - 2, argv + 2, comm);
     if (rank == 0)
         fprintf(stderr, "mpiprune: error: unknown command '%s' (see mpiprune --help)\n", cmd);
     return 2;

@@ -170,6 +170,8 @@ mp_status mp_outdir_create(mp_outdir *o, const char *out, const char *model_dir)
     if (mkdir(o->tmp, 0755) != 0)
         return mp_error(MP_ERR_IO, "%s: cannot create: %s", o->tmp, strerror(errno));
     o->created = true;
+    if (!model_dir)
+        goto done; /* a GGUF input: its tokenizer travels inside model.gguf */
     d = opendir(model_dir);
     if (!d)
         MP_FAIL(MP_ERR_IO, "%s: %s", model_dir, strerror(errno));

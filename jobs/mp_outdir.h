@@ -22,7 +22,7 @@ typedef struct {
 } mp_outdir;
 
 /* Refuses an existing OUT (MP_ERR_ARG); creates OUT.tmp-<host>-<pid> next to it and copies the
- * model directory's companions into it. */
+ * model directory's companions into it (none when model_dir is NULL: a GGUF input). */
 MP_NODISCARD mp_status mp_outdir_create(mp_outdir *o, const char *out, const char *model_dir);
 /* Reads OUT/name of an existing (finished) OUT into *text (free()); MP_ERR_NOT_FOUND when it
  * does not exist. */

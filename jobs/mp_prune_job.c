@@ -755,10 +755,12 @@ mp_status mp_prune_run(const mp_prune_opts *o, const mp_comm *comm)
         goto done;
     MP_TRY(mp_prune_resume(J));
     if (J->rank == 0) {
-        local = mp_outdir_create(&J->out, o->out, o->model);
+        local = mp_outdir_create(&J->out, o->out, J->md.gguf ? NULL : o->model);
         J->out_open = local == MP_OK;
         /* The final widths: the input's until structured pruning plans others. */
-        if (local == MP_OK)
+        if (local == MP_OK && J->md.gguf)
+            local = mp_outgguf_open(o->model, &J->gout);
+        else if (local == MP_OK)
             local = mp_export_begin(J->out.tmp, J->md.st, &J->md.cfg, &J->md.cfg,
                                     J->md.config_path, 0, &J->exp);
     }
@@ -845,7 +847,7 @@ mp_status mp_prune_run(const mp_prune_opts *o, const mp_comm *comm)
     local = MP_OK;
     if (J->rank == 0) {
         double t = mp_comm_wtime();
-        local = mp_export_finish(&J->exp);
+        local = J->gout ? mp_outgguf_write(J->gout, J->out.tmp) : mp_export_finish(&J->exp);
         J->t_stage[ST_WRITE] += mp_comm_wtime() - t;
     }
     if (J->rank == 0 && local == MP_OK) {
@@ -874,6 +876,7 @@ mp_status mp_prune_run(const mp_prune_opts *o, const mp_comm *comm)
     MP_TRY(mp_prune_agree(J, local));
 done:
     mp_export_abort(&J->exp);
+    mp_outgguf_close(&J->gout);
     if (J->out_open)
         mp_outdir_abort(&J->out);
     mp_block_free(&blk);

@@ -256,7 +256,21 @@ done:
 mp_status mp_prune_write_block(job *J, const mp_block *blk)
 {
     double t = mp_comm_wtime();
-    mp_status st = mp_export_put_block(J->exp, blk);
+    mp_status st = MP_OK;
+    if (J->gout) {
+        /* A GGUF input: only the linear weights change (same shapes); the rest is copied from
+         * the input when model.gguf is written. */
+        char base[256], name[300];
+        for (int id = 0; id < MP_LIN_COUNT && st == MP_OK; id++) {
+            if (!blk->lin[id].present)
+                continue;
+            mp_lin_full_name(&J->md.cfg, blk->index, (mp_lin_id)id, base, sizeof base);
+            snprintf(name, sizeof name, "%s.weight", base);
+            st = mp_outgguf_put(J->gout, J->out.tmp, name, blk->lin[id].w);
+        }
+    } else {
+        st = mp_export_put_block(J->exp, blk);
+    }
     J->t_stage[ST_WRITE] += mp_comm_wtime() - t;
     return st;
 }

@@ -13,6 +13,7 @@
 
 #include "mp_comm.h"
 #include "mp_export.h"
+#include "mp_outgguf.h"
 #include "mp_hessian.h"
 #include "mp_model.h"
 #include "mp_modeldir.h"
@@ -56,6 +57,7 @@ typedef struct {
     mp_outdir out;
     bool out_open;
     mp_export *exp;            /* rank 0: the weights and config.json being written into out */
+    mp_outgguf *gout;          /* rank 0, a GGUF input: OUT/model.gguf instead (mp_outgguf.h) */
     mp_progress pg;
     int64_t scalapack_min;     /* Hessian dimension from which ScaLAPACK is used (P > 1) */
     /* identity and checkpoint */

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Installs what mpiprune needs to build and test, from Debian's packages; with --test also the
 # Slurm daemons the Slurm tests start by hand, clang 14 with libFuzzer (the fuzz build), PyPI's
-# safetensors and numpy (the reference reader the tests check our output with), and Debian's
-# python3-torch with PyPI's transformers (the loader tests). Idempotent: installed packages are
-# not touched.
+# safetensors, numpy and gguf (the reference readers and writers the tests check our input and
+# output with), and Debian's python3-torch with PyPI's transformers (the loader tests).
+# Idempotent: installed packages are not touched.
 # Waits for the dpkg lock.
 set -euo pipefail
 
@@ -35,10 +35,11 @@ if [ "${1:-}" = "--test" ]; then
   install_missing slurmctld slurmd slurm-client munge procps strace
   # The fuzz build (scripts/test.sh, scripts/fuzz.sh): clang with libFuzzer and its sanitizers.
   install_missing clang-14 libclang-rt-14-dev
-  if ! python3 -c 'import safetensors, numpy' 2>/dev/null; then
-    python3 -m pip install --quiet --disable-pip-version-check safetensors numpy \
+  # gguf: pinned, the tests use its writer, gguf.quants and GGUFReader.
+  if ! python3 -c 'import safetensors, numpy, gguf; assert gguf.GGUFWriter' 2>/dev/null; then
+    python3 -m pip install --quiet --disable-pip-version-check safetensors numpy gguf==0.19.0 \
       || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages \
-           safetensors numpy
+           safetensors numpy gguf==0.19.0
   fi
   # The loader tests (tests/check_hf_export.py) run Debian's python3 with its python3-torch
   # (1.13) and transformers from PyPI: 4.46 runs on torch 1.13 (tested) and its Llama honours
