@@ -345,6 +345,161 @@ static mp_status ck_check_shape(hid_t ds, const char *file, const char *name, in
     return MP_OK;
 }
 
+/* An int64 dataset of rank nd: shape checked as ck_check_shape does. */
+static mp_status ck_check_i64(hid_t ds, const char *file, const char *name, int nd,
+                              hsize_t *dims)
+{
+    hid_t sp = H5Dget_space(ds), t = H5Dget_type(ds);
+    int got = sp >= 0 ? H5Sget_simple_extent_ndims(sp) : -1;
+    bool ok = got == nd && H5Sget_simple_extent_dims(sp, dims, NULL) == nd;
+    bool typed = t >= 0 && H5Tget_class(t) == H5T_INTEGER && H5Tget_size(t) == 8;
+    ck_close(&t);
+    ck_close(&sp);
+    if (!ok)
+        return mp_error(MP_ERR_FORMAT, "%s: damaged checkpoint: %s has rank %d, expected %d",
+                        file, name, got, nd);
+    if (!typed)
+        return mp_error(MP_ERR_FORMAT, "%s: damaged checkpoint: %s is not int64", file, name);
+    return MP_OK;
+}
+
+/* An int64 dataset [n] (or [n/3, 3] with rows3); an empty one is stored contiguous, since a
+ * chunk cannot be larger than a fixed extent of 0. */
+static herr_t ck_write_i64s(hid_t loc, const char *name, const int64_t *v, int64_t n,
+                            bool rows3)
+{
+    hsize_t dims[2] = {(hsize_t)(rows3 ? n / 3 : n), 3};
+    int nd = rows3 ? 2 : 1;
+    hid_t ds = H5I_INVALID_HID;
+    if (n > 0) {
+        ds = ck_create(loc, name, H5T_STD_I64LE, nd, dims, sizeof(int64_t));
+    } else {
+        hid_t sp = H5Screate_simple(nd, dims, NULL);
+        if (sp >= 0)
+            ds = H5Dcreate2(loc, name, H5T_STD_I64LE, sp, H5P_DEFAULT, H5P_DEFAULT,
+                            H5P_DEFAULT);
+        ck_close(&sp);
+    }
+    if (ds < 0)
+        return -1;
+    herr_t rc = n > 0 ? H5Dwrite(ds, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) : 0;
+    rc |= ck_close(&ds);
+    return rc;
+}
+
+/* Reads the int64 dataset `name` of exactly `want` elements (rows3: [want/3, 3]) into *out. */
+static mp_status ck_read_i64s(hid_t loc, const char *file, const char *name, int64_t want,
+                              bool rows3, int64_t **out)
+{
+    mp_status st = MP_OK;
+    hid_t ds = H5I_INVALID_HID;
+    hsize_t dims[2] = {0, 0};
+    int64_t *v = NULL;
+    if (H5Lexists(loc, name, H5P_DEFAULT) <= 0 || (ds = H5Dopen2(loc, name, H5P_DEFAULT)) < 0)
+        MP_FAIL(MP_ERR_FORMAT, "%s: damaged checkpoint: no dataset /plan/%s", file, name);
+    MP_TRY(ck_check_i64(ds, file, name, rows3 ? 2 : 1, dims));
+    if ((int64_t)dims[0] * (rows3 ? 3 : 1) != want || (rows3 && dims[1] != 3))
+        MP_FAIL(MP_ERR_FORMAT, "%s: damaged checkpoint: /plan/%s has %llu entries, the plan "
+                "needs %lld", file, name, (unsigned long long)dims[0], (long long)want);
+    if (!(v = mp_malloc((size_t)want * sizeof *v)))
+        MP_FAIL(MP_ERR_NOMEM, "%s: cannot allocate /plan/%s", file, name);
+    if (want > 0 && H5Dread(ds, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) < 0)
+        MP_FAIL(MP_ERR_FORMAT, "%s: damaged checkpoint: /plan/%s fails its checksum", file,
+                name);
+    *out = v;
+    v = NULL;
+done:
+    ck_close(&ds);
+    free(v);
+    return st;
+}
+
+/* /plan: counts [n_blocks, 3] (kept KV groups, query heads per kept group, FFN neurons), then
+ * the kept indices of every block, concatenated in block order: kv, q (per kept group), ffn. */
+static herr_t ck_write_plan(hid_t f, const mp_plan *p)
+{
+    int64_t nkv = 0, nq = 0, nf = 0;
+    for (int64_t b = 0; b < p->n_blocks; b++) {
+        nkv += p->b[b].n_kv;
+        nq += p->b[b].n_kv * p->b[b].q_per_kv;
+        nf += p->b[b].n_ffn;
+    }
+    int64_t *counts = mp_malloc((size_t)(3 * p->n_blocks + 1) * sizeof *counts);
+    int64_t *kv = mp_malloc((size_t)(nkv + 1) * sizeof *kv), *q = mp_malloc((size_t)(nq + 1) * sizeof *q);
+    int64_t *ff = mp_malloc((size_t)(nf + 1) * sizeof *ff);
+    herr_t rc = counts && kv && q && ff ? 0 : -1;
+    for (int64_t b = 0, a = 0, c = 0, e = 0; rc == 0 && b < p->n_blocks; b++) {
+        const mp_block_plan *bp = &p->b[b];
+        counts[3 * b] = bp->n_kv;
+        counts[3 * b + 1] = bp->q_per_kv;
+        counts[3 * b + 2] = bp->n_ffn;
+        memcpy(kv + a, bp->kv, (size_t)bp->n_kv * sizeof *kv);
+        memcpy(q + c, bp->q, (size_t)(bp->n_kv * bp->q_per_kv) * sizeof *q);
+        memcpy(ff + e, bp->ffn, (size_t)bp->n_ffn * sizeof *ff);
+        a += bp->n_kv;
+        c += bp->n_kv * bp->q_per_kv;
+        e += bp->n_ffn;
+    }
+    hid_t g = rc == 0 ? H5Gcreate2(f, "plan", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT) : -1;
+    rc |= g < 0 ? -1 : 0;
+    if (rc == 0) {
+        rc |= ck_write_i64s(g, "counts", counts, 3 * p->n_blocks, true);
+        rc |= ck_write_i64s(g, "kv", kv, nkv, false);
+        rc |= ck_write_i64s(g, "q", q, nq, false);
+        rc |= ck_write_i64s(g, "ffn", ff, nf, false);
+    }
+    rc |= ck_close(&g);
+    free(counts);
+    free(kv);
+    free(q);
+    free(ff);
+    return rc;
+}
+
+static mp_status ck_read_plan(hid_t f, const char *file, int64_t n_blocks, mp_plan *p)
+{
+    mp_status st = MP_OK;
+    int64_t *counts = NULL, *kv = NULL, *q = NULL, *ff = NULL, nkv = 0, nq = 0, nf = 0;
+    hid_t g = H5I_INVALID_HID;
+    memset(p, 0, sizeof *p);
+    if (H5Lexists(f, "plan", H5P_DEFAULT) <= 0 || (g = H5Gopen2(f, "plan", H5P_DEFAULT)) < 0)
+        MP_FAIL(MP_ERR_FORMAT, "%s: damaged checkpoint: no /plan", file);
+    MP_TRY(ck_read_i64s(g, file, "counts", 3 * n_blocks, true, &counts));
+    for (int64_t b = 0; b < n_blocks; b++) {
+        int64_t a = counts[3 * b], c = counts[3 * b + 1], e = counts[3 * b + 2];
+        /* Bounded like any width (mp_model.h limits), so the sums below cannot overflow. */
+        if (a < 0 || c < 0 || e < 0 || a > MP_CFG_MAX_HEADS || c > MP_CFG_MAX_HEADS ||
+            e > MP_CFG_MAX_WIDTH)
+            MP_FAIL(MP_ERR_FORMAT, "%s: damaged checkpoint: /plan/counts of block %lld out of "
+                    "range", file, (long long)b);
+        nkv += a;
+        nq += a * c;
+        nf += e;
+    }
+    MP_TRY(ck_read_i64s(g, file, "kv", nkv, false, &kv));
+    MP_TRY(ck_read_i64s(g, file, "q", nq, false, &q));
+    MP_TRY(ck_read_i64s(g, file, "ffn", nf, false, &ff));
+    if (!(p->b = mp_calloc((size_t)n_blocks, sizeof *p->b)))
+        MP_FAIL(MP_ERR_NOMEM, "%s: cannot allocate the plan", file);
+    p->n_blocks = n_blocks;
+    for (int64_t b = 0, a = 0, c = 0, e = 0; b < n_blocks; b++) {
+        int64_t k = counts[3 * b], qp = counts[3 * b + 1], n = counts[3 * b + 2];
+        MP_TRY(mp_plan_set_block(p, b, k, kv + a, qp, q + c, n, ff + e));
+        a += k;
+        c += k * qp;
+        e += n;
+    }
+done:
+    ck_close(&g);
+    free(counts);
+    free(kv);
+    free(q);
+    free(ff);
+    if (st != MP_OK)
+        mp_plan_free(p);
+    return st;
+}
+
 static mp_status ck_read_text(hid_t loc, const char *file, const char *name, char **out)
 {
     mp_status st = MP_OK;
@@ -395,6 +550,7 @@ static mp_status ck_check_owner(hid_t f, const char *path, const char *job_id, i
 
 void mp_ckpt_info_free(mp_ckpt_info *info)
 {
+    mp_plan_free(&info->plan);
     free(info->job_json);
     free(info->report_json);
     info->job_json = NULL;
@@ -717,8 +873,13 @@ mp_status mp_ckpt_write_main(const char *ckpt, const mp_ckpt_info *info)
     bool renamed = false;
     ck_quiet();
     MP_TRY(ck_path(tmp, sizeof tmp, ckpt, NULL, 0, ".tmp"));
+    int64_t plan_bytes = 0;
+    for (int64_t b = 0; b < info->plan.n_blocks; b++)
+        plan_bytes += 8 * (3 + info->plan.b[b].n_kv * (1 + info->plan.b[b].q_per_kv) +
+                           info->plan.b[b].n_ffn);
     int64_t need = CK_META_BYTES + (int64_t)strlen(info->job_json) +
-                   (int64_t)strlen(info->report_json) + 512 * (info->next_block + 1);
+                   (int64_t)strlen(info->report_json) + 512 * (info->next_block + 1) +
+                   2 * plan_bytes + 8192;
     MP_TRY(ck_space_check(tmp, ckpt, need));
     if ((fapl = ck_fapl()) < 0)
         MP_FAIL(MP_ERR_INTERNAL, "%s: cannot set up HDF5 file access", tmp);
@@ -735,6 +896,8 @@ mp_status mp_ckpt_write_main(const char *ckpt, const mp_ckpt_info *info)
     rc |= ck_attr_str(f, "written_at", info->written_at);
     rc |= ck_attr_i64(f, "ranks", info->ranks);
     rc |= ck_attr_i64(f, "n_blocks", info->n_blocks);
+    rc |= ck_attr_i64(f, "phase", info->phase);
+    rc |= ck_attr_i64(f, "round", info->round);
     rc |= ck_attr_i64(f, "next_block", info->next_block);
     rc |= ck_attr_i64(f, "snapshot_block", info->snapshot_block);
     rc |= ck_attr_i64(f, "n_seq", info->n_seq);
@@ -742,6 +905,10 @@ mp_status mp_ckpt_write_main(const char *ckpt, const mp_ckpt_info *info)
     rc |= ck_attr_i64(f, "d", info->d);
     rc |= ck_write_text(f, "job", info->job_json);
     rc |= ck_write_text(f, "report", info->report_json);
+    if (info->plan.n_blocks != info->n_blocks)
+        MP_FAIL(MP_ERR_INTERNAL, "%s: a plan of %lld blocks for %lld", tmp,
+                (long long)info->plan.n_blocks, (long long)info->n_blocks);
+    rc |= ck_write_plan(f, &info->plan);
     grp = H5Gcreate2(f, "weights", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     rc |= grp < 0 ? -1 : 0;
     /* External links resolve relative to the main file's folder: "NAME.d/block_...". */
@@ -801,6 +968,9 @@ mp_status mp_ckpt_read_main(const char *ckpt, mp_ckpt_info *info)
     if (H5Aexists(f, "format_version") <= 0)
         MP_FAIL(MP_ERR_FORMAT, "%s: damaged checkpoint: no format_version", ckpt);
     MP_TRY(ck_read_i64(f, ckpt, "format_version", &info->format_version));
+    if (info->format_version == 1)
+        MP_FAIL(MP_ERR_FORMAT, "%s: a format 1 checkpoint (mpiprune 0.1, no plan): this mpiprune "
+                "resumes format %d only", ckpt, MP_CKPT_FORMAT_VERSION);
     if (info->format_version != MP_CKPT_FORMAT_VERSION)
         MP_FAIL(MP_ERR_FORMAT, "%s: checkpoint format version %lld, this mpiprune reads %d",
                 ckpt, (long long)info->format_version, MP_CKPT_FORMAT_VERSION);
@@ -810,6 +980,8 @@ mp_status mp_ckpt_read_main(const char *ckpt, mp_ckpt_info *info)
     MP_TRY(ck_read_str(f, ckpt, "written_at", info->written_at, sizeof info->written_at));
     MP_TRY(ck_read_i64(f, ckpt, "ranks", &info->ranks));
     MP_TRY(ck_read_i64(f, ckpt, "n_blocks", &info->n_blocks));
+    MP_TRY(ck_read_i64(f, ckpt, "phase", &info->phase));
+    MP_TRY(ck_read_i64(f, ckpt, "round", &info->round));
     MP_TRY(ck_read_i64(f, ckpt, "next_block", &info->next_block));
     MP_TRY(ck_read_i64(f, ckpt, "snapshot_block", &info->snapshot_block));
     MP_TRY(ck_read_i64(f, ckpt, "n_seq", &info->n_seq));
@@ -820,6 +992,11 @@ mp_status mp_ckpt_read_main(const char *ckpt, mp_ckpt_info *info)
         MP_FAIL(MP_ERR_FORMAT, "%s: damaged checkpoint: inconsistent progress", ckpt);
     if (info->ranks < 1 || info->n_seq < 0 || info->seqlen < 0 || info->d < 0)
         MP_FAIL(MP_ERR_FORMAT, "%s: damaged checkpoint: negative sizes", ckpt);
+    if (info->phase != MP_CKPT_PHASE_PRUNE || info->round < 0 || info->n_blocks > MP_MAX_LAYERS)
+        MP_FAIL(MP_ERR_FORMAT, "%s: damaged checkpoint: phase %lld, round %lld or %lld blocks "
+                "out of range", ckpt, (long long)info->phase, (long long)info->round,
+                (long long)info->n_blocks);
+    MP_TRY(ck_read_plan(f, ckpt, info->n_blocks, &info->plan));
     MP_TRY(ck_read_text(f, ckpt, "job", &info->job_json));
     MP_TRY(ck_read_text(f, ckpt, "report", &info->report_json));
     if (ck_close(&f) < 0)

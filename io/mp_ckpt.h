@@ -1,10 +1,11 @@
 /* mp_ckpt (h5ck): the HDF5 checkpoint of a prune job.
  *
- * Layout (format version 1). A checkpoint CKPT is a main file and a folder CKPT.d beside it:
+ * Layout (format version 2). A checkpoint CKPT is a main file and a folder CKPT.d beside it:
  *
  *   CKPT                       the main file, small, rewritten at every checkpoint
  *     attributes  format_version (int64), job_id (string, sha256 of /job), mpiprune_version,
  *                 written_at (UTC ISO 8601), ranks (int64: ranks that wrote it),
+ *                 phase, round (int64: what the job was doing; 0, 0 for one-pass pruning),
  *                 n_blocks, next_block (first block not yet pruned),
  *                 snapshot_block (int64: the hidden-state snapshot holds the inputs of this
  *                 block; -1 when there is none), n_seq, seqlen, d (the snapshot's shape)
@@ -13,10 +14,15 @@
  *     /report     uint8 [n]: JSON array of the per-layer records of the blocks done, the
  *                 objects of report.json's "layers" ({"name": "model.layers.3.mlp.down_proj",
  *                 "block": 3, ...}: the layer by its name; jobs/mp_prune_state_internal.h)
+ *     /plan/counts  int64 [n_blocks, 3]: per block the kept KV groups, query heads per kept
+ *                 group and FFN neurons (src/mp_plan.h)
+ *     /plan/kv, /plan/q, /plan/ffn  int64: the kept indices of every block, concatenated in
+ *                 block order (kv: groups; q: per kept group its heads; ffn: neurons)
  *     /weights/block_BBBBB   external link to CKPT.d/block_BBBBB.h5 "/", per finished block
  *     /hidden                external link to CKPT.d/hidden_BBBBB.h5 "/hidden" (if any)
  *   CKPT.d/block_BBBBB.h5      pruned weights of block B, written once by rank 0: one float32
- *                 dataset [out, in] per pruned linear layer, named by its short name
+ *                 dataset [out, in] per pruned linear layer at the block's planned widths,
+ *                 named by its short name
  *                 ("q_proj", "fc1", ...); attributes job_id, block
  *   CKPT.d/hidden_BBBBB.h5     /hidden float32 [n_seq, seqlen, d], the inputs of block B of
  *                 every calibration sequence; written collectively, each rank its sequences;
@@ -30,6 +36,7 @@
  * stays valid until the new one is whole. Files no longer referenced are removed after the main
  * file's rename. Readers check every attribute's type and element count and every dataset's
  * rank, shape and type before reading it.
+ * A format 1 checkpoint (no plan, no phase) is refused with that reason.
  * Readable with h5dump and h5py (which follow the external links).
  */
 #ifndef MP_CKPT_H
@@ -38,9 +45,14 @@
 #include <stdint.h>
 
 #include "mp_comm.h"
+#include "mp_plan.h"
 #include "mp_status.h"
 
-#define MP_CKPT_FORMAT_VERSION 1
+#define MP_CKPT_FORMAT_VERSION 2
+
+/* What the job was doing when it wrote the checkpoint. One-pass pruning has one phase; an
+ * iterative search adds its own (scoring rounds) with their round number. */
+enum { MP_CKPT_PHASE_PRUNE = 0 };
 
 typedef struct {
     int64_t format_version;
@@ -49,9 +61,11 @@ typedef struct {
     char mpiprune_version[32];
     char written_at[32];
     int64_t ranks;
+    int64_t phase, round;      /* progress: phase (MP_CKPT_PHASE_*), round, then next_block */
     int64_t n_blocks, next_block, snapshot_block;
     int64_t n_seq, seqlen, d;
     char *report_json;
+    mp_plan plan;              /* the kept structures of every block (owned) */
 } mp_ckpt_info;
 
 void mp_ckpt_info_free(mp_ckpt_info *info);

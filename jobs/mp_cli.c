@@ -261,8 +261,18 @@ static int cmd_status(int argc, char **argv, const mp_comm *comm)
         printf("format version  %lld (mpiprune %s)\n", (long long)info.format_version,
                info.mpiprune_version);
         printf("written         %s by %lld rank(s)\n", info.written_at, (long long)info.ranks);
-        printf("progress        %lld of %lld blocks pruned%s\n", (long long)info.next_block,
-               (long long)info.n_blocks, info.next_block == info.n_blocks ? " (complete)" : "");
+        printf("progress        %lld of %lld blocks pruned%s (phase %lld, round %lld)\n",
+               (long long)info.next_block, (long long)info.n_blocks,
+               info.next_block == info.n_blocks ? " (complete)" : "", (long long)info.phase,
+               (long long)info.round);
+        /* The planned widths: query heads / KV groups / FFN neurons per block. */
+        printf("plan            ");
+        for (int64_t b = 0; b < info.plan.n_blocks; b++) {
+            const mp_block_plan *bp = &info.plan.b[b];
+            printf("%s%lld/%lld/%lld", b ? " " : "", (long long)(bp->n_kv * bp->q_per_kv),
+                   (long long)bp->n_kv, (long long)bp->n_ffn);
+        }
+        printf("  (heads/KV groups/FFN per block)\n");
         if (info.snapshot_block >= 0)
             printf("hidden states   inputs of block %lld, [%lld, %lld, %lld]\n",
                    (long long)info.snapshot_block, (long long)info.n_seq,

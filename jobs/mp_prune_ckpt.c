@@ -39,7 +39,7 @@ mp_status mp_prune_identity(job *J)
     }
     MP_TRY(add_sha(J->inputs, "calib", o->calib));
     /* What changes the result; the rank count changes only rounding, so it is not here. */
-    if (!cJSON_AddNumberToObject(id, "format", 1) ||
+    if (!mp_prune_identity_head(id, MPIPRUNE_VERSION) ||
         !mp_json_add(id, "inputs_sha256", cJSON_Duplicate(J->inputs, 1)) ||
         !mp_prune_options_json(o, id))
         MP_FAIL(MP_ERR_NOMEM, "cannot build the job identity");
@@ -118,6 +118,29 @@ static mp_status records_from_json(job *J, const char *text, int64_t next_block)
     return MP_OK;
 }
 
+/* The checkpoint's plan against this job's model: "CKPT: damaged checkpoint: /plan: ...". */
+static mp_status plan_check(const job *J, const mp_plan *p)
+{
+    char what[4200];
+    snprintf(what, sizeof what, "%s: damaged checkpoint: /plan", J->o->checkpoint);
+    return mp_plan_check(&J->md.cfg, p, what);
+}
+
+static bool plans_equal(const mp_plan *a, const mp_plan *b)
+{
+    if (a->n_blocks != b->n_blocks)
+        return false;
+    for (int64_t i = 0; i < a->n_blocks; i++) {
+        const mp_block_plan *x = &a->b[i], *y = &b->b[i];
+        if (x->n_kv != y->n_kv || x->q_per_kv != y->q_per_kv || x->n_ffn != y->n_ffn ||
+            memcmp(x->kv, y->kv, (size_t)x->n_kv * sizeof *x->kv) != 0 ||
+            memcmp(x->q, y->q, (size_t)(x->n_kv * x->q_per_kv) * sizeof *x->q) != 0 ||
+            memcmp(x->ffn, y->ffn, (size_t)x->n_ffn * sizeof *x->ffn) != 0)
+            return false;
+    }
+    return true;
+}
+
 mp_status mp_prune_resume(job *J)
 {
     mp_status st = MP_OK, local = MP_OK;
@@ -157,6 +180,13 @@ mp_status mp_prune_resume(job *J)
                    info.seqlen != o->seqlen || info.d != J->md.cfg.d) {
             local = mp_error(MP_ERR_FORMAT, "%s: damaged checkpoint: shapes do not match the "
                              "job", o->checkpoint);
+        } else if (plan_check(J, &info.plan) != MP_OK) {
+            local = MP_ERR_FORMAT;
+        } else if (!plans_equal(&info.plan, &J->plan)) {
+            /* The job's options fix its plan (one-pass pruning keeps every structure), so a
+             * checkpoint of the same job with another plan is damaged. */
+            local = mp_error(MP_ERR_FORMAT, "%s: damaged checkpoint: its /plan is not this "
+                             "job's", o->checkpoint);
         } else {
             local = records_from_json(J, info.report_json, info.next_block);
             found[0] = 1;
@@ -207,7 +237,7 @@ static mp_status load_pruned_block(job *J, int64_t b, mp_block **out)
     const char *names[MP_LIN_COUNT];
     int64_t shapes[MP_LIN_COUNT][2];
     float *data[MP_LIN_COUNT];
-    mp_status st = mp_block_load(&J->md.cfg, &J->md.src, b, out);
+    mp_status st = mp_prune_load_block(J, b, out);
     if (st != MP_OK)
         return st;
     int n = block_layers(J, *out, b, names, shapes, data);
@@ -295,6 +325,9 @@ mp_status mp_prune_checkpoint(job *J, const mp_block *blk, int64_t b, bool stopp
         gmtime_r(&now, &tmv);
         strftime(info.written_at, sizeof info.written_at, "%Y-%m-%dT%H:%M:%SZ", &tmv);
         info.ranks = J->P;
+        info.phase = MP_CKPT_PHASE_PRUNE;
+        info.round = 0;
+        info.plan = J->plan; /* borrowed, as job_json: info is not freed here */
         info.n_blocks = c->n_layers;
         info.next_block = b + 1;
         info.snapshot_block = J->snapshot_block;

@@ -553,13 +553,14 @@ static bool finished_before(const job *J)
     const cJSON *ops = rep ? cJSON_GetObjectItemCaseSensitive(rep, "options") : NULL;
     if (ours && id && cJSON_IsObject(ins) && cJSON_IsObject(ops)) {
         /* The identity from the report: its options less those that do not change the result. */
-        cJSON_AddNumberToObject(id, "format", 1);
+        const cJSON *ver = cJSON_GetObjectItemCaseSensitive(rep, "mpiprune_version");
+        bool head = cJSON_IsString(ver) && mp_prune_identity_head(id, ver->valuestring);
         cJSON_AddItemToObject(id, "inputs_sha256", cJSON_Duplicate(ins, 1));
         for (const cJSON *it = ops->child; it; it = it->next)
             if (strcmp(it->string, "model") != 0 && strcmp(it->string, "calib") != 0 &&
                 strcmp(it->string, "out") != 0 && strcmp(it->string, "ranks") != 0)
                 cJSON_AddItemToObject(id, it->string, cJSON_Duplicate(it, 1));
-        same = cJSON_Compare(id, ours, true);
+        same = head && cJSON_Compare(id, ours, true);
     }
     cJSON_Delete(rep);
     cJSON_Delete(ours);
@@ -683,6 +684,8 @@ static mp_status setup_local(job *J)
     int64_t nw = 0;
     MP_TRY(mp_modeldir_open(o->model, &J->md));
     MP_TRY(mp_modeldir_check_seqlen(&J->md, o->seqlen));
+    /* One-pass pruning keeps every structure; the checkpoint stores the plan all the same. */
+    MP_TRY(mp_plan_identity(&J->md.cfg, &J->plan));
     MP_TRY(mp_tokens_load(o->calib, &J->tok));
     MP_TRY(mp_tokens_windows(&J->tok, o->seqlen, o->calib, &nw));
     if (nw < o->nsamples)
@@ -779,7 +782,7 @@ mp_status mp_prune_run(const mp_prune_opts *o, const mp_comm *comm)
     mp_progress_restart(&J->pg, J->start_block);
 
     for (int64_t b = J->start_block; b < c->n_layers; b++) {
-        MP_TRY(mp_prune_agree(J, mp_block_load(c, &J->md.src, b, &blk)));
+        MP_TRY(mp_prune_agree(J, mp_prune_load_block(J, b, &blk)));
         if (J->block_sel[b])
             MP_TRY(prune_block(J, blk));
         if (J->rank == 0)
@@ -889,6 +892,7 @@ done:
     free(stages);
     free(peak);
     mp_tokens_free(&J->tok);
+    mp_plan_free(&J->plan);
     mp_modeldir_close(&J->md);
     cJSON_Delete(J->inputs);
     free(J->job_json);

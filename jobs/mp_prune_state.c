@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "mp_alloc.h"
+#include "mp_ckpt.h"
 
 const char *const mp_stage_names[ST_COUNT] = {"forward", "hessian", "reduction", "solve",
                                                "broadcast", "write", "checkpoint"};
@@ -273,4 +274,21 @@ mp_status mp_prune_write_block(job *J, const mp_block *blk)
     }
     J->t_stage[ST_WRITE] += mp_comm_wtime() - t;
     return st;
+}
+
+mp_status mp_prune_load_block(job *J, int64_t b, mp_block **out)
+{
+    mp_status st = mp_block_load(&J->md.cfg, &J->md.src, b, out);
+    if (st == MP_OK && J->plan.b) {
+        st = mp_block_apply_plan(&J->md.cfg, &J->plan.b[b], *out);
+        if (st != MP_OK)
+            mp_block_free(out);
+    }
+    return st;
+}
+
+bool mp_prune_identity_head(cJSON *id, const char *version)
+{
+    return cJSON_AddNumberToObject(id, "format", MP_CKPT_FORMAT_VERSION) &&
+           cJSON_AddStringToObject(id, "mpiprune_version", version);
 }

@@ -14,6 +14,7 @@
 #include "mp_comm.h"
 #include "mp_export.h"
 #include "mp_outgguf.h"
+#include "mp_plan.h"
 #include "mp_hessian.h"
 #include "mp_model.h"
 #include "mp_modeldir.h"
@@ -45,6 +46,7 @@ typedef struct {
     int rank, P;
     mp_modeldir md;
     mp_tokens tok;
+    mp_plan plan;              /* the kept structures of every block (identity: unstructured) */
     bool *block_sel;
     bool lin_sel[MP_LIN_COUNT];
     int64_t s0, s1;            /* this rank's calibration sequences [s0, s1) */
@@ -75,6 +77,13 @@ MP_NODISCARD mp_status mp_prune_agree(job *J, mp_status local);
 /* Runs the current block on this rank's sequences in place (not collective). */
 MP_NODISCARD mp_status mp_prune_run_block(job *J, const mp_block *blk, float *h,
                                           const mp_hook *hook);
+/* Block b as the plan has it: read at the input's widths, then cut to the plan's (not
+ * collective). */
+MP_NODISCARD mp_status mp_prune_load_block(job *J, int64_t b, mp_block **out);
+/* The fixed head of a job identity: the checkpoint format and the mpiprune version that wrote
+ * it (so that neither a renumbered format nor another version's results are mistaken for this
+ * job's); false when cJSON runs out of memory. */
+MP_NODISCARD bool mp_prune_identity_head(cJSON *id, const char *version);
 /* Embeds this rank's calibration sequences into J->h (not collective). */
 MP_NODISCARD mp_status mp_prune_embed(job *J);
 /* Rank 0: writes block blk (all its tensors, at their final widths) into the output. */

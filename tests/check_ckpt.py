@@ -164,11 +164,35 @@ if files_digest(ckpt) != before or os.path.exists(out):
 
 # h5py reads the checkpoint (external links followed) and finds the documented layout.
 with h5py.File(ckpt, "r") as f:
-    assert f.attrs["format_version"] == 1 and f.attrs["next_block"] == 2, dict(f.attrs)
+    assert f.attrs["format_version"] == 2 and f.attrs["next_block"] == 2, dict(f.attrs)
+    assert f.attrs["phase"] == 0 and f.attrs["round"] == 0, dict(f.attrs)
     assert f["hidden"].shape == (32, 256, 64), f["hidden"].shape
     assert f["weights/block_00001/q_proj"].shape == (64, 64)
-    json.loads(bytes(f["job"][()]).decode())
-print("h5py reads the checkpoint layout")
+    job = json.loads(bytes(f["job"][()]).decode())
+    assert job["format"] == 2 and job["mpiprune_version"] == f.attrs["mpiprune_version"].decode()
+    # The plan of one-pass pruning keeps everything: 4 KV groups of 2 heads, 172 neurons.
+    counts = f["plan/counts"][()]
+    assert counts.shape == (5, 3) and (counts == [4, 2, 172]).all(), counts
+    assert list(f["plan/kv"][()]) == [0, 1, 2, 3] * 5
+    assert list(f["plan/q"][()]) == [0, 1] * 20
+    assert list(f["plan/ffn"][()]) == list(range(172)) * 5
+print("h5py reads the checkpoint layout (format 2, with its plan)")
+
+# A format 1 checkpoint (no plan) and a plan that names a neuron the model lacks are refused
+# with one line, and left untouched.
+for name, edit, needles in (
+        ("format 1", lambda f: f.attrs.modify("format_version", 1), ("format 1", "resumes format 2")),
+        ("bad plan", lambda f: f["plan/ffn"].__setitem__(3, 999), ("damaged checkpoint",
+                                                                    "FFN neurons"))):
+    stop_after_block2(2, out, ckpt)
+    with h5py.File(ckpt, "r+") as f:
+        edit(f)
+    before = files_digest(ckpt)
+    r = run(2, BASE + ["--out", out, "--checkpoint", ckpt], expect=3)
+    print(f"{name}:")
+    one_line_refusal(r, *needles)
+    if files_digest(ckpt) != before or os.path.exists(out):
+        sys.exit(f"FAIL: {name}: the checkpoint was changed or an output written")
 
 # Signals: SIGUSR1 to every rank, then SIGTERM and SIGINT while they stop and checkpoint; the
 # job exits 75 once, the checkpoint is whole, and the same command resumes to the same bytes as
