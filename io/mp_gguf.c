@@ -573,8 +573,8 @@ mp_status mp_gguf_open(const char *path, mp_gguf **out)
     }
 
     for (uint64_t i = 0; i < nt; i++) {
+        g->n_t = (size_t)i + 1; /* so that a half-read info is freed too */
         MP_TRY(cur_tensor(&c, (size_t)i, &g->t[i]));
-        g->n_t = (size_t)i + 1;
         g->by_name[i] = by_off[i] = &g->t[i];
     }
     qsort(g->by_name, g->n_t, sizeof *g->by_name, gg_cmp_name);
