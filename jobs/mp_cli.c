@@ -201,13 +201,15 @@ static int cmd_convert(int argc, char **argv, const mp_comm *comm)
     mp_status st = mp_opts_parse("convert", opts, NOPTS(opts), argc, argv, &help, pos, 2, &npos);
     if (st == MP_OK && help) {
         if (mp_comm_rank(comm) == 0)
-            mp_opts_usage(stdout, "convert", "IN OUT.gguf [--dtype f32|f16|bf16]",
+            mp_opts_usage(stdout, "convert", "IN OUT.gguf|OUTDIR [--dtype f32|f16|bf16]",
                           "Converts IN (a Hugging Face model directory or a GGUF file: F32, F16, "
-                          "BF16, Q8_0, Q4_0,\nQ4_1) into the GGUF file OUT, one tensor at a time: "
-                          "architecture llama when every block\nhas the same widths, deci with "
-                          "per-layer arrays otherwise; a GGUF input's general.* and\ntokenizer.* "
-                          "metadata are carried over. OUT appears only when complete and is never\n"
-                          "overwritten. (OUT as a Hugging Face directory: not available yet.)",
+                          "BF16, Q8_0, Q4_0,\nQ4_1), one tensor at a time, into the GGUF file "
+                          "OUT.gguf (architecture llama when every\nblock has the same widths, "
+                          "deci with per-layer arrays otherwise; a GGUF input's general.*\nand "
+                          "tokenizer.* metadata carried over) or into the Hugging Face directory "
+                          "OUTDIR\n(model.safetensors, config.json, per_layer_widths and "
+                          "modeling_mpiprune.py when the\nblocks differ; LLaMA family). OUT "
+                          "appears only when complete and is never overwritten.",
                           opts, NOPTS(opts));
         return 0;
     }

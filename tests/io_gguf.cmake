@@ -68,3 +68,10 @@ mp_add_fail_test(cli_bad_gguf_nan_np2 EXIT 5 NP 2 FIXTURES bad_gguf LABELS "io;g
   REGEX "gguf_nan\\.gguf: tensor 'blk\\.0\\.attn_q\\.weight' has a non-finite value"
   COMMAND ${MP_CLI} eval --model ${MP_BAD_DIR}/gguf_nan.gguf --data ${MP_GGUF_EVAL_DATA}
           --seqlen 256 --quiet)
+# GGUF -> Hugging Face directory: the same evaluation bit for bit (llama Q4_1, deci with
+# per-block widths, F32), on 1 and 2 ranks; bf16 output; an existing OUT refused.
+mp_add_cli_test(gguf_convert_hf TIMEOUT 300 LABELS "io;gguf" FIXTURES gguf_files
+  COMMAND env OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+          bash ${CMAKE_CURRENT_SOURCE_DIR}/check_convert_hf.sh ${MP_CLI} ${MP_GGUF_DIR}
+          ${MP_FIXTURE_DIR}/eval_dev.bin ${CMAKE_CURRENT_BINARY_DIR}/convert_hf_work)
+set_tests_properties(gguf_convert_hf PROPERTIES PROCESSORS 2)
