@@ -9,6 +9,7 @@
 #define _POSIX_C_SOURCE 200809L
 
 #include "mp_alloc.h"
+#include "mp_file.h"
 #include "mp_gguf.h"
 
 #include <errno.h>
@@ -1590,22 +1591,7 @@ mp_status mp_gguf_writer_finish(mp_gguf_writer **wp)
         MP_FAIL(MP_ERR_IO, "%s: cannot rename %s into place: %s", w->path, w->tmp,
                 strerror(errno));
     w->created = false;
-    /* Make the rename durable (a directory fsync some file systems refuse is not an error). */
-    char *dir = mp_strdup(w->path);
-    if (dir) {
-        char *slash = strrchr(dir, '/');
-        const char *dname = ".";
-        if (slash) {
-            slash[slash == dir ? 1 : 0] = '\0';
-            dname = dir;
-        }
-        int dfd = open(dname, O_RDONLY | O_CLOEXEC);
-        if (dfd >= 0) {
-            (void)fsync(dfd);
-            close(dfd);
-        }
-        free(dir);
-    }
+    mp_file_sync_dir_of(w->path); /* make the rename durable */
 done:
     mp_gguf_writer_abort(wp);
     return st;

@@ -12,6 +12,7 @@
 #define _POSIX_C_SOURCE 200809L
 
 #include "mp_alloc.h"
+#include "mp_textbuf.h"
 #include "mp_checked.h"
 #include "mp_file.h"
 #include "mp_json.h"
@@ -67,15 +68,6 @@ typedef struct {
 } st_entry;
 
 /* ---------- small helpers ---------- */
-
-static char *st_strdup(const char *s)
-{
-    size_t n = strlen(s) + 1;
-    char *d = mp_malloc(n);
-    if (d)
-        memcpy(d, s, n);
-    return d;
-}
 
 static char *st_join(const char *dir, const char *name)
 {
@@ -272,7 +264,7 @@ static mp_status st_load_file(mp_st_model *m, int fi, const char *path)
     st_entry *ent = NULL;
     size_t nent = 0;
 
-    f->path = st_strdup(path);
+    f->path = mp_strdup(path);
     if (!f->path)
         MP_FAIL(MP_ERR_NOMEM, "%s: out of memory", path);
     f->name = st_basename(f->path);
@@ -343,7 +335,7 @@ static mp_status st_load_file(mp_st_model *m, int fi, const char *path)
         nent++;
     }
     if (!f->metadata) {
-        f->metadata = st_strdup("{}");
+        f->metadata = mp_strdup("{}");
         if (!f->metadata)
             MP_FAIL(MP_ERR_NOMEM, "%s: out of memory", path);
     }
@@ -379,7 +371,7 @@ static mp_status st_load_file(mp_st_model *m, int fi, const char *path)
         mp_st_tensor t = ent[i].t;
         t.file_offset = (int64_t)(f->data_off + ent[i].begin);
         t.nbytes = (size_t)(ent[i].end - ent[i].begin);
-        char *nm = st_strdup(ent[i].t.name);
+        char *nm = mp_strdup(ent[i].t.name);
         if (!nm)
             MP_FAIL(MP_ERR_NOMEM, "%s: out of memory", path);
         t.name = nm;
@@ -562,7 +554,7 @@ mp_status mp_st_open(const char *path, mp_st_model **out)
         m->msg_path = single_path;
         single_path = NULL;
     } else {
-        m->msg_path = st_strdup(path);
+        m->msg_path = mp_strdup(path);
         if (!m->msg_path)
             MP_FAIL(MP_ERR_NOMEM, "%s: out of memory", path);
     }
@@ -720,61 +712,6 @@ void mp_st_weight_source(mp_st_model *m, mp_weight_source *src)
 
 /* ---------- writing ---------- */
 
-typedef struct {
-    char *p;
-    size_t n, cap;
-    bool oom;
-} st_buf;
-
-static void sb_add(st_buf *b, const char *s, size_t n)
-{
-    if (b->oom)
-        return;
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 1024;
-        while (cap < b->n + n + 1)
-            cap *= 2;
-        char *np = mp_realloc(b->p, cap);
-        if (!np) {
-            b->oom = true;
-            return;
-        }
-        b->p = np;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = '\0';
-}
-
-static void sb_str(st_buf *b, const char *s) { sb_add(b, s, strlen(s)); }
-
-static void sb_fmt_u64(st_buf *b, uint64_t v)
-{
-    char tmp[32];
-    int w = snprintf(tmp, sizeof tmp, "%" PRIu64, v);
-    sb_add(b, tmp, (size_t)w);
-}
-
-/* A JSON string literal. */
-static void sb_json_str(st_buf *b, const char *s)
-{
-    sb_add(b, "\"", 1);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\') {
-            char esc[2] = {'\\', (char)*p};
-            sb_add(b, esc, 2);
-        } else if (*p < 0x20) {
-            char esc[8];
-            snprintf(esc, sizeof esc, "\\u%04x", *p);
-            sb_add(b, esc, 6);
-        } else {
-            sb_add(b, (const char *)p, 1);
-        }
-    }
-    sb_add(b, "\"", 1);
-}
-
 static mp_status st_write_all(int fd, const void *data, size_t n, const char *path)
 {
     const unsigned char *p = data;
@@ -801,7 +738,7 @@ mp_status mp_st_write(const char *path, const mp_st_entry *entries, size_t n,
                       const char *metadata_json)
 {
     mp_status st = MP_OK;
-    st_buf hb = {0};
+    mp_textbuf hb = {0};
     cJSON *meta = NULL;
     char *meta_txt = NULL;
     uint64_t *sizes = NULL;
@@ -819,7 +756,7 @@ mp_status mp_st_write(const char *path, const mp_st_entry *entries, size_t n,
     if (!sizes || !names)
         MP_FAIL(MP_ERR_NOMEM, "%s: out of memory", path);
 
-    sb_str(&hb, "{");
+    mp_tb_str(&hb, "{");
     bool first = true;
     if (metadata_json) {
         const char *bad = NULL;
@@ -833,8 +770,8 @@ mp_status mp_st_write(const char *path, const mp_st_entry *entries, size_t n,
         meta_txt = cJSON_PrintUnformatted(meta);
         if (!meta_txt)
             MP_FAIL(MP_ERR_NOMEM, "%s: out of memory", path);
-        sb_str(&hb, "\"__metadata__\":");
-        sb_str(&hb, meta_txt);
+        mp_tb_str(&hb, "\"__metadata__\":");
+        mp_tb_str(&hb, meta_txt);
         first = false;
     }
     uint64_t off = 0;
@@ -864,27 +801,27 @@ mp_status mp_st_write(const char *path, const mp_st_entry *entries, size_t n,
             MP_FAIL(MP_ERR_RANGE, "%s: data section too large at tensor '%s'", path, e->name);
         sizes[i] = nb;
         if (!first)
-            sb_str(&hb, ",");
+            mp_tb_str(&hb, ",");
         first = false;
-        sb_json_str(&hb, e->name);
-        sb_str(&hb, ":{\"dtype\":\"");
-        sb_str(&hb, mp_dtype_name(e->dtype));
-        sb_str(&hb, "\",\"shape\":[");
+        mp_tb_json_str(&hb, e->name);
+        mp_tb_str(&hb, ":{\"dtype\":\"");
+        mp_tb_str(&hb, mp_dtype_name(e->dtype));
+        mp_tb_str(&hb, "\",\"shape\":[");
         for (int d = 0; d < e->ndim; d++) {
             if (d)
-                sb_str(&hb, ",");
-            sb_fmt_u64(&hb, (uint64_t)e->shape[d]);
+                mp_tb_str(&hb, ",");
+            mp_tb_u64(&hb, (uint64_t)e->shape[d]);
         }
-        sb_str(&hb, "],\"data_offsets\":[");
-        sb_fmt_u64(&hb, off);
-        sb_str(&hb, ",");
-        sb_fmt_u64(&hb, off + nb);
-        sb_str(&hb, "]}");
+        mp_tb_str(&hb, "],\"data_offsets\":[");
+        mp_tb_u64(&hb, off);
+        mp_tb_str(&hb, ",");
+        mp_tb_u64(&hb, off + nb);
+        mp_tb_str(&hb, "]}");
         off += nb;
     }
-    sb_str(&hb, "}");
+    mp_tb_str(&hb, "}");
     while ((8 + hb.n) % 8 != 0)
-        sb_str(&hb, " ");
+        mp_tb_str(&hb, " ");
     if (hb.oom)
         MP_FAIL(MP_ERR_NOMEM, "%s: out of memory for the header", path);
     qsort(names, n, sizeof *names, st_cmp_cstr);
@@ -919,23 +856,7 @@ mp_status mp_st_write(const char *path, const mp_st_entry *entries, size_t n,
     if (rename(tmp, path) != 0)
         MP_FAIL(MP_ERR_IO, "%s: cannot rename %s into place: %s", path, tmp, strerror(errno));
     created = false;
-    /* Make the rename durable; some file systems refuse fsync on a directory, which only
-     * weakens durability after a crash, so that failure is not an error. */
-    char *dir = st_strdup(path);
-    if (dir) {
-        char *slash = strrchr(dir, '/');
-        const char *dname = ".";
-        if (slash) {
-            slash[slash == dir ? 1 : 0] = '\0';
-            dname = dir;
-        }
-        int dfd = open(dname, O_RDONLY | O_CLOEXEC);
-        if (dfd >= 0) {
-            (void)fsync(dfd);
-            close(dfd);
-        }
-        free(dir);
-    }
+    mp_file_sync_dir_of(path); /* make the rename durable */
 done:
     if (fd >= 0)
         close(fd);

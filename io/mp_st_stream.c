@@ -9,6 +9,7 @@
 #define _DEFAULT_SOURCE
 
 #include "mp_alloc.h"
+#include "mp_textbuf.h"
 #include "mp_st_stream.h"
 
 #include <cjson/cJSON.h>
@@ -62,62 +63,6 @@ struct mp_sts {
     bool index_created;
     uint64_t total;
 };
-
-/* ---------- text buffer ---------- */
-
-typedef struct {
-    char *p;
-    size_t n, cap;
-    bool oom;
-} sts_buf;
-
-static void sb_add(sts_buf *b, const char *s, size_t n)
-{
-    if (b->oom)
-        return;
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 1024;
-        while (cap < b->n + n + 1)
-            cap *= 2;
-        char *np = mp_realloc(b->p, cap);
-        if (!np) {
-            b->oom = true;
-            return;
-        }
-        b->p = np;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = '\0';
-}
-
-static void sb_str(sts_buf *b, const char *s) { sb_add(b, s, strlen(s)); }
-
-static void sb_u64(sts_buf *b, uint64_t v)
-{
-    char tmp[32];
-    int w = snprintf(tmp, sizeof tmp, "%" PRIu64, v);
-    sb_add(b, tmp, (size_t)w);
-}
-
-static void sb_json_str(sts_buf *b, const char *s)
-{
-    sb_add(b, "\"", 1);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\') {
-            char esc[2] = {'\\', (char)*p};
-            sb_add(b, esc, 2);
-        } else if (*p < 0x20) {
-            char esc[8];
-            snprintf(esc, sizeof esc, "\\u%04x", *p);
-            sb_add(b, esc, 6);
-        } else {
-            sb_add(b, (const char *)p, 1);
-        }
-    }
-    sb_add(b, "\"", 1);
-}
 
 /* ---------- helpers ---------- */
 
@@ -268,13 +213,13 @@ static void sts_free(mp_sts *w)
 
 /* Header text of file k (padded), from the tensors' offsets relative to the data section. */
 static mp_status sts_header(const mp_sts *w, int k, const char *meta, const uint64_t *rel,
-                            sts_buf *hb)
+                            mp_textbuf *hb)
 {
     bool first = true;
-    sb_str(hb, "{");
+    mp_tb_str(hb, "{");
     if (meta) {
-        sb_str(hb, "\"__metadata__\":");
-        sb_str(hb, meta);
+        mp_tb_str(hb, "\"__metadata__\":");
+        mp_tb_str(hb, meta);
         first = false;
     }
     for (size_t i = 0; i < w->n; i++) {
@@ -282,26 +227,26 @@ static mp_status sts_header(const mp_sts *w, int k, const char *meta, const uint
         if (t->file != k)
             continue;
         if (!first)
-            sb_str(hb, ",");
+            mp_tb_str(hb, ",");
         first = false;
-        sb_json_str(hb, t->name);
-        sb_str(hb, ":{\"dtype\":\"");
-        sb_str(hb, mp_dtype_name(t->dtype));
-        sb_str(hb, "\",\"shape\":[");
+        mp_tb_json_str(hb, t->name);
+        mp_tb_str(hb, ":{\"dtype\":\"");
+        mp_tb_str(hb, mp_dtype_name(t->dtype));
+        mp_tb_str(hb, "\",\"shape\":[");
         for (int d = 0; d < t->ndim; d++) {
             if (d)
-                sb_str(hb, ",");
-            sb_u64(hb, (uint64_t)t->shape[d]);
+                mp_tb_str(hb, ",");
+            mp_tb_u64(hb, (uint64_t)t->shape[d]);
         }
-        sb_str(hb, "],\"data_offsets\":[");
-        sb_u64(hb, rel[i]);
-        sb_str(hb, ",");
-        sb_u64(hb, rel[i] + t->nbytes);
-        sb_str(hb, "]}");
+        mp_tb_str(hb, "],\"data_offsets\":[");
+        mp_tb_u64(hb, rel[i]);
+        mp_tb_str(hb, ",");
+        mp_tb_u64(hb, rel[i] + t->nbytes);
+        mp_tb_str(hb, "]}");
     }
-    sb_str(hb, "}");
+    mp_tb_str(hb, "}");
     while ((8 + hb->n) % 8 != 0)
-        sb_str(hb, " ");
+        mp_tb_str(hb, " ");
     if (hb->oom)
         return mp_error(MP_ERR_NOMEM, "%s: out of memory for a header", w->dir);
     return MP_OK;
@@ -310,7 +255,7 @@ static mp_status sts_header(const mp_sts *w, int k, const char *meta, const uint
 static mp_status sts_open_file(mp_sts *w, int k, const char *meta, const uint64_t *rel)
 {
     mp_status st = MP_OK;
-    sts_buf hb = {0};
+    mp_textbuf hb = {0};
     sts_file *f = &w->files[k];
     MP_TRY(sts_header(w, k, meta, rel, &hb));
     f->fd = open(f->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
@@ -591,7 +536,7 @@ const char *mp_sts_file_name(const mp_sts *w, int k)
 static mp_status sts_write_index(mp_sts *w)
 {
     mp_status st = MP_OK;
-    sts_buf b = {0};
+    mp_textbuf b = {0};
     const sts_tensor **sorted = mp_calloc(w->n ? w->n : 1, sizeof *sorted);
     int fd = -1;
     if (!sorted)
@@ -599,16 +544,16 @@ static mp_status sts_write_index(mp_sts *w)
     for (size_t i = 0; i < w->n; i++)
         sorted[i] = &w->t[i];
     qsort(sorted, w->n, sizeof *sorted, sts_cmp_by_name);
-    sb_str(&b, "{\n  \"metadata\": {\n    \"total_size\": ");
-    sb_u64(&b, w->total);
-    sb_str(&b, "\n  },\n  \"weight_map\": {");
+    mp_tb_str(&b, "{\n  \"metadata\": {\n    \"total_size\": ");
+    mp_tb_u64(&b, w->total);
+    mp_tb_str(&b, "\n  },\n  \"weight_map\": {");
     for (size_t i = 0; i < w->n; i++) {
-        sb_str(&b, i ? ",\n    " : "\n    ");
-        sb_json_str(&b, sorted[i]->name);
-        sb_str(&b, ": ");
-        sb_json_str(&b, w->files[sorted[i]->file].name);
+        mp_tb_str(&b, i ? ",\n    " : "\n    ");
+        mp_tb_json_str(&b, sorted[i]->name);
+        mp_tb_str(&b, ": ");
+        mp_tb_json_str(&b, w->files[sorted[i]->file].name);
     }
-    sb_str(&b, w->n ? "\n  }\n}\n" : "}\n}\n");
+    mp_tb_str(&b, w->n ? "\n  }\n}\n" : "}\n}\n");
     if (b.oom)
         MP_FAIL(MP_ERR_NOMEM, "%s: out of memory for the index", w->dir);
     fd = open(w->index_tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);

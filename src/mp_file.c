@@ -64,3 +64,20 @@ mp_status mp_file_fopen_regular(const char *path, FILE **f, int64_t *size)
     }
     return MP_OK;
 }
+
+void mp_file_sync_dir_of(const char *path)
+{
+    char dir[4096];
+    const char *slash = strrchr(path, '/');
+    size_t n = slash ? (size_t)(slash - path) : 0;
+    if (n >= sizeof dir)
+        return;
+    memcpy(dir, path, n);
+    dir[n] = '\0';
+    const char *d = !slash ? "." : n == 0 ? "/" : dir;
+    int fd = open(d, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        (void)fsync(fd);
+        close(fd);
+    }
+}

@@ -17,6 +17,10 @@
  * device, socket). Not collective. */
 MP_NODISCARD mp_status mp_file_open_regular(const char *path, int *fd, int64_t *size);
 
+/* fsyncs the folder that holds path, so that a rename into it survives a crash. Best effort:
+ * some file systems refuse fsync on a directory, which only weakens durability. */
+void mp_file_sync_dir_of(const char *path);
+
 /* The same as a stdio stream opened "rb" (*f is NULL on failure). */
 MP_NODISCARD mp_status mp_file_fopen_regular(const char *path, FILE **f, int64_t *size);
 
