@@ -8,10 +8,10 @@ target_include_directories(test_fuzz_regress PRIVATE ${PROJECT_SOURCE_DIR}/fuzz
 
 # Sweeps: every N (or a strided sample, printed) of MPIPRUNE_FAIL_ALLOC must end in success or
 # exit 4 with one error line; runs are slower under the sanitizers, so fewer there.
-# (Measured on the shared 2-core machine: about 0.6 s a run here, 3.5 s under ASan with the
-# slow unwinding that the leak suppressions need.)
+# (Measured on the shared 2-core machine at load ~11: 150 runs of eval took 106 s here; under
+# ASan, with the slow unwinding the leak suppressions need, 40 runs took 440 s, hence 24.)
 if(MPIPRUNE_SANITIZE)
-  set(MP_OOM_RUNS 40)
+  set(MP_OOM_RUNS 24)
 else()
   set(MP_OOM_RUNS 150)
 endif()
