@@ -14,6 +14,8 @@ OUT_DIR/<target>/ for each target of fuzz/mp_fuzz.h:
   tokens_npy   a prefix of models/stories260K/calib.npy re-headed, every supported dtype
   ckpt         with MPIPRUNE: the main file of a checkpoint that a small prune left behind
                (killed by MPIPRUNE_FAULT right after writing it)
+  gguf         the GGUF files of the GGUF tests (every type, llama and deci) and their damaged
+               copies
 """
 import hashlib
 import json
@@ -155,6 +157,18 @@ def main():
             if os.path.exists(ck):
                 put(out, "ckpt", "main_after_block", rd(ck))
         put(out, "ckpt", "not_hdf5", b"\x89HDF\r\n\x1a\n" + b"\0" * 64)
+        # gguf: the tests' files of every type (llama and deci) and their damaged copies; the
+        # seeds are the small ones (the fuzzer mutates what it is given).
+        gg = os.path.join(tmp, "gguf")
+        for script, args in (("gen_gguf.py", [gg, fixture]), ("gen_bad_gguf.py", [gg, fixture])):
+            r = subprocess.run([sys.executable, os.path.join(tests, script)] + args,
+                               capture_output=True)
+            if r.returncode != 0:
+                sys.exit(f"make_seeds: {script} failed: {r.stderr.decode()[-500:]}")
+        for name in sorted(os.listdir(gg)):
+            p = os.path.join(gg, name)
+            if name.endswith(".gguf") and os.path.isfile(p) and os.path.getsize(p) < (2 << 20):
+                put(out, "gguf", name[:-5], rd(p))
     for t in sorted(os.listdir(out)):
         print(t, len(os.listdir(os.path.join(out, t))), "seeds")
 

@@ -12,6 +12,7 @@
 
 #include "mp_alloc.h"
 #include "mp_ckpt.h"
+#include "mp_gguf.h"
 #include "mp_hfconfig.h"
 #include "mp_json.h"
 #include "mp_model.h"
@@ -207,9 +208,53 @@ int mp_fuzz_ckpt(const uint8_t *data, size_t size)
     return 0;
 }
 
+int mp_fuzz_gguf(const uint8_t *data, size_t size)
+{
+    char path[512];
+    fz_path(path, sizeof path, "model.gguf");
+    fz_write(path, data, size);
+    mp_gguf *g = NULL;
+    mp_status st = mp_gguf_open(path, &g);
+    fz_check(st, "model.gguf");
+    if (st == MP_OK) {
+        /* Every small tensor of a readable type is decoded, then the config and, through the
+         * weight source, every tensor the model would load. */
+        for (size_t i = 0; i < mp_gguf_tensor_count(g); i++) {
+            const mp_gguf_tensor *t = mp_gguf_tensor_at(g, i);
+            if (t->numel > (1 << 20))
+                continue;
+            float *out = malloc((size_t)(t->numel ? t->numel : 1) * sizeof *out);
+            if (!out)
+                abort();
+            fz_check(mp_gguf_read_f32(g, t, out), "model.gguf");
+            free(out);
+        }
+        mp_model_config cfg;
+        st = mp_gguf_model_config(g, &cfg);
+        fz_check(st, "model.gguf");
+        if (st == MP_OK && cfg.d * cfg.vocab <= (1 << 22)) {
+            mp_weight_source src;
+            mp_gguf_weight_source(g, &src);
+            mp_head *head = NULL;
+            fz_check(mp_head_load(&cfg, &src, &head), "model.gguf");
+            mp_head_free(&head);
+            for (int64_t l = 0; l < cfg.n_layers && l < 4; l++) {
+                if (mp_block_bytes(&cfg, l) > (64 << 20))
+                    break;
+                mp_block *blk = NULL;
+                fz_check(mp_block_load(&cfg, &src, l, &blk), "model.gguf");
+                mp_block_free(&blk);
+            }
+        }
+    }
+    mp_gguf_close(&g);
+    return 0;
+}
+
 const mp_fuzz_target mp_fuzz_targets[] = {
     {"safetensors", mp_fuzz_safetensors}, {"st_index", mp_fuzz_st_index},
     {"hfconfig", mp_fuzz_hfconfig},       {"tokens_bin", mp_fuzz_tokens_bin},
     {"tokens_npy", mp_fuzz_tokens_npy},   {"ckpt", mp_fuzz_ckpt},
+    {"gguf", mp_fuzz_gguf},
 };
 const int mp_fuzz_ntargets = (int)(sizeof mp_fuzz_targets / sizeof mp_fuzz_targets[0]);

@@ -25,6 +25,9 @@ int mp_fuzz_tokens_bin(const uint8_t *data, size_t size);
 int mp_fuzz_tokens_npy(const uint8_t *data, size_t size);
 /* A checkpoint main file (mp_ckpt_read_main, what `mpiprune status` runs). */
 int mp_fuzz_ckpt(const uint8_t *data, size_t size);
+/* A GGUF file: header, metadata, tensor infos, every small tensor decoded, the config, the
+ * head and the first blocks through the weight source. */
+int mp_fuzz_gguf(const uint8_t *data, size_t size);
 
 /* Target names and entry points, for the replay test. */
 typedef int (*mp_fuzz_fn)(const uint8_t *, size_t);
