@@ -29,7 +29,10 @@ mp_status mp_prune_identity(job *J)
     J->inputs = cJSON_CreateObject();
     if (!id || !J->inputs)
         MP_FAIL(MP_ERR_NOMEM, "cannot build the job identity");
-    MP_TRY(add_sha(J->inputs, "config.json", J->md.config_path));
+    /* A GGUF input is one file, config and weights: its sha256 under its own name. */
+    const char *slash = strrchr(J->md.config_path, '/');
+    MP_TRY(add_sha(J->inputs, J->md.gguf ? (slash ? slash + 1 : J->md.config_path) : "config.json",
+                   J->md.config_path));
     for (int f = 0; f < mp_st_file_count(J->md.st); f++)
         MP_TRY(add_sha(J->inputs, mp_st_file_name(J->md.st, f), mp_st_file_path(J->md.st, f)));
     if (mp_st_is_sharded(J->md.st)) {
