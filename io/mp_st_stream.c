@@ -9,6 +9,7 @@
 #define _DEFAULT_SOURCE
 
 #include "mp_alloc.h"
+#include "mp_json.h"
 #include "mp_textbuf.h"
 #include "mp_st_stream.h"
 
@@ -145,7 +146,10 @@ static mp_status sts_metadata(const char *dir, const char *json, char **out)
     if (!json)
         return MP_OK;
     const char *bad = NULL;
-    cJSON *m = cJSON_Parse(json);
+    bool oom = false;
+    cJSON *m = mp_json_parse(json, NULL, &oom);
+    if (!m && oom)
+        return mp_error(MP_ERR_NOMEM, "%s: out of memory reading __metadata__", dir);
     if (!m || !sts_metadata_ok(m, &bad)) {
         mp_status st = mp_error(MP_ERR_ARG,
                                 "%s: __metadata__ is not a JSON object of strings%s%s%s", dir,
