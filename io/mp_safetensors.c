@@ -69,19 +69,6 @@ typedef struct {
 
 /* ---------- small helpers ---------- */
 
-static char *st_join(const char *dir, const char *name)
-{
-    size_t a = strlen(dir), b = strlen(name);
-    char *p = mp_malloc(a + b + 2);
-    if (!p)
-        return NULL;
-    memcpy(p, dir, a);
-    size_t k = a;
-    if (a > 0 && dir[a - 1] != '/')
-        p[k++] = '/';
-    memcpy(p + k, name, b + 1);
-    return p;
-}
 
 static const char *st_basename(const char *path)
 {
@@ -490,7 +477,7 @@ static mp_status st_open_sharded(mp_st_model *m, const char *dir, const char *in
         m->files[i].fd = -1;
     for (int i = 0; i < nf; i++) {
         free(fpath);
-        fpath = st_join(dir, names[i]);
+        fpath = mp_file_join(dir, names[i]);
         if (!fpath)
             MP_FAIL(MP_ERR_NOMEM, "%s: out of memory", index_path);
         size_t first = m->n;
@@ -536,8 +523,8 @@ mp_status mp_st_open(const char *path, mp_st_model **out)
     if (!m)
         return mp_error(MP_ERR_NOMEM, "%s: out of memory", path);
     if (S_ISDIR(sb.st_mode)) {
-        index_path = st_join(path, ST_INDEX_NAME);
-        single_path = st_join(path, ST_SINGLE_NAME);
+        index_path = mp_file_join(path, ST_INDEX_NAME);
+        single_path = mp_file_join(path, ST_SINGLE_NAME);
         if (!index_path || !single_path)
             MP_FAIL(MP_ERR_NOMEM, "%s: out of memory", path);
         struct stat ib;

@@ -9,6 +9,7 @@
 #define _DEFAULT_SOURCE
 
 #include "mp_alloc.h"
+#include "mp_file.h"
 #include "mp_json.h"
 #include "mp_textbuf.h"
 #include "mp_st_stream.h"
@@ -67,19 +68,6 @@ struct mp_sts {
 
 /* ---------- helpers ---------- */
 
-static char *sts_join(const char *dir, const char *name)
-{
-    size_t a = strlen(dir), b = strlen(name);
-    char *p = mp_malloc(a + b + 2);
-    if (!p)
-        return NULL;
-    memcpy(p, dir, a);
-    size_t k = a;
-    if (a > 0 && dir[a - 1] != '/')
-        p[k++] = '/';
-    memcpy(p + k, name, b + 1);
-    return p;
-}
 
 /* "<host>-<pid>", the host name reduced to characters safe in a file name. */
 static void sts_tag(char *buf, size_t len)
@@ -293,7 +281,7 @@ static mp_status sts_add_file(mp_sts *w, int k, const char *name)
     if (!name || !*name || strchr(name, '/'))
         return mp_error(MP_ERR_ARG, "%s: invalid shard name '%s'", w->dir, name ? name : "");
     f->name = mp_strdup(name);
-    f->path = f->name ? sts_join(w->dir, name) : NULL;
+    f->path = f->name ? mp_file_join(w->dir, name) : NULL;
     f->tmp = f->path ? sts_tmp_name(f->path) : NULL;
     if (!f->tmp)
         return mp_error(MP_ERR_NOMEM, "%s: out of memory", w->dir);
@@ -434,7 +422,7 @@ mp_status mp_sts_create(const char *dir, const mp_sts_spec *specs, size_t n,
     }
     w->index = layout->index || w->nfiles > 1;
     if (w->index) {
-        w->index_path = sts_join(dir, STS_INDEX_NAME);
+        w->index_path = mp_file_join(dir, STS_INDEX_NAME);
         w->index_tmp = w->index_path ? sts_tmp_name(w->index_path) : NULL;
         if (!w->index_tmp)
             MP_FAIL(MP_ERR_NOMEM, "%s: out of memory", dir);

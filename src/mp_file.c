@@ -2,6 +2,8 @@
 
 #include "mp_file.h"
 
+#include "mp_alloc.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
@@ -80,4 +82,18 @@ void mp_file_sync_dir_of(const char *path)
         (void)fsync(fd);
         close(fd);
     }
+}
+
+char *mp_file_join(const char *dir, const char *name)
+{
+    size_t a = strlen(dir), b = strlen(name);
+    char *p = mp_malloc(a + b + 2);
+    if (!p)
+        return NULL;
+    memcpy(p, dir, a);
+    size_t k = a;
+    if (a > 0 && dir[a - 1] != '/')
+        p[k++] = '/';
+    memcpy(p + k, name, b + 1);
+    return p;
 }

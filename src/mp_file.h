@@ -17,6 +17,9 @@
  * device, socket). Not collective. */
 MP_NODISCARD mp_status mp_file_open_regular(const char *path, int *fd, int64_t *size);
 
+/* "dir/name" (one slash between them), allocated (free); NULL when out of memory. */
+char *mp_file_join(const char *dir, const char *name);
+
 /* fsyncs the folder that holds path, so that a rename into it survives a crash. Best effort:
  * some file systems refuse fsync on a directory, which only weakens durability. */
 void mp_file_sync_dir_of(const char *path);
