@@ -992,7 +992,8 @@ mp_status mp_ckpt_read_main(const char *ckpt, mp_ckpt_info *info)
         MP_FAIL(MP_ERR_FORMAT, "%s: damaged checkpoint: inconsistent progress", ckpt);
     if (info->ranks < 1 || info->n_seq < 0 || info->seqlen < 0 || info->d < 0)
         MP_FAIL(MP_ERR_FORMAT, "%s: damaged checkpoint: negative sizes", ckpt);
-    if (info->phase != MP_CKPT_PHASE_PRUNE || info->round < 0 || info->n_blocks > MP_MAX_LAYERS)
+    if ((info->phase != MP_CKPT_PHASE_PRUNE && info->phase != MP_CKPT_PHASE_SEARCH) ||
+        info->round < 0 || info->n_blocks > MP_MAX_LAYERS)
         MP_FAIL(MP_ERR_FORMAT, "%s: damaged checkpoint: phase %lld, round %lld or %lld blocks "
                 "out of range", ckpt, (long long)info->phase, (long long)info->round,
                 (long long)info->n_blocks);

@@ -13,7 +13,9 @@
  *                 calibration files, every option that changes the result)
  *     /report     uint8 [n]: JSON array of the per-layer records of the blocks done, the
  *                 objects of report.json's "layers" ({"name": "model.layers.3.mlp.down_proj",
- *                 "block": 3, ...}: the layer by its name; jobs/mp_prune_state_internal.h)
+ *                 "block": 3, ...}: the layer by its name; jobs/mp_prune_state_internal.h);
+ *                 for a structured search the object {"layers": [...], "search": {...}}, the
+ *                 records and the search's trace so far (report.json's "structured")
  *     /plan/counts  int64 [n_blocks, 3]: per block the kept KV groups, query heads per kept
  *                 group and FFN neurons (src/mp_plan.h)
  *     /plan/kv, /plan/q, /plan/ffn  int64: the kept indices of every block, concatenated in
@@ -52,7 +54,11 @@
 
 /* What the job was doing when it wrote the checkpoint. One-pass pruning has one phase; an
  * iterative search adds its own (scoring rounds) with their round number. */
-enum { MP_CKPT_PHASE_PRUNE = 0 };
+enum {
+    MP_CKPT_PHASE_PRUNE = 0,  /* the block pass that writes the output (round 0) */
+    MP_CKPT_PHASE_SEARCH = 1, /* a structured search between rounds: `round` rounds are done,
+                                 /plan is the plan after them, next_block is 0 */
+};
 
 typedef struct {
     int64_t format_version;

@@ -10,6 +10,7 @@
 #include "mp_opts.h"
 #include "mp_prune_job.h"
 #include "mp_prune_state_internal.h"
+#include "mp_structured.h"
 
 
 #define NOPTS(a) (sizeof(a) / sizeof((a)[0]))
@@ -117,12 +118,44 @@ static int cmd_prune(int argc, char **argv, const mp_comm *comm)
          true, 0, 0, NULL},
         {"out", MP_OPT_STR, &o.out, NULL, "DIR", "output model directory (must not exist)", true,
          0, 0, NULL},
-        {"method", MP_OPT_CHOICE, &o.method_name, "sparsegpt", NULL, "pruning method", false, 0,
-         0, "sparsegpt|wanda|magnitude"},
+        {"method", MP_OPT_CHOICE, &o.method_name, "sparsegpt", NULL, "pruning method "
+         "(structured: remove heads, KV groups and FFN neurons by a global search; the model "
+         "comes out smaller)", false, 0, 0, "sparsegpt|wanda|magnitude|structured"},
         {"sparsity", MP_OPT_DOUBLE, &o.sp.sparsity, "0.5", "F",
          "unstructured fraction of weights to zero", false, 0.0, 0.999, NULL},
         {"nm", MP_OPT_STR, &nm, NULL, "N:M", "semi-structured: N zeros in every M inputs (e.g. "
          "2:4); replaces --sparsity", false, 0, 0, NULL},
+        {"target", MP_OPT_STR, &o.st.target_text, "params=0.8", "params=F|flops=F",
+         "structured: fraction of the blocks' linear parameters (or FLOPs per token at --seqlen) "
+         "kept", false, 0, 0, NULL},
+        {"units", MP_OPT_STR, &o.st.units_text, "kv-groups,heads,ffn", "LIST", "structured: "
+         "what may go (kv-groups, heads, ffn; sublayers lets a whole attention or FFN go)",
+         false, 0, 0, NULL},
+        {"ffn-multiple", MP_OPT_INT, &o.st.chain.ffn_multiple, "32", "N", "structured: FFN "
+         "widths kept in multiples of N (32: GGUF quantisation blocks along down_proj's rows, "
+         "and whole SIMD/tensor-core tiles)", false, 1, 1 << 20, NULL},
+        {"min-keep", MP_OPT_STR, &o.st.min_keep_text, NULL, "kv=N,heads=N,ffn=N",
+         "structured: floors per block (default kv=1,heads=1,ffn=--ffn-multiple)", false, 0, 0,
+         NULL},
+        {"score", MP_OPT_CHOICE, &o.st.score_name, "obs", NULL, "structured: importance (obs: "
+         "structured OBS error with Schur downdates; flap; wanda-sp; magnitude)", false, 0, 0,
+         "obs|flap|wanda-sp|magnitude"},
+        {"normalize", MP_OPT_CHOICE, &o.st.normalize_name, "relative", NULL, "structured: how "
+         "scores of different layers are made comparable (relative: over the layer's output "
+         "energy; residual: over the residual stream's energy at the layer; zscore: per-layer "
+         "standardisation)", false, 0, 0, "none|relative|residual|zscore"},
+        {"allocation", MP_OPT_CHOICE, &o.st.allocation_name, "global", NULL, "structured: "
+         "global ranking of every unit, or the same share of every layer", false, 0, 0,
+         "global|uniform"},
+        {"compensation", MP_OPT_CHOICE, &o.st.compensation_name, "ls", NULL, "structured: "
+         "least-squares refit of o_proj/down_proj on the calibration inputs, or none", false, 0,
+         0, "ls|none"},
+        {"rounds", MP_OPT_INT, &o.st.rounds, "3", "R", "structured: search rounds (each a pass "
+         "over all blocks; shares 1/2, 3/4, ..., 1 of the budget)", false, 1, 64, NULL},
+        {"loss-samples", MP_OPT_INT, &o.st.loss_samples, "4", "N", "structured: calibration "
+         "sequences whose loss is traced before each round", false, 0, 1 << 24, NULL},
+        {"then", MP_OPT_CHOICE, &o.st.then_name, NULL, NULL, "structured: prune the remaining "
+         "weights in the same run (with --sparsity or --nm)", false, 0, 0, "sparsegpt"},
         {"seqlen", MP_OPT_INT, &o.seqlen, "2048", "N", "tokens per calibration sequence", false,
          2, 1 << 20, NULL},
         {"nsamples", MP_OPT_INT, &o.nsamples, "128", "N", "calibration sequences (the first N "
@@ -177,6 +210,8 @@ static int cmd_prune(int argc, char **argv, const mp_comm *comm)
                  : mp_error(MP_ERR_ARG, "mpiprune prune: --sparsity: %s", mp_error_message());
     if (st == MP_OK)
         st = mp_prune_method_parse(o.method_name, &o.method);
+    if (st == MP_OK && o.method == MP_METHOD_STRUCTURED)
+        st = mp_structured_parse(&o);
     if (st != MP_OK)
         return report(comm, st, 0);
     o.progress = !quiet;

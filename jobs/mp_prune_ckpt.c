@@ -112,6 +112,19 @@ static mp_status records_from_json(job *J, const char *text, int64_t next_block)
     mp_status st = mp_prune_records_parse(text, &J->md.cfg, next_block, path, &J->recs, &n);
     if (st != MP_OK)
         return st;
+    if (J->o->method == MP_METHOD_STRUCTURED) {
+        cJSON *x = cJSON_Parse(text);
+        cJSON *srch = cJSON_DetachItemFromObjectCaseSensitive(x, "search");
+        cJSON_Delete(x);
+        if (!cJSON_IsObject(srch) ||
+            !cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(srch, "rounds"))) {
+            cJSON_Delete(srch);
+            return mp_error(MP_ERR_FORMAT, "%s: damaged checkpoint: /report has no search trace",
+                            path);
+        }
+        cJSON_Delete(J->search);
+        J->search = srch;
+    }
     J->nrecs = n;
     J->cap = n + MP_LIN_COUNT;
     for (int64_t i = 0; i < n; i++)
@@ -144,6 +157,36 @@ static bool plans_equal(const mp_plan *a, const mp_plan *b)
     return true;
 }
 
+/* Rank 0's plan to every rank (a plan adopted from a checkpoint). Collective. */
+static mp_status share_plan(job *J)
+{
+    mp_status st = MP_OK, local = MP_OK;
+    int64_t *buf = NULL;
+    for (int64_t b = 0; b < J->md.cfg.n_layers; b++) {
+        mp_block_plan *p = &J->plan.b[b];
+        int64_t cnt[3] = {p->n_kv, p->q_per_kv, p->n_ffn};
+        MP_TRY(mp_comm_bcast(J->comm, cnt, (int64_t)sizeof cnt, 0));
+        int64_t n = cnt[0] + cnt[0] * cnt[1] + cnt[2];
+        free(buf);
+        buf = mp_malloc((size_t)(n + 1) * sizeof *buf);
+        local = buf ? MP_OK : mp_error(MP_ERR_NOMEM, "cannot allocate the plan");
+        MP_TRY(mp_prune_agree(J, local));
+        if (J->rank == 0) {
+            memcpy(buf, p->kv, (size_t)cnt[0] * sizeof *buf);
+            memcpy(buf + cnt[0], p->q, (size_t)(cnt[0] * cnt[1]) * sizeof *buf);
+            memcpy(buf + cnt[0] + cnt[0] * cnt[1], p->ffn, (size_t)cnt[2] * sizeof *buf);
+        }
+        MP_TRY(mp_comm_bcast(J->comm, buf, n * (int64_t)sizeof *buf, 0));
+        if (J->rank != 0)
+            local = mp_plan_set_block(&J->plan, b, cnt[0], buf, cnt[1], buf + cnt[0], cnt[2],
+                                      buf + cnt[0] + cnt[0] * cnt[1]);
+        MP_TRY(mp_prune_agree(J, local));
+    }
+done:
+    free(buf);
+    return st;
+}
+
 mp_status mp_prune_resume(job *J)
 {
     mp_status st = MP_OK, local = MP_OK;
@@ -164,7 +207,8 @@ mp_status mp_prune_resume(job *J)
     if (!o->checkpoint)
         return MP_OK;
 
-    int64_t found[3] = {0, 0, -1}; /* found, next_block, snapshot_block */
+    bool structured = o->method == MP_METHOD_STRUCTURED;
+    int64_t found[5] = {0, 0, -1, 0, 0}; /* found, next_block, snapshot_block, phase, round */
     if (J->rank == 0 && !o->restart) {
         local = mp_ckpt_read_main(o->checkpoint, &info);
         if (local == MP_ERR_NOT_FOUND) {
@@ -185,6 +229,28 @@ mp_status mp_prune_resume(job *J)
                              "job", o->checkpoint);
         } else if (plan_check(J, &info.plan) != MP_OK) {
             local = MP_ERR_FORMAT;
+        } else if (structured && (info.round > o->st.rounds ||
+                                  (info.phase == MP_CKPT_PHASE_SEARCH && info.next_block != 0) ||
+                                  (info.phase == MP_CKPT_PHASE_PRUNE &&
+                                   info.round != o->st.rounds))) {
+            local = mp_error(MP_ERR_FORMAT, "%s: damaged checkpoint: phase %lld round %lld does "
+                             "not fit a search of %lld rounds", o->checkpoint,
+                             (long long)info.phase, (long long)info.round,
+                             (long long)o->st.rounds);
+        } else if (structured) {
+            /* The search made this plan: adopt it. */
+            local = records_from_json(J, info.report_json, info.next_block);
+            mp_plan_free(&J->plan);
+            J->plan = info.plan;
+            info.plan = (mp_plan){0};
+            found[0] = 1;
+            found[1] = info.next_block;
+            found[2] = info.snapshot_block;
+            found[3] = info.phase;
+            found[4] = info.round;
+        } else if (info.phase != MP_CKPT_PHASE_PRUNE) {
+            local = mp_error(MP_ERR_FORMAT, "%s: checkpoint of a structured search, not of this "
+                             "job", o->checkpoint);
         } else if (!plans_equal(&info.plan, &J->plan)) {
             /* The job's options fix its plan (one-pass pruning keeps every structure), so a
              * checkpoint of the same job with another plan is damaged. */
@@ -199,7 +265,17 @@ mp_status mp_prune_resume(job *J)
     }
     MP_TRY(mp_prune_agree(J, local));
     MP_TRY(mp_comm_bcast(J->comm, found, (int64_t)sizeof found, 0));
-    if (found[0]) {
+    if (found[0] && structured)
+        MP_TRY(share_plan(J));
+    if (found[0] && found[3] == MP_CKPT_PHASE_SEARCH) {
+        J->search_round = found[4];
+        if (J->rank == 0)
+            mp_progress_note(&J->pg, "resuming from %s: %lld of %lld search rounds done "
+                             "(written %s by %lld rank(s))", o->checkpoint,
+                             (long long)info.round, (long long)o->st.rounds, info.written_at,
+                             (long long)info.ranks);
+    } else if (found[0]) {
+        J->search_round = found[4];
         J->start_block = found[1];
         J->resumed_from = found[1];
         J->snapshot_block = found[2];
@@ -287,6 +363,66 @@ done:
     return st;
 }
 
+/* /report's text: the records, with the search's trace for a structured job. */
+static char *report_text(const job *J)
+{
+    cJSON *recs = mp_prune_records_json(J), *obj = NULL;
+    char *text = NULL;
+    if (recs && J->search) {
+        obj = cJSON_CreateObject();
+        if (obj && mp_json_add(obj, "layers", recs) &&
+            mp_json_add(obj, "search", cJSON_Duplicate(J->search, 1)))
+            text = cJSON_PrintUnformatted(obj);
+        cJSON_Delete(obj);
+        return text;
+    }
+    text = recs ? cJSON_PrintUnformatted(recs) : NULL;
+    cJSON_Delete(recs);
+    return text;
+}
+
+/* Rank 0: the main file's fixed fields. */
+static void main_info(const job *J, mp_ckpt_info *info)
+{
+    const mp_prune_opts *o = J->o;
+    info->format_version = MP_CKPT_FORMAT_VERSION;
+    snprintf(info->job_id, sizeof info->job_id, "%s", J->job_id);
+    info->job_json = J->job_json;
+    snprintf(info->mpiprune_version, sizeof info->mpiprune_version, "%s", MPIPRUNE_VERSION);
+    time_t now = time(NULL);
+    struct tm tmv;
+    gmtime_r(&now, &tmv);
+    strftime(info->written_at, sizeof info->written_at, "%Y-%m-%dT%H:%M:%SZ", &tmv);
+    info->ranks = J->P;
+    info->plan = J->plan; /* borrowed, as job_json: info is not freed here */
+    info->n_blocks = J->md.cfg.n_layers;
+    info->n_seq = o->nsamples;
+    info->seqlen = o->seqlen;
+    info->d = J->md.cfg.d;
+    info->round = J->search_round;
+}
+
+mp_status mp_prune_checkpoint_search(job *J)
+{
+    mp_status st = MP_OK, local = MP_OK;
+    double t = mp_comm_wtime();
+    if (J->rank == 0) {
+        mp_ckpt_info info = {0};
+        main_info(J, &info);
+        info.phase = MP_CKPT_PHASE_SEARCH;
+        info.next_block = 0;
+        info.snapshot_block = -1;
+        info.report_json = report_text(J);
+        local = info.report_json ? mp_ckpt_write_main(J->o->checkpoint, &info)
+                                 : mp_error(MP_ERR_NOMEM, "cannot print the report");
+        free(info.report_json);
+    }
+    MP_TRY(mp_prune_agree(J, local));
+    J->t_stage[ST_CKPT] += mp_comm_wtime() - t;
+done:
+    return st;
+}
+
 mp_status mp_prune_checkpoint(job *J, const mp_block *blk, int64_t b, bool stopping)
 {
     mp_status st = MP_OK, local = MP_OK;
@@ -319,27 +455,11 @@ mp_status mp_prune_checkpoint(job *J, const mp_block *blk, int64_t b, bool stopp
         J->snapshot_time = mp_comm_wtime();
     }
     if (J->rank == 0) {
-        info.format_version = MP_CKPT_FORMAT_VERSION;
-        snprintf(info.job_id, sizeof info.job_id, "%s", J->job_id);
-        info.job_json = J->job_json;
-        snprintf(info.mpiprune_version, sizeof info.mpiprune_version, "%s", MPIPRUNE_VERSION);
-        time_t now = time(NULL);
-        struct tm tmv;
-        gmtime_r(&now, &tmv);
-        strftime(info.written_at, sizeof info.written_at, "%Y-%m-%dT%H:%M:%SZ", &tmv);
-        info.ranks = J->P;
+        main_info(J, &info);
         info.phase = MP_CKPT_PHASE_PRUNE;
-        info.round = 0;
-        info.plan = J->plan; /* borrowed, as job_json: info is not freed here */
-        info.n_blocks = c->n_layers;
         info.next_block = b + 1;
         info.snapshot_block = J->snapshot_block;
-        info.n_seq = o->nsamples;
-        info.seqlen = o->seqlen;
-        info.d = c->d;
-        cJSON *recs = mp_prune_records_json(J);
-        info.report_json = recs ? cJSON_PrintUnformatted(recs) : NULL;
-        cJSON_Delete(recs);
+        info.report_json = report_text(J);
         local = info.report_json ? mp_ckpt_write_main(o->checkpoint, &info)
                                  : mp_error(MP_ERR_NOMEM, "cannot print the report");
         free(info.report_json);

@@ -21,4 +21,7 @@ MP_NODISCARD mp_status mp_prune_restore(job *J);
 MP_NODISCARD mp_status mp_prune_checkpoint(job *J, const mp_block *blk, int64_t b,
                                           bool stopping);
 
+/* Collective: checkpoint of a structured search after J->search_round rounds (plan, trace). */
+MP_NODISCARD mp_status mp_prune_checkpoint_search(job *J);
+
 #endif

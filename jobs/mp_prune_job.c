@@ -26,12 +26,13 @@
 #include "mp_prune_ckpt_internal.h"
 #include "mp_prune_state_internal.h"
 #include "mp_signals.h"
+#include "mp_structured.h"
 
 mp_status mp_prune_method_parse(const char *name, mp_method *out)
 {
     static const struct { const char *name; mp_method m; } methods[] = {
         {"sparsegpt", MP_METHOD_SPARSEGPT}, {"wanda", MP_METHOD_WANDA},
-        {"magnitude", MP_METHOD_MAGNITUDE}};
+        {"magnitude", MP_METHOD_MAGNITUDE}, {"structured", MP_METHOD_STRUCTURED}};
     for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++)
         if (strcmp(name, methods[i].name) == 0) {
             *out = methods[i].m;
@@ -320,7 +321,7 @@ static mp_status solve_owned(job *J, mp_block *blk, layer_rec *recs, int64_t n,
             MP_FAIL(MP_ERR_NOMEM, "cannot allocate a copy of a %lld x %lld layer",
                     (long long)rows, (long long)cols);
         memcpy(W, l->w, (size_t)(rows * cols) * sizeof(float));
-        if (o->method == MP_METHOD_SPARSEGPT) {
+        if (J->inner == MP_METHOD_SPARSEGPT) {
             if (cached_group != g) {
                 free(U);
                 free(Hw);
@@ -349,7 +350,7 @@ static mp_status solve_owned(job *J, mp_block *blk, layer_rec *recs, int64_t n,
             r->damp = info.damp;
             r->escalations = info.escalations;
             r->dead = (double)info.dead;
-        } else if (o->method == MP_METHOD_WANDA) {
+        } else if (J->inner == MP_METHOD_WANDA) {
             double *diag = mp_malloc((size_t)cols * sizeof(double));
             if (!diag)
                 MP_FAIL(MP_ERR_NOMEM, "cannot allocate Wanda norms");
@@ -434,7 +435,7 @@ static mp_status prune_block(job *J, mp_block *blk)
         r->cols = blk->lin[id].in;
         r->cost = (double)r->rows * (double)r->cols * (double)r->cols +
                   pow((double)r->cols, 3.0);
-        r->dist = J->P > 1 && J->o->method == MP_METHOD_SPARSEGPT && r->cols >= J->scalapack_min;
+        r->dist = J->P > 1 && J->inner == MP_METHOD_SPARSEGPT && r->cols >= J->scalapack_min;
     }
     assign_owners(recs, n, J->P, load);
     for (int g = 0; g < MP_IN_COUNT; g++)
@@ -657,6 +658,8 @@ static mp_status write_report(job *J, const double *stages, const double *peak, 
     for (int r = 0; ok && r < J->P; r++)
         ok = mp_json_add(pk, NULL, cJSON_CreateNumber(peak[r]));
     ok = ok && cJSON_AddNumberToObject(root, "seconds", seconds);
+    if (ok && o->method == MP_METHOD_STRUCTURED)
+        ok = mp_json_add(root, "structured", mp_structured_report(J));
     if (!ok)
         MP_FAIL(MP_ERR_NOMEM, "%s/report.json: out of memory building the report", o->out);
     text = cJSON_Print(root);
@@ -670,6 +673,12 @@ static mp_status write_report(job *J, const double *stages, const double *peak, 
     text[len] = '\n';
     text[len + 1] = '\0';
     MP_TRY(mp_outdir_write_file(&J->out, "report.json", text));
+    if (o->method == MP_METHOD_STRUCTURED) {
+        free(text);
+        text = NULL;
+        MP_TRY(mp_structured_svg(J, &text));
+        MP_TRY(mp_outdir_write_file(&J->out, "report.svg", text));
+    }
 done:
     free(text);
     cJSON_Delete(root);
@@ -684,6 +693,13 @@ static mp_status setup_local(job *J)
     int64_t nw = 0;
     MP_TRY(mp_modeldir_open(o->model, &J->md));
     MP_TRY(mp_modeldir_check_seqlen(&J->md, o->seqlen));
+    if (o->method == MP_METHOD_STRUCTURED && J->md.gguf)
+        MP_FAIL(MP_ERR_ARG, "%s: --method structured writes a Hugging Face directory and reads "
+                "one: convert the GGUF file first (mpiprune convert %s DIR)", o->model, o->model);
+    if (o->method == MP_METHOD_STRUCTURED && J->md.cfg.arch != MP_ARCH_LLAMA)
+        MP_FAIL(MP_ERR_ARG, "%s: --method structured supports LLaMA-family models (per-block "
+                "widths are written for them only); this is %s", o->model,
+                J->md.cfg.model_type);
     /* One-pass pruning keeps every structure; the checkpoint stores the plan all the same. */
     MP_TRY(mp_plan_identity(&J->md.cfg, &J->plan));
     MP_TRY(mp_tokens_load(o->calib, &J->tok));
@@ -694,7 +710,7 @@ static mp_status setup_local(job *J)
     mp_tokens view = {.ids = J->tok.ids, .count = o->nsamples * o->seqlen};
     MP_TRY(mp_tokens_check_vocab(&view, J->md.cfg.vocab, o->calib));
     const mp_model_config *c = &J->md.cfg;
-    if (o->sp.n > 0) {
+    if (o->sp.n > 0 && J->inner != MP_METHOD_STRUCTURED) {
         for (int64_t l = 0; l < c->n_layers; l++)
             for (int id = 0; id < MP_LIN_COUNT; id++) {
                 int64_t dim = mp_in_group_dim(c, l, mp_lin_group((mp_lin_id)id));
@@ -727,6 +743,9 @@ mp_status mp_prune_run(const mp_prune_opts *o, const mp_comm *comm)
     double *stages = NULL, *peak = NULL;
     J->o = o;
     J->comm = comm;
+    J->inner = o->method == MP_METHOD_STRUCTURED
+                   ? (o->st.then_sparsegpt ? MP_METHOD_SPARSEGPT : MP_METHOD_STRUCTURED)
+                   : o->method;
     J->rank = mp_comm_rank(comm);
     J->P = mp_comm_size(comm);
     double t0 = mp_comm_wtime();
@@ -757,19 +776,33 @@ mp_status mp_prune_run(const mp_prune_opts *o, const mp_comm *comm)
     if (finished)
         goto done;
     MP_TRY(mp_prune_resume(J));
+    bool structured = o->method == MP_METHOD_STRUCTURED;
+    if (structured && J->search_round < o->st.rounds)
+        MP_TRY(mp_structured_search(J));
     if (J->rank == 0) {
         local = mp_outdir_create(&J->out, o->out, J->md.gguf ? NULL : o->model);
         J->out_open = local == MP_OK;
-        /* The final widths: the input's until structured pruning plans others. */
+        /* The final widths: the plan's (the input's unless a structured search planned
+         * others). */
+        mp_model_config *outc = local == MP_OK ? mp_malloc(sizeof *outc) : NULL;
+        if (local == MP_OK && !outc)
+            local = mp_error(MP_ERR_NOMEM, "cannot allocate the output config");
+        if (outc)
+            mp_plan_apply_config(&J->md.cfg, &J->plan, outc);
         if (local == MP_OK && J->md.gguf)
             local = mp_outgguf_open(o->model, &J->gout);
         else if (local == MP_OK)
-            local = mp_export_begin(J->out.tmp, J->md.st, &J->md.cfg, &J->md.cfg,
-                                    J->md.config_path, 0, &J->exp);
+            local = mp_export_begin(J->out.tmp, J->md.st, &J->md.cfg, outc, J->md.config_path,
+                                    0, &J->exp);
+        free(outc);
     }
     MP_TRY(mp_prune_agree(J, local));
     mp_progress_note(&J->pg, "%s %s on %lld sequences of %lld tokens, %d rank(s)%s",
-                     o->method_name, o->nm_text ? o->nm_text : "unstructured",
+                     structured ? (o->st.then_sparsegpt ? "structured, then sparsegpt"
+                                                        : "structured: writing the pruned blocks,")
+                                : o->method_name,
+                     structured && !o->st.then_sparsegpt ? "compensated"
+                     : o->nm_text ? o->nm_text : "unstructured",
                      (long long)o->nsamples, (long long)o->seqlen, J->P,
                      J->resumed_from >= 0 ? ", resumed from the checkpoint" : "");
     const mp_model_config *c = &J->md.cfg;
@@ -782,17 +815,27 @@ mp_status mp_prune_run(const mp_prune_opts *o, const mp_comm *comm)
     mp_progress_restart(&J->pg, J->start_block);
 
     for (int64_t b = J->start_block; b < c->n_layers; b++) {
-        MP_TRY(mp_prune_agree(J, mp_prune_load_block(J, b, &blk)));
-        if (J->block_sel[b])
+        /* A structured job cuts the dense block itself, compensating on its inputs; without
+         * --then its pass also produces the block's output. */
+        bool advanced = structured && !o->st.then_sparsegpt;
+        if (structured) {
+            MP_TRY(mp_prune_agree(J, mp_block_load(c, &J->md.src, b, &blk)));
+            MP_TRY(mp_structured_block(J, blk, advanced));
+        } else {
+            MP_TRY(mp_prune_agree(J, mp_prune_load_block(J, b, &blk)));
+        }
+        if (J->block_sel[b] && J->inner != MP_METHOD_STRUCTURED)
             MP_TRY(prune_block(J, blk));
         if (J->rank == 0)
             MP_TRY(mp_prune_agree(J, mp_prune_write_block(J, blk)));
         else
             MP_TRY(mp_prune_agree(J, MP_OK));
-        double t = mp_comm_wtime();
-        local = mp_prune_run_block(J, blk, J->h, NULL);
-        J->t_stage[ST_FORWARD] += mp_comm_wtime() - t;
-        MP_TRY(mp_prune_agree(J, local));
+        if (!advanced) {
+            double t = mp_comm_wtime();
+            local = mp_prune_run_block(J, blk, J->h, NULL);
+            J->t_stage[ST_FORWARD] += mp_comm_wtime() - t;
+            MP_TRY(mp_prune_agree(J, local));
+        }
         if (o->pause_ms > 0) {
             struct timespec ts = {o->pause_ms / 1000, (o->pause_ms % 1000) * 1000000L};
             while (nanosleep(&ts, &ts) != 0 && !mp_signals_pending())
@@ -887,6 +930,8 @@ done:
         mp_hessian_free(&J->hs[g]);
     free(J->h);
     free(J->hwork);
+    free(J->hwork2);
+    cJSON_Delete(J->search);
     free(J->block_sel);
     free(J->recs);
     free(stages);

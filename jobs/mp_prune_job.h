@@ -15,18 +15,45 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "mp_chain.h"
 #include "mp_comm.h"
 #include "mp_prune.h"
+#include "mp_search.h"
 #include "mp_status.h"
 
-typedef enum { MP_METHOD_SPARSEGPT, MP_METHOD_WANDA, MP_METHOD_MAGNITUDE } mp_method;
+typedef enum {
+    MP_METHOD_SPARSEGPT,
+    MP_METHOD_WANDA,
+    MP_METHOD_MAGNITUDE,
+    MP_METHOD_STRUCTURED, /* heads, KV groups and FFN neurons by a global search (mp_structured) */
+} mp_method;
+
+/* --method structured (jobs/mp_structured.h). Texts as given, parsed by mp_structured_parse. */
+typedef struct {
+    const char *target_text;      /* "params=0.6" | "flops=0.5" */
+    const char *units_text;       /* "kv-groups,heads,ffn[,sublayers]" */
+    const char *min_keep_text;    /* "kv=1,heads=1,ffn=32" (any subset) */
+    const char *score_name;       /* obs | flap | wanda-sp | magnitude */
+    const char *normalize_name;   /* none | relative | zscore | probe */
+    const char *allocation_name;  /* global | uniform */
+    const char *compensation_name;/* ls | none */
+    const char *then_name;        /* NULL | sparsegpt */
+    double keep;                  /* fraction of the blocks' linear parameters (FLOPs) kept */
+    int64_t rounds;               /* scoring rounds of the search */
+    int64_t loss_samples;         /* calibration sequences whose loss is traced per round */
+    double probe_fraction;        /* --normalize probe: share of a layer's cost the probe removes */
+    /* parsed */
+    mp_chain_opts chain;
+    mp_norm_mode norm;
+    bool uniform, compensate, then_sparsegpt;
+} mp_struct_opts;
 
 /* The method of a --method name; MP_ERR_ARG for an unknown name (no silent default). */
 MP_NODISCARD mp_status mp_prune_method_parse(const char *name, mp_method *out);
 
 typedef struct {
     const char *model, *calib, *out;
-    const char *method_name;   /* sparsegpt | wanda | magnitude */
+    const char *method_name;   /* sparsegpt | wanda | magnitude | structured */
     mp_method method;
     mp_sparsity sp;
     const char *nm_text;       /* "2:4" or NULL */
@@ -42,6 +69,7 @@ typedef struct {
     int64_t snapshot_blocks;   /* hidden-state snapshot every K blocks ... */
     double snapshot_minutes;   /* ... or every M minutes, whichever comes first */
     int64_t pause_ms;          /* sleep after each block (for tests of signals and kills) */
+    mp_struct_opts st;         /* --method structured */
     int argc;                  /* the command line, for the report */
     char **argv;
 } mp_prune_opts;

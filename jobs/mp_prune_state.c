@@ -11,6 +11,7 @@
 
 #include "mp_alloc.h"
 #include "mp_ckpt.h"
+#include "mp_structured.h"
 
 const char *const mp_stage_names[ST_COUNT] = {"forward", "hessian", "reduction", "solve",
                                                "broadcast", "write", "checkpoint"};
@@ -88,6 +89,8 @@ bool mp_prune_options_json(const mp_prune_opts *o, cJSON *obj)
     ok = ok && cJSON_AddStringToObject(obj, "layers", o->layers ? o->layers : "all");
     if (o->scalapack_min_dim > 0)
         ok = ok && cJSON_AddNumberToObject(obj, "scalapack_min_dim", (double)o->scalapack_min_dim);
+    if (o->method == MP_METHOD_STRUCTURED)
+        ok = ok && mp_structured_options_json(o, obj);
     return ok;
 }
 
@@ -123,7 +126,7 @@ static cJSON *record_json(const mp_model_config *c, bool sparsegpt, const layer_
 
 cJSON *mp_prune_records_json(const job *J)
 {
-    bool sparsegpt = J->o->method == MP_METHOD_SPARSEGPT;
+    bool sparsegpt = J->inner == MP_METHOD_SPARSEGPT;
     cJSON *arr = cJSON_CreateArray();
     for (int64_t i = 0; arr && i < J->nrecs; i++)
         if (!mp_json_add(arr, NULL, record_json(&J->md.cfg, sparsegpt, &J->recs[i]))) {
@@ -230,9 +233,12 @@ mp_status mp_prune_records_parse(const char *text, const mp_model_config *c, int
 {
     mp_status st = MP_OK;
     layer_rec *r = NULL;
-    cJSON *arr = cJSON_Parse(text);
+    cJSON *doc = cJSON_Parse(text), *arr = doc;
     *recs = NULL;
     *n = 0;
+    /* A structured search's /report: {"layers": [...], "search": {...}}. */
+    if (cJSON_IsObject(doc))
+        arr = cJSON_GetObjectItemCaseSensitive(doc, "layers");
     if (!cJSON_IsArray(arr))
         MP_FAIL(MP_ERR_FORMAT, "%s: damaged checkpoint: /report is not a JSON array", path);
     int64_t count = cJSON_GetArraySize(arr);
@@ -250,7 +256,7 @@ mp_status mp_prune_records_parse(const char *text, const mp_model_config *c, int
     r = NULL;
 done:
     free(r);
-    cJSON_Delete(arr);
+    cJSON_Delete(doc);
     return st;
 }
 

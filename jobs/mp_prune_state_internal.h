@@ -70,6 +70,12 @@ typedef struct {
     int64_t resumed_from;      /* -1: fresh start */
     int64_t snapshot_block;    /* block whose inputs the checkpoint's snapshot holds, -1 none */
     double snapshot_time;
+    /* structured search (mp_structured.h) */
+    mp_method inner;           /* what prune_block applies: o->method, or SparseGPT after a
+                                  structured search with --then sparsegpt */
+    int64_t search_round;      /* search rounds done */
+    cJSON *search;             /* rank 0: the search's trace, {"rounds": [...]} */
+    float *hwork2;             /* [n_loc, T, d] scratch of the structured block pass */
 } job;
 
 /* Agrees on a failure across ranks (collective); see mp_comm_agree. */

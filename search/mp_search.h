@@ -36,6 +36,9 @@ typedef struct {
 typedef enum {
     MP_NORM_NONE,      /* as they are (layer-output errors in each layer's own units) */
     MP_NORM_RELATIVE,  /* divided by the layer's output energy tr(W H Wᵀ): relative error */
+    MP_NORM_RESIDUAL,  /* divided by the energy of the residual stream the layer adds to
+                          (2·E‖h‖² at its input, in the units of tr(ΔW H ΔWᵀ) = 2·E‖Δy‖²): the
+                          later norms see the error relative to the stream */
     MP_NORM_ZSCORE,    /* per-layer standardisation (FLAP): the layer's scores per cost minus
                           their mean, over their standard deviation */
     MP_NORM_PROBE,     /* a loss-calibrated scale per layer: the measured change of the
@@ -50,13 +53,23 @@ typedef enum {
 MP_NODISCARD mp_status mp_search_select(const mp_chain *chains, int64_t nc, double target,
                                         int64_t *taken, double *freed);
 
+/* The uniform allocation (the baseline of OSSCAR and ZipLM's uniform setting): the same
+ * share of every layer goes, as closely as its units allow. Takes prefixes freeing at least
+ * `target`, always the next unit of the chain whose removed share (base[c], what was removed
+ * from it before, plus what is taken, over total[c], the layer's whole cost) would be least
+ * after it, ties by (block, kind); scores play no part in the allocation, only in each
+ * layer's own order. MP_ERR_RANGE as mp_search_select. */
+MP_NODISCARD mp_status mp_search_select_uniform(const mp_chain *chains, int64_t nc,
+                                                const double *base, const double *total,
+                                                double target, int64_t *taken, double *freed);
+
 /* The cumulative share of the whole removal done after each of `rounds` rounds: halving steps
  * (1/2, 3/4, 7/8, ..., then 1 at the last), so early rounds remove most and later rounds refine
  * on rescored models (NViT's shrinking count steps, Týr's halving). cum[rounds]. */
 void mp_search_schedule(int rounds, double *cum);
 
 /* Sets the chain's scale and shift for mode: energy is the layer's tr(W H Wᵀ)
- * (MP_NORM_RELATIVE), probe the measured loss change over the summed score of the units the
+ * (MP_NORM_RELATIVE) or the residual stream's 2·E‖h‖² (MP_NORM_RESIDUAL), probe the measured loss change over the summed score of the units the
  * probe removed (MP_NORM_PROBE; a non-positive or non-finite probe falls back to 1). */
 void mp_search_normalize(mp_chain *c, mp_norm_mode mode, double energy, double probe);
 

@@ -110,23 +110,45 @@ static mp_status remove_cols(chain_ctx *x, const int64_t *cols, int64_t n)
     return MP_OK;
 }
 
-static mp_status attn_chain(chain_ctx *x, const mp_block *blk, int64_t stop_after)
+static mp_status attn_chain(chain_ctx *x, const mp_block *blk, const mp_block_plan *start,
+                            int64_t stop_after)
 {
     mp_status st = MP_OK;
     const mp_model_config *c = x->cfg;
     const mp_chain_opts *o = x->o;
     int64_t nkv = blk->shape.n_kv_heads, G = nkv > 0 ? blk->shape.n_heads / nkv : 0;
     int64_t hd = c->head_dim, kept_g = nkv, qpk = G;
-    double head_flops = o->flops ? 2.0 * (double)hd * (double)(x->seqlen + 1) : 0.0;
+    /* Per token, a head's share of the score products as mp_block_flops counts them. */
+    double head_flops = o->flops && x->seqlen > 0
+                            ? 4.0 * (double)hd * mp_attn_score_pairs(x->seqlen) / (double)x->seqlen
+                            : 0.0;
     bool *galive = mp_malloc((size_t)nkv * sizeof *galive);
     bool *halive = mp_malloc((size_t)(nkv * G) * sizeof *halive);
     if (!galive || !halive)
         MP_FAIL(MP_ERR_NOMEM, "block %lld: cannot allocate the attention state",
                 (long long)blk->index);
     for (int64_t i = 0; i < nkv; i++)
-        galive[i] = true;
+        galive[i] = !start;
     for (int64_t i = 0; i < nkv * G; i++)
-        halive[i] = true;
+        halive[i] = !start;
+    if (start) {
+        /* What the start plan removed goes first, all at once (the exact update of the
+         * remaining columns), and is not part of the chain. */
+        for (int64_t i = 0; i < start->n_kv; i++) {
+            galive[start->kv[i]] = true;
+            for (int64_t j = 0; j < start->q_per_kv; j++)
+                halive[start->kv[i] * G + start->q[i * start->q_per_kv + j]] = true;
+        }
+        kept_g = start->n_kv;
+        qpk = start->q_per_kv;
+        int64_t n = 0;
+        for (int64_t h = 0; h < nkv * G; h++)
+            if (!halive[h])
+                for (int64_t t = 0; t < hd; t++)
+                    x->idx[n++] = h * hd + t;
+        if (n > 0)
+            MP_TRY(remove_cols(x, x->idx, n));
+    }
     int64_t floor_g = o->sublayers ? 0 : (o->min_kv > 1 ? o->min_kv : 1);
     int64_t floor_q = o->min_q_per_kv > 1 ? o->min_q_per_kv : 1;
     while (stop_after < 0 || x->out->n < stop_after) {
@@ -206,7 +228,8 @@ done:
     return st;
 }
 
-static mp_status ffn_chain(chain_ctx *x, const mp_block *blk, int64_t stop_after)
+static mp_status ffn_chain(chain_ctx *x, const mp_block *blk, const mp_block_plan *start,
+                           int64_t stop_after)
 {
     mp_status st = MP_OK;
     const mp_chain_opts *o = x->o;
@@ -218,8 +241,19 @@ static mp_status ffn_chain(chain_ctx *x, const mp_block *blk, int64_t stop_after
         MP_FAIL(MP_ERR_NOMEM, "block %lld: cannot allocate the FFN state",
                 (long long)blk->index);
     for (int64_t j = 0; j < F; j++)
-        alive[j] = true;
-    while ((stop_after < 0 || x->out->n < stop_after) && o->ffn) {
+        alive[j] = !start;
+    if (start) {
+        for (int64_t i = 0; i < start->n_ffn; i++)
+            alive[start->ffn[i]] = true;
+        kept = start->n_ffn;
+        int64_t n = 0;
+        for (int64_t j = 0; j < F; j++)
+            if (!alive[j])
+                x->idx[n++] = j;
+        if (n > 0)
+            MP_TRY(remove_cols(x, x->idx, n));
+    }
+    while (kept > 0 && (stop_after < 0 || x->out->n < stop_after) && o->ffn) {
         /* A first unit of F mod m neurons brings the width to a multiple of m. */
         int64_t size = kept % m ? kept % m : m;
         if (kept - size < floor_f)
@@ -265,6 +299,16 @@ mp_status mp_block_chain_build(const mp_model_config *cfg, const mp_block *blk, 
                                const double *H, const double *mean, const mp_chain_opts *o,
                                int64_t seqlen, int64_t stop_after, double *W_out,
                                mp_block_chain *out)
+{
+    return mp_block_chain_build_from(cfg, blk, attn, H, mean, o, seqlen, NULL, stop_after, W_out,
+                                     out);
+}
+
+mp_status mp_block_chain_build_from(const mp_model_config *cfg, const mp_block *blk, bool attn,
+                                    const double *H, const double *mean,
+                                    const mp_chain_opts *o, int64_t seqlen,
+                                    const mp_block_plan *start, int64_t stop_after,
+                                    double *W_out, mp_block_chain *out)
 {
     mp_status st = MP_OK;
     const mp_linear *l = &blk->lin[attn ? MP_LIN_O : MP_LIN_DOWN];
@@ -329,7 +373,13 @@ mp_status mp_block_chain_build(const mp_model_config *cfg, const mp_block *blk, 
             }
         }
     }
-    st = attn ? attn_chain(&x, blk, stop_after) : ffn_chain(&x, blk, stop_after);
+    if (start && (attn ? start->n_kv == 0 : start->n_ffn == 0)) {
+        /* The sub-block is gone already: nothing left to remove. */
+        memset(x.W, 0, (size_t)(rows * cols) * sizeof *x.W);
+    } else {
+        st = attn ? attn_chain(&x, blk, start, stop_after)
+                  : ffn_chain(&x, blk, start, stop_after);
+    }
     if (st == MP_OK && W_out)
         memcpy(W_out, x.W, (size_t)(rows * cols) * sizeof *x.W);
 done:
@@ -347,6 +397,14 @@ mp_status mp_block_chain_plan(const mp_model_config *cfg, const mp_block *blk,
                               const mp_block_chain *attn, int64_t ta, const mp_block_chain *ffn,
                               int64_t tf, mp_plan *plan)
 {
+    return mp_block_chain_plan_from(cfg, blk, NULL, attn, ta, ffn, tf, plan);
+}
+
+mp_status mp_block_chain_plan_from(const mp_model_config *cfg, const mp_block *blk,
+                                   const mp_block_plan *start, const mp_block_chain *attn,
+                                   int64_t ta, const mp_block_chain *ffn, int64_t tf,
+                                   mp_plan *plan)
+{
     mp_status st = MP_OK;
     int64_t nkv = blk->shape.n_kv_heads, G = nkv > 0 ? blk->shape.n_heads / nkv : 0;
     int64_t hd = cfg->head_dim, F = blk->shape.ffn, b = blk->index;
@@ -357,6 +415,21 @@ mp_status mp_block_chain_plan(const mp_model_config *cfg, const mp_block *blk,
     int64_t *ff = mp_malloc((size_t)F * sizeof *ff);
     if (!hgone || !ggone || !fgone || !kv || !q || !ff)
         MP_FAIL(MP_ERR_NOMEM, "block %lld: cannot allocate its plan", (long long)b);
+    if (start) {
+        for (int64_t g = 0; g < nkv; g++)
+            ggone[g] = true;
+        for (int64_t h = 0; h < nkv * G; h++)
+            hgone[h] = true;
+        for (int64_t i = 0; i < start->n_kv; i++) {
+            ggone[start->kv[i]] = false;
+            for (int64_t j = 0; j < start->q_per_kv; j++)
+                hgone[start->kv[i] * G + start->q[i * start->q_per_kv + j]] = false;
+        }
+        for (int64_t j = 0; j < F; j++)
+            fgone[j] = true;
+        for (int64_t i = 0; i < start->n_ffn; i++)
+            fgone[start->ffn[i]] = false;
+    }
     for (int64_t i = 0; attn && i < ta && i < attn->n; i++) {
         const mp_unit *u = &attn->unit[i];
         if (u->kind == MP_UNIT_KV_GROUP)

@@ -82,12 +82,29 @@ MP_NODISCARD mp_status mp_block_chain_build(const mp_model_config *cfg, const mp
                                             int64_t stop_after, double *W_out,
                                             mp_block_chain *out);
 
+/* The same, continuing from the plan `start` of this block (NULL: the dense block): the
+ * structures that start removes are removed first, all at once with the exact update of the
+ * remaining columns, and the chain holds only the units after them. Indices stay those of the
+ * block as read. W_out then includes start's removals. */
+MP_NODISCARD mp_status mp_block_chain_build_from(const mp_model_config *cfg, const mp_block *blk,
+                                                 bool attn, const double *H, const double *mean,
+                                                 const mp_chain_opts *o, int64_t seqlen,
+                                                 const mp_block_plan *start, int64_t stop_after,
+                                                 double *W_out, mp_block_chain *out);
+
 /* The plan of block blk after its attention chain took `ta` units and its FFN chain `tf`
  * (either chain may be NULL: nothing taken). */
 MP_NODISCARD mp_status mp_block_chain_plan(const mp_model_config *cfg, const mp_block *blk,
                                            const mp_block_chain *attn, int64_t ta,
                                            const mp_block_chain *ffn, int64_t tf,
                                            mp_plan *plan);
+
+/* The same after start's removals (NULL: none) and the chains built from start. */
+MP_NODISCARD mp_status mp_block_chain_plan_from(const mp_model_config *cfg, const mp_block *blk,
+                                                const mp_block_plan *start,
+                                                const mp_block_chain *attn, int64_t ta,
+                                                const mp_block_chain *ffn, int64_t tf,
+                                                mp_plan *plan);
 
 /* Parameters (or FLOPs per token) of one unit as the chain counts them, for a block whose
  * attention has n_kv groups of q_per_kv heads: exposed for tests and the report. */

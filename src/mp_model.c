@@ -65,7 +65,9 @@ mp_status mp_model_config_check(const mp_model_config *c, const char *what)
         return mp_error(MP_ERR_RANGE, "%s: num_attention_heads x head_dim (%lld x %lld) exceeds "
                         "the limit %lld", what, (long long)c->n_heads, (long long)c->head_dim,
                         (long long)MP_CFG_MAX_WIDTH);
-    if (c->n_heads % c->n_kv_heads != 0)
+    /* With per-block widths the scalars are maxima of different blocks; each block's own
+     * widths are checked below. */
+    if (!c->per_layer && c->n_heads % c->n_kv_heads != 0)
         return mp_error(MP_ERR_FORMAT,
                         "%s: num_attention_heads (%lld) is not a multiple of num_key_value_heads "
                         "(%lld)", what, (long long)c->n_heads, (long long)c->n_kv_heads);
@@ -470,6 +472,16 @@ done:
     return st;
 }
 
+double mp_attn_score_pairs(int64_t T)
+{
+    double scores = 0.0;
+    for (int64_t i0 = 0; i0 < T; i0 += 64) {
+        int64_t m = T - i0 < 64 ? T - i0 : 64;
+        scores += (double)m * (double)(i0 + m);
+    }
+    return scores;
+}
+
 double mp_block_flops(const mp_model_config *c, int64_t layer, int64_t n_seq, int64_t T)
 {
     double rows = (double)(n_seq * T), lin = 0.0;
@@ -482,11 +494,7 @@ double mp_block_flops(const mp_model_config *c, int64_t layer, int64_t n_seq, in
     }
     /* Causal attention in tiles of 64 query rows (mp_attention): a tile of m rows ending at
      * key nk computes m·nk scores, each 2·head_dim for q·k and 2·head_dim for p·v. */
-    double scores = 0.0;
-    for (int64_t i0 = 0; i0 < T; i0 += 64) {
-        int64_t m = T - i0 < 64 ? T - i0 : 64;
-        scores += (double)m * (double)(i0 + m);
-    }
+    double scores = mp_attn_score_pairs(T);
     mp_block_shape s = mp_layer_shape(c, layer);
     double attn = 4.0 * (double)n_seq * scores * (double)(s.n_heads * c->head_dim);
     return 2.0 * rows * lin + attn;

@@ -208,5 +208,8 @@ MP_NODISCARD mp_status mp_head_logits(const mp_model_config *cfg, const mp_head 
 /* Floating-point operations of block `layer`'s forward on n_seq × T tokens (matrix products
  * and attention scores): the cost model of a FLOPs budget. */
 double mp_block_flops(const mp_model_config *cfg, int64_t layer, int64_t n_seq, int64_t T);
+/* Query-key pairs one head scores in a sequence of T tokens (causal, in the tiles of
+ * mp_block_forward's attention): 4·head_dim FLOPs each. */
+double mp_attn_score_pairs(int64_t T);
 
 #endif

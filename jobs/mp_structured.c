@@ -1,0 +1,1083 @@
+#define _POSIX_C_SOURCE 200809L
+
+#include "mp_structured.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mp_alloc.h"
+#include "mp_chain.h"
+#include "mp_hessian.h"
+#include "mp_prune_ckpt_internal.h"
+#include "mp_search.h"
+#include "mp_signals.h"
+#include "mp_struct.h"
+#include "mp_textbuf.h"
+
+/* Returns from the calling function when expr fails (functions with nothing to clean up). */
+#define RET_IF(expr)                  \
+    do {                              \
+        mp_status rc_ = (expr);       \
+        if (rc_ != MP_OK)             \
+            return rc_;               \
+    } while (0)
+
+/* ---- options ---- */
+
+static mp_status parse_choice(const char *opt, const char *text, const char *const *names,
+                              int n, int *out)
+{
+    for (int i = 0; i < n; i++)
+        if (strcmp(text, names[i]) == 0) {
+            *out = i;
+            return MP_OK;
+        }
+    return mp_error(MP_ERR_ARG, "mpiprune prune: --%s: unknown value '%s'", opt, text);
+}
+
+/* "a,b,c": calls fn on each item; an empty item is an error. */
+static mp_status parse_list(const char *opt, const char *text,
+                            mp_status (*fn)(void *ud, const char *item, size_t len), void *ud)
+{
+    const char *p = text;
+    if (!*p)
+        return mp_error(MP_ERR_ARG, "mpiprune prune: --%s: empty list", opt);
+    for (;;) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        if (len == 0)
+            return mp_error(MP_ERR_ARG, "mpiprune prune: --%s: '%s' has an empty item", opt,
+                            text);
+        RET_IF(fn(ud, p, len));
+        if (!comma)
+            return MP_OK;
+        p = comma + 1;
+    }
+}
+
+static mp_status unit_item(void *ud, const char *item, size_t len)
+{
+    mp_chain_opts *c = ud;
+    static const char *const names[] = {"kv-groups", "heads", "ffn", "sublayers"};
+    bool *flags[] = {&c->kv_groups, &c->heads, &c->ffn, &c->sublayers};
+    for (int i = 0; i < 4; i++)
+        if (strlen(names[i]) == len && strncmp(item, names[i], len) == 0) {
+            *flags[i] = true;
+            return MP_OK;
+        }
+    return mp_error(MP_ERR_ARG, "mpiprune prune: --units: '%.*s' is not a unit (kv-groups, "
+                    "heads, ffn, sublayers)", (int)len, item);
+}
+
+static mp_status floor_item(void *ud, const char *item, size_t len)
+{
+    mp_chain_opts *c = ud;
+    static const char *const names[] = {"kv", "heads", "ffn"};
+    int64_t *dst[] = {&c->min_kv, &c->min_q_per_kv, &c->min_ffn};
+    const char *eq = memchr(item, '=', len);
+    for (int i = 0; eq && i < 3; i++)
+        if (strlen(names[i]) == (size_t)(eq - item) && strncmp(item, names[i], (size_t)(eq - item)) == 0) {
+            char num[32], *end;
+            size_t nl = len - (size_t)(eq + 1 - item);
+            if (nl == 0 || nl >= sizeof num)
+                break;
+            memcpy(num, eq + 1, nl);
+            num[nl] = '\0';
+            long long v = strtoll(num, &end, 10);
+            if (*end || v < 0 || v > (1LL << 30))
+                break;
+            *dst[i] = v;
+            return MP_OK;
+        }
+    return mp_error(MP_ERR_ARG, "mpiprune prune: --min-keep: '%.*s' is not kv=N, heads=N or "
+                    "ffn=N", (int)len, item);
+}
+
+mp_status mp_structured_parse(mp_prune_opts *o)
+{
+    mp_struct_opts *s = &o->st;
+    mp_chain_opts *c = &s->chain;
+    char kind[16];
+    double keep = 0.0;
+    int n = 0, k = 0;
+    if (!s->target_text ||
+        sscanf(s->target_text, "%15[a-z]=%lf%n", kind, &keep, &n) != 2 ||
+        s->target_text[n] != '\0' || (strcmp(kind, "params") != 0 && strcmp(kind, "flops") != 0))
+        return mp_error(MP_ERR_ARG, "mpiprune prune: --target: '%s' is not params=F or flops=F",
+                        s->target_text ? s->target_text : "");
+    if (!(keep > 0.0 && keep <= 1.0))
+        return mp_error(MP_ERR_ARG, "mpiprune prune: --target: the kept fraction %g is not in "
+                        "(0, 1]", keep);
+    s->keep = keep;
+    c->flops = strcmp(kind, "flops") == 0;
+    c->kv_groups = c->heads = c->ffn = c->sublayers = false;
+    RET_IF(parse_list("units", s->units_text, unit_item, c));
+    if (!c->kv_groups && !c->heads && !c->ffn)
+        return mp_error(MP_ERR_ARG, "mpiprune prune: --units: name kv-groups, heads or ffn "
+                        "(sublayers only lets the last of them go)");
+    c->min_kv = c->min_q_per_kv = 1;
+    c->min_ffn = c->ffn_multiple;
+    if (s->min_keep_text)
+        RET_IF(parse_list("min-keep", s->min_keep_text, floor_item, c));
+    static const char *const scores[] = {"obs", "flap", "wanda-sp", "magnitude"};
+    RET_IF(parse_choice("score", s->score_name, scores, 4, &k));
+    c->scorer = (mp_scorer)k;
+    RET_IF(mp_search_norm_parse(s->normalize_name, &s->norm));
+    if (s->norm == MP_NORM_PROBE)
+        return mp_error(MP_ERR_ARG, "mpiprune prune: --normalize probe is not available yet "
+                        "(none, relative, residual, zscore)");
+    static const char *const allocs[] = {"global", "uniform"};
+    RET_IF(parse_choice("allocation", s->allocation_name, allocs, 2, &k));
+    s->uniform = k == 1;
+    static const char *const comps[] = {"ls", "none"};
+    RET_IF(parse_choice("compensation", s->compensation_name, comps, 2, &k));
+    s->compensate = k == 0;
+    s->then_sparsegpt = false;
+    if (s->then_name) {
+        static const char *const thens[] = {"sparsegpt"};
+        RET_IF(parse_choice("then", s->then_name, thens, 1, &k));
+        s->then_sparsegpt = true;
+    }
+    c->damp = o->damp;
+    return MP_OK;
+}
+
+bool mp_structured_options_json(const mp_prune_opts *o, cJSON *obj)
+{
+    const mp_struct_opts *s = &o->st;
+    const mp_chain_opts *c = &s->chain;
+    char units[64];
+    snprintf(units, sizeof units, "%s%s%s%s", c->kv_groups ? "kv-groups," : "",
+             c->heads ? "heads," : "", c->ffn ? "ffn," : "", c->sublayers ? "sublayers," : "");
+    units[strlen(units) - 1] = '\0';
+    cJSON *x = cJSON_AddObjectToObject(obj, "structured");
+    return x && cJSON_AddStringToObject(x, "target", c->flops ? "flops" : "params") &&
+           cJSON_AddNumberToObject(x, "keep", s->keep) &&
+           cJSON_AddStringToObject(x, "units", units) &&
+           cJSON_AddNumberToObject(x, "ffn_multiple", (double)c->ffn_multiple) &&
+           cJSON_AddNumberToObject(x, "min_kv", (double)c->min_kv) &&
+           cJSON_AddNumberToObject(x, "min_heads_per_group", (double)c->min_q_per_kv) &&
+           cJSON_AddNumberToObject(x, "min_ffn", (double)c->min_ffn) &&
+           cJSON_AddStringToObject(x, "score", s->score_name) &&
+           cJSON_AddStringToObject(x, "normalize", s->normalize_name) &&
+           cJSON_AddStringToObject(x, "allocation", s->allocation_name) &&
+           cJSON_AddStringToObject(x, "compensation", s->compensation_name) &&
+           cJSON_AddNumberToObject(x, "rounds", (double)s->rounds) &&
+           cJSON_AddNumberToObject(x, "loss_samples", (double)s->loss_samples) &&
+           cJSON_AddStringToObject(x, "then", s->then_sparsegpt ? "sparsegpt" : "none");
+}
+
+/* ---- costs ---- */
+
+/* Parameters (or FLOPs per token at seqlen T) of block l's attention (attn) or FFN linear
+ * layers in cfg: the cost model the chains' unit costs add up to. */
+static double sub_cost(const mp_model_config *c, int64_t l, bool attn, bool flops, int64_t T)
+{
+    double v = 0.0;
+    int lo = attn ? MP_LIN_Q : MP_LIN_GATE, hi = attn ? MP_LIN_O : MP_LIN_DOWN;
+    for (int id = lo; id <= hi; id++) {
+        int64_t out, in;
+        if (!mp_lin_present(c, l, (mp_lin_id)id))
+            continue;
+        mp_lin_dims(c, l, (mp_lin_id)id, &out, &in);
+        bool bias = id == MP_LIN_O ? c->o_bias : attn ? c->qkv_bias : c->mlp_bias;
+        v += flops ? 2.0 * (double)out * (double)in
+                   : (double)out * (double)in + (bias ? (double)out : 0.0);
+    }
+    mp_block_shape s = mp_layer_shape(c, l);
+    if (flops && attn && s.n_heads > 0 && T > 0)
+        v += 4.0 * (double)(s.n_heads * c->head_dim) * mp_attn_score_pairs(T) / (double)T;
+    return v;
+}
+
+/* Per sub-block (2·l + 0 attention, 2·l + 1 FFN) costs of the plan's model. */
+static mp_status plan_costs(const job *J, const mp_plan *plan, double *cost)
+{
+    mp_model_config *pc = mp_malloc(sizeof *pc);
+    if (!pc)
+        return mp_error(MP_ERR_NOMEM, "cannot allocate a config");
+    mp_plan_apply_config(&J->md.cfg, plan, pc);
+    bool flops = J->o->st.chain.flops;
+    for (int64_t l = 0; l < pc->n_layers; l++) {
+        cost[2 * l] = sub_cost(pc, l, true, flops, J->o->seqlen);
+        cost[2 * l + 1] = sub_cost(pc, l, false, flops, J->o->seqlen);
+    }
+    free(pc);
+    return MP_OK;
+}
+
+/* ---- Hessians of one sub-block ---- */
+
+typedef struct {
+    job *J;
+    mp_in_group g;
+    mp_hessian hs;
+    double *colsum; /* [dim] sums of the inputs (FLAP's means) or NULL */
+} collect_ctx;
+
+static mp_status collect_hook(void *ud, mp_in_group g, const float *x, int64_t rows, int64_t dim)
+{
+    collect_ctx *c = ud;
+    if (g != c->g)
+        return MP_OK;
+    double t = mp_comm_wtime();
+    mp_status st = mp_hessian_add(&c->hs, x, rows);
+    if (c->colsum)
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t j = 0; j < dim; j++)
+                c->colsum[j] += (double)x[r * dim + j];
+    c->J->t_stage[ST_HESSIAN] += mp_comm_wtime() - t;
+    return st;
+}
+
+/* A sub-block's finished input Hessian on its owner: H = (2/N) Σ x xᵀ [dim, dim] and the
+ * input means [dim] (NULL on the other ranks). */
+typedef struct {
+    int64_t dim;
+    double *H, *mean;
+    double resid; /* 2·E‖h‖² of the residual stream at the sub-block's input */
+} hstat;
+
+static void hstat_free(hstat *h)
+{
+    free(h->H);
+    free(h->mean);
+    h->H = h->mean = NULL;
+}
+
+enum { TAG_SUB = 300 };
+
+/* Runs `view` on h (in place) accumulating input group g; sums the partial sums in rank order
+ * on `owner`, which gets *out. Collective. */
+static mp_status collect(job *J, const mp_block *view, float *h, mp_in_group g, int64_t dim,
+                         int owner, hstat *out)
+{
+    mp_status st = MP_OK, local = MP_OK;
+    int64_t nn = dim * dim, n = nn + dim + 1;
+    /* The residual stream's energy at the input (h before the view runs). */
+    double resid = 0.0;
+    int64_t nh = (J->s1 - J->s0) * J->o->seqlen * J->md.cfg.d;
+    for (int64_t i = 0; i < nh; i++)
+        resid += (double)h[i] * (double)h[i];
+    double *pack = NULL, *tot = NULL, *buf = NULL;
+    collect_ctx cx = {.J = J, .g = g};
+    out->dim = dim;
+    local = mp_hessian_init(&cx.hs, dim);
+    if (local == MP_OK && !(cx.colsum = mp_calloc((size_t)dim, sizeof(double))))
+        local = mp_error(MP_ERR_NOMEM, "cannot allocate input sums of %lld", (long long)dim);
+    if (local == MP_OK) {
+        double t = mp_comm_wtime(), th = J->t_stage[ST_HESSIAN];
+        mp_hook hook = {collect_hook, &cx};
+        local = mp_prune_run_block(J, view, h, &hook);
+        J->t_stage[ST_FORWARD] += mp_comm_wtime() - t - (J->t_stage[ST_HESSIAN] - th);
+    }
+    if (local == MP_OK && !(pack = mp_malloc((size_t)n * sizeof *pack)))
+        local = mp_error(MP_ERR_NOMEM, "cannot allocate a %lld x %lld Hessian", (long long)dim,
+                         (long long)dim);
+    if (local == MP_OK) {
+        memcpy(pack, cx.hs.sum, (size_t)nn * sizeof *pack);
+        memcpy(pack + nn, cx.colsum, (size_t)dim * sizeof *pack);
+        pack[nn + dim] = resid;
+    }
+    mp_hessian_free(&cx.hs);
+    free(cx.colsum);
+    cx.colsum = NULL;
+    if (local == MP_OK && J->rank == owner &&
+        (!(tot = mp_calloc((size_t)n, sizeof *tot)) || !(buf = mp_malloc((size_t)n * sizeof *buf)) ||
+         !(out->H = mp_malloc((size_t)nn * sizeof *out->H)) ||
+         !(out->mean = mp_malloc((size_t)dim * sizeof *out->mean))))
+        local = mp_error(MP_ERR_NOMEM, "cannot allocate a %lld x %lld Hessian", (long long)dim,
+                         (long long)dim);
+    MP_TRY(mp_prune_agree(J, local));
+    double t = mp_comm_wtime();
+    if (J->rank == owner) {
+        /* Rank order, as the one-pass pipeline sums its Hessians. */
+        for (int r = 0; r < J->P; r++) {
+            const double *src = pack;
+            if (r != owner) {
+                MP_TRY(mp_comm_recv_f64(J->comm, buf, n, r, TAG_SUB + (int)g));
+                src = buf;
+            }
+            for (int64_t i = 0; i < n; i++)
+                tot[i] += src[i];
+        }
+        double N = (double)(J->o->nsamples * J->o->seqlen);
+        mp_hessian fin = {.dim = dim, .sum = tot, .rows = J->o->nsamples * J->o->seqlen};
+        mp_hessian_finish(&fin, out->H);
+        for (int64_t j = 0; j < dim; j++)
+            out->mean[j] = tot[nn + j] / N;
+        out->resid = 2.0 * tot[nn + dim] / N;
+    } else {
+        MP_TRY(mp_comm_send_f64(J->comm, pack, n, owner, TAG_SUB + (int)g));
+    }
+    J->t_stage[ST_REDUCE] += mp_comm_wtime() - t;
+done:
+    if (st != MP_OK)
+        hstat_free(out);
+    free(pack);
+    free(tot);
+    free(buf);
+    return st;
+}
+
+/* The owner refits the kept columns of l (keep[in]) on H (OSSCAR's least squares, which is
+ * also the OBS update of the removed ones), then every rank gets the weights. Collective. */
+static mp_status compensate(job *J, mp_linear *l, const bool *keep, const hstat *hs, int owner)
+{
+    mp_status st = MP_OK, local = MP_OK;
+    int64_t rows = l->out, cols = l->in, nk = 0;
+    double *Wd = NULL, *W = NULL;
+    for (int64_t j = 0; j < cols; j++)
+        nk += keep[j];
+    if (!J->o->st.compensate || nk == cols || nk == 0)
+        return MP_OK;
+    double t = mp_comm_wtime();
+    if (J->rank == owner) {
+        Wd = mp_malloc((size_t)(rows * cols) * sizeof *Wd);
+        W = mp_malloc((size_t)(rows * cols) * sizeof *W);
+        if (!Wd || !W)
+            local = mp_error(MP_ERR_NOMEM, "cannot allocate a %lld x %lld refit",
+                             (long long)rows, (long long)cols);
+        if (local == MP_OK) {
+            for (int64_t i = 0; i < rows * cols; i++)
+                Wd[i] = (double)l->w[i];
+            local = mp_struct_refit(Wd, rows, cols, hs->H, keep, J->o->damp, W);
+        }
+        if (local == MP_OK)
+            for (int64_t i = 0; i < rows * cols; i++)
+                l->w[i] = (float)W[i];
+    }
+    J->t_stage[ST_SOLVE] += mp_comm_wtime() - t;
+    MP_TRY(mp_prune_agree(J, local));
+    t = mp_comm_wtime();
+    MP_TRY(mp_comm_bcast(J->comm, l->w, rows * cols * (int64_t)sizeof(float), owner));
+    J->t_stage[ST_BCAST] += mp_comm_wtime() - t;
+done:
+    free(Wd);
+    free(W);
+    return st;
+}
+
+/* Block pass of one block: see mp_structured.h. own[2] are the owners of the attention and
+ * FFN Hessians; keep[2] (may be NULL) receive them on their owners for the round's chains. */
+static mp_status struct_block(job *J, mp_block *blk, const int own[2], hstat *keep, bool advance)
+{
+    mp_status st = MP_OK, local = MP_OK;
+    const mp_model_config *c = &J->md.cfg;
+    const mp_block_plan *bp = &J->plan.b[blk->index];
+    mp_block_shape s0 = blk->shape;
+    int64_t hd = c->head_dim, G = s0.n_kv_heads > 0 ? s0.n_heads / s0.n_kv_heads : 0;
+    int64_t nh = (J->s1 - J->s0) * J->o->seqlen * c->d;
+    size_t hbytes = (size_t)nh * sizeof(float);
+    hstat ha = {0}, hf = {0};
+    int64_t *iota = NULL, *qiota = NULL;
+    bool *kmask = NULL;
+    int64_t width = s0.n_heads * hd > s0.ffn ? s0.n_heads * hd : s0.ffn;
+    iota = mp_malloc((size_t)(width + 1) * sizeof *iota);
+    qiota = mp_malloc((size_t)(s0.n_heads + 1) * sizeof *qiota);
+    kmask = mp_malloc((size_t)(width + 1) * sizeof *kmask);
+    if (!iota || !qiota || !kmask)
+        local = mp_error(MP_ERR_NOMEM, "block %lld: cannot allocate its masks",
+                         (long long)blk->index);
+    MP_TRY(mp_prune_agree(J, local));
+    for (int64_t i = 0; i <= width; i++)
+        iota[i] = i;
+
+    /* 1-2. Attention: the dense heads' o_proj inputs, then o_proj refit to the kept heads. */
+    if (s0.n_heads > 0) {
+        mp_block view = *blk;
+        view.shape.ffn = 0;
+        memcpy(J->hwork, J->h, hbytes);
+        MP_TRY(collect(J, &view, J->hwork, MP_IN_O, s0.n_heads * hd, own[0], &ha));
+        memset(kmask, 0, (size_t)(s0.n_heads * hd) * sizeof *kmask);
+        for (int64_t i = 0; i < bp->n_kv; i++)
+            for (int64_t j = 0; j < bp->q_per_kv; j++) {
+                int64_t head = bp->kv[i] * G + bp->q[i * bp->q_per_kv + j];
+                for (int64_t t = 0; t < hd; t++)
+                    kmask[head * hd + t] = true;
+            }
+        if (bp->n_kv > 0)
+            MP_TRY(compensate(J, &blk->lin[MP_LIN_O], kmask, &ha, own[0]));
+        mp_block_plan attn = {bp->n_kv, bp->kv, bp->q_per_kv, bp->q, s0.ffn, iota};
+        MP_TRY(mp_prune_agree(J, mp_block_apply_plan(c, &attn, blk)));
+    }
+    /* The pruned attention's output: the FFN's input (hwork). */
+    memcpy(J->hwork, J->h, hbytes);
+    if (blk->shape.n_heads > 0) {
+        mp_block view = *blk;
+        view.shape.ffn = 0;
+        double t = mp_comm_wtime();
+        local = mp_prune_run_block(J, &view, J->hwork, NULL);
+        J->t_stage[ST_FORWARD] += mp_comm_wtime() - t;
+        MP_TRY(mp_prune_agree(J, local));
+    }
+    /* 3. FFN: the dense neurons' down_proj inputs, then down_proj refit to the kept ones. */
+    if (s0.ffn > 0) {
+        mp_block view = *blk;
+        view.shape.n_heads = view.shape.n_kv_heads = 0;
+        memcpy(J->hwork2, J->hwork, hbytes);
+        MP_TRY(collect(J, &view, J->hwork2, MP_IN_DOWN, s0.ffn, own[1], &hf));
+        memset(kmask, 0, (size_t)s0.ffn * sizeof *kmask);
+        for (int64_t i = 0; i < bp->n_ffn; i++)
+            kmask[bp->ffn[i]] = true;
+        if (bp->n_ffn > 0)
+            MP_TRY(compensate(J, &blk->lin[MP_LIN_DOWN], kmask, &hf, own[1]));
+        int64_t nkv = blk->shape.n_kv_heads, qpk = nkv > 0 ? blk->shape.n_heads / nkv : 0;
+        for (int64_t i = 0; i < nkv; i++)
+            for (int64_t j = 0; j < qpk; j++)
+                qiota[i * qpk + j] = j;
+        mp_block_plan ffn = {nkv, iota, qpk, qiota, bp->n_ffn, bp->ffn};
+        MP_TRY(mp_prune_agree(J, mp_block_apply_plan(c, &ffn, blk)));
+    }
+    /* 4. The block's output. */
+    if (advance) {
+        if (blk->shape.ffn > 0) {
+            mp_block view = *blk;
+            view.shape.n_heads = view.shape.n_kv_heads = 0;
+            double t = mp_comm_wtime();
+            local = mp_prune_run_block(J, &view, J->hwork, NULL);
+            J->t_stage[ST_FORWARD] += mp_comm_wtime() - t;
+            MP_TRY(mp_prune_agree(J, local));
+        }
+        float *tmp = J->h;
+        J->h = J->hwork;
+        J->hwork = tmp;
+    }
+    if (keep) {
+        keep[0] = ha;
+        keep[1] = hf;
+        ha = (hstat){0};
+        hf = (hstat){0};
+    }
+done:
+    hstat_free(&ha);
+    hstat_free(&hf);
+    free(iota);
+    free(qiota);
+    free(kmask);
+    return st;
+}
+
+static mp_status ensure_scratch(job *J)
+{
+    int64_t nh = (J->s1 - J->s0) * J->o->seqlen * J->md.cfg.d;
+    if (!J->hwork2 && !(J->hwork2 = mp_malloc((size_t)(nh ? nh : 1) * sizeof(float))))
+        return mp_error(MP_ERR_NOMEM, "cannot allocate hidden states for %lld sequences",
+                        (long long)(J->s1 - J->s0));
+    return MP_OK;
+}
+
+mp_status mp_structured_block(job *J, mp_block *blk, bool advance)
+{
+    mp_status st = mp_prune_agree(J, ensure_scratch(J));
+    if (st != MP_OK)
+        return st;
+    /* Spread over ranks; the final pass keeps nothing, so any fixed choice is as good. */
+    int own[2] = {(int)((2 * blk->index) % J->P), (int)((2 * blk->index + 1) % J->P)};
+    return struct_block(J, blk, own, NULL, advance);
+}
+
+/* ---- the search ---- */
+
+typedef struct {
+    int64_t sub;
+    double work;
+} sub_work;
+
+static int cmp_work(const void *a, const void *b)
+{
+    const sub_work *x = a, *y = b;
+    if (x->work != y->work)
+        return x->work > y->work ? -1 : 1;
+    return x->sub < y->sub ? -1 : x->sub > y->sub;
+}
+
+/* Sub-blocks onto ranks, largest chain first onto the least loaded (a chain costs about
+ * dim³): deterministic for a given P. */
+static mp_status assign_subs(const job *J, int *owner)
+{
+    const mp_model_config *c = &J->md.cfg;
+    int64_t n = 2 * c->n_layers;
+    sub_work *w = mp_malloc((size_t)n * sizeof *w);
+    double *load = mp_calloc((size_t)J->P, sizeof *load);
+    if (!w || !load) {
+        free(w);
+        free(load);
+        return mp_error(MP_ERR_NOMEM, "cannot allocate the owners of %lld layers", (long long)n);
+    }
+    for (int64_t i = 0; i < n; i++) {
+        mp_block_shape s = mp_layer_shape(c, i / 2);
+        double dim = i % 2 == 0 ? (double)(s.n_heads * c->head_dim) : (double)s.ffn;
+        w[i] = (sub_work){i, dim * dim * dim + 1.0};
+    }
+    qsort(w, (size_t)n, sizeof *w, cmp_work);
+    for (int64_t i = 0; i < n; i++) {
+        int best = 0;
+        for (int r = 1; r < J->P; r++)
+            if (load[r] < load[best])
+                best = r;
+        owner[w[i].sub] = best;
+        load[best] += w[i].work;
+    }
+    free(w);
+    free(load);
+    return MP_OK;
+}
+
+/* Mean loss of the first loss_samples calibration sequences on h (the last block's output);
+ * every rank gets it. h is overwritten. Collective. */
+static mp_status trace_loss(job *J, double *loss)
+{
+    mp_status st = MP_OK, local = MP_OK;
+    const mp_model_config *c = &J->md.cfg;
+    int64_t T = J->o->seqlen, want = J->o->st.loss_samples;
+    int64_t a = J->s0, b = J->s1 < want ? J->s1 : want;
+    mp_head *head = NULL;
+    double *nll = NULL, mine[2] = {0.0, 0.0}, *all = NULL;
+    int64_t *counts = mp_malloc((size_t)J->P * sizeof *counts);
+    all = mp_malloc((size_t)(2 * J->P) * sizeof *all);
+    if (!counts || !all)
+        local = mp_error(MP_ERR_NOMEM, "cannot allocate the loss trace");
+    if (local == MP_OK && b > a) {
+        nll = mp_malloc((size_t)(b - a) * sizeof *nll);
+        local = nll ? mp_head_load(c, &J->md.src, &head)
+                    : mp_error(MP_ERR_NOMEM, "cannot allocate the loss trace");
+        if (local == MP_OK)
+            local = mp_head_nll(c, head, J->h, J->tok.ids + a * T, b - a, T, nll);
+        for (int64_t i = 0; local == MP_OK && i < b - a; i++) {
+            mine[0] += nll[i];
+            mine[1] += 1.0;
+        }
+    }
+    MP_TRY(mp_prune_agree(J, local));
+    for (int r = 0; r < J->P; r++)
+        counts[r] = 2;
+    MP_TRY(mp_comm_gatherv_f64(J->comm, mine, 2, all, counts, 0));
+    double sum = 0.0, cnt = 0.0;
+    if (J->rank == 0)
+        for (int r = 0; r < J->P; r++) {
+            sum += all[2 * r];
+            cnt += all[2 * r + 1];
+        }
+    *loss = cnt > 0 ? sum / cnt : 0.0;
+    MP_TRY(mp_comm_bcast(J->comm, loss, (int64_t)sizeof *loss, 0));
+done:
+    mp_head_free(&head);
+    free(nll);
+    free(counts);
+    free(all);
+    return st;
+}
+
+static mp_status reembed(job *J)
+{
+    free(J->h);
+    free(J->hwork);
+    J->h = J->hwork = NULL;
+    return mp_prune_embed(J);
+}
+
+/* Rank 0: appends the round's record to the trace. */
+static mp_status trace_round(job *J, int64_t r, double loss, double cum_target, double freed,
+                             double cost_after, const mp_chain *ch, const int64_t *taken,
+                             int64_t nc, const mp_block_chain *local_unused)
+{
+    (void)local_unused;
+    cJSON *rounds = cJSON_GetObjectItemCaseSensitive(J->search, "rounds");
+    cJSON *x = cJSON_CreateObject(), *rm = NULL;
+    bool ok = x && cJSON_AddNumberToObject(x, "round", (double)r) &&
+              cJSON_AddNumberToObject(x, "calib_loss_before", loss) &&
+              cJSON_AddNumberToObject(x, "target_removed_so_far", cum_target) &&
+              cJSON_AddNumberToObject(x, "removed_this_round", freed) &&
+              cJSON_AddNumberToObject(x, "cost_after", cost_after) &&
+              (rm = cJSON_AddArrayToObject(x, "removed"));
+    for (int64_t i = 0; ok && i < nc; i++) {
+        if (taken[i] == 0)
+            continue;
+        double sc = 0.0, co = 0.0;
+        for (int64_t k = 0; k < taken[i]; k++) {
+            sc += ch[i].score[k];
+            co += ch[i].cost[k];
+        }
+        cJSON *u = cJSON_CreateObject();
+        ok = u && cJSON_AddNumberToObject(u, "block", (double)ch[i].block) &&
+             cJSON_AddStringToObject(u, "sub", ch[i].kind == 0 ? "attention" : "ffn") &&
+             cJSON_AddNumberToObject(u, "units", (double)taken[i]) &&
+             cJSON_AddNumberToObject(u, "score", sc) && cJSON_AddNumberToObject(u, "cost", co) &&
+             cJSON_AddNumberToObject(u, "scale", ch[i].scale);
+        if (!ok)
+            cJSON_Delete(u);
+        else
+            ok = mp_json_add(rm, NULL, u);
+    }
+    if (!ok || !cJSON_IsArray(rounds) || !cJSON_AddItemToArray(rounds, x)) {
+        cJSON_Delete(x);
+        return mp_error(MP_ERR_NOMEM, "cannot grow the search trace");
+    }
+    return MP_OK;
+}
+
+/* Every rank replaces block b's attention part (from own_a) or FFN part (from own_f) of the
+ * plan by the one `from` computed. Collective. */
+static mp_status share_part(job *J, int64_t b, bool attn, int root, const mp_block_plan *from)
+{
+    mp_status st = MP_OK, local = MP_OK;
+    mp_block_plan *cur = &J->plan.b[b];
+    int64_t cnt[2] = {0, 0};
+    int64_t *a = NULL, *q = NULL;
+    if (J->rank == root)
+        cnt[0] = attn ? from->n_kv : from->n_ffn, cnt[1] = attn ? from->q_per_kv : 0;
+    MP_TRY(mp_comm_bcast(J->comm, cnt, (int64_t)sizeof cnt, root));
+    a = mp_malloc((size_t)(cnt[0] + 1) * sizeof *a);
+    q = mp_malloc((size_t)(cnt[0] * cnt[1] + 1) * sizeof *q);
+    if (!a || !q)
+        local = mp_error(MP_ERR_NOMEM, "block %lld: cannot allocate its plan", (long long)b);
+    MP_TRY(mp_prune_agree(J, local));
+    if (J->rank == root) {
+        memcpy(a, attn ? from->kv : from->ffn, (size_t)cnt[0] * sizeof *a);
+        if (attn)
+            memcpy(q, from->q, (size_t)(cnt[0] * cnt[1]) * sizeof *q);
+    }
+    MP_TRY(mp_comm_bcast(J->comm, a, cnt[0] * (int64_t)sizeof *a, root));
+    if (attn)
+        MP_TRY(mp_comm_bcast(J->comm, q, cnt[0] * cnt[1] * (int64_t)sizeof *q, root));
+    local = attn ? mp_plan_set_block(&J->plan, b, cnt[0], a, cnt[1], q, cur->n_ffn, cur->ffn)
+                 : mp_plan_set_block(&J->plan, b, cur->n_kv, cur->kv, cur->q_per_kv, cur->q,
+                                     cnt[0], a);
+    MP_TRY(mp_prune_agree(J, local));
+done:
+    free(a);
+    free(q);
+    return st;
+}
+
+/* One round of the search: the pass, the chains, the coordinator's selection, the new plan.
+ * Collective. */
+static mp_status search_round(job *J, int64_t r, const double *cum, const int *owner,
+                              const double *dense, double target_total, mp_progress *pg)
+{
+    mp_status st = MP_OK, local = MP_OK;
+    const mp_model_config *c = &J->md.cfg;
+    const mp_struct_opts *so = &J->o->st;
+    int64_t L = c->n_layers, nsub = 2 * L;
+    hstat *hs = mp_calloc((size_t)nsub, sizeof *hs);
+    mp_block_chain *bc = mp_calloc((size_t)nsub, sizeof *bc);
+    mp_chain *ch = mp_calloc((size_t)nsub, sizeof *ch);
+    double **sbuf = mp_calloc((size_t)nsub, sizeof *sbuf);
+    int64_t *taken = mp_calloc((size_t)nsub, sizeof *taken);
+    double *cur = mp_malloc((size_t)nsub * sizeof *cur);
+    double *resid = mp_calloc((size_t)nsub, sizeof *resid);
+    mp_block *blk = NULL;
+    mp_plan newp = {0};
+    if (!hs || !bc || !ch || !sbuf || !taken || !cur || !resid)
+        local = mp_error(MP_ERR_NOMEM, "cannot allocate the search round");
+    if (local == MP_OK)
+        local = reembed(J);
+    MP_TRY(mp_prune_agree(J, local));
+
+    /* The pass: every block as the current plan prunes it. */
+    for (int64_t b = 0; b < L; b++) {
+        MP_TRY(mp_prune_agree(J, mp_block_load(c, &J->md.src, b, &blk)));
+        int own[2] = {owner[2 * b], owner[2 * b + 1]};
+        MP_TRY(struct_block(J, blk, own, &hs[2 * b], true));
+        mp_block_free(&blk);
+        char detail[64];
+        snprintf(detail, sizeof detail, "round %lld/%lld, block", (long long)r + 1,
+                 (long long)so->rounds);
+        mp_progress_step(pg, r * L + b + 1, (double)(J->o->nsamples * J->o->seqlen) *
+                         (double)((r - J->search_round) * L + b + 1) * 2.0, detail);
+    }
+    double loss = 0.0;
+    MP_TRY(trace_loss(J, &loss));
+
+    /* The chains of this rank's sub-blocks, from the current plan on. */
+    double t = mp_comm_wtime();
+    mp_chain_opts co = so->chain;
+    for (int64_t s = 0; s < nsub && local == MP_OK; s++) {
+        if (owner[s] != J->rank || !hs[s].H)
+            continue;
+        int64_t b = s / 2;
+        if (!blk || blk->index != b) {
+            mp_block_free(&blk);
+            local = mp_block_load(c, &J->md.src, b, &blk);
+        }
+        if (local == MP_OK)
+            local = mp_block_chain_build_from(c, blk, s % 2 == 0, hs[s].H, hs[s].mean, &co,
+                                              J->o->seqlen, &J->plan.b[b], -1, NULL, &bc[s]);
+        resid[s] = hs[s].resid;
+        hstat_free(&hs[s]);
+    }
+    mp_block_free(&blk);
+    J->t_stage[ST_SOLVE] += mp_comm_wtime() - t;
+    MP_TRY(mp_prune_agree(J, local));
+
+    /* Every chain's scores and costs to the coordinator, in sub-block order. */
+    for (int64_t s = 0; s < nsub; s++) {
+        double hdr[3] = {(double)bc[s].n, bc[s].energy, resid[s]};
+        if (owner[s] != 0) {
+            if (J->rank == owner[s])
+                MP_TRY(mp_comm_send_f64(J->comm, hdr, 3, 0, TAG_SUB + 10));
+            else if (J->rank == 0)
+                MP_TRY(mp_comm_recv_f64(J->comm, hdr, 3, owner[s], TAG_SUB + 10));
+        }
+        int64_t n = (int64_t)hdr[0];
+        if (J->rank == 0 && !(sbuf[s] = mp_malloc((size_t)(2 * n + 1) * sizeof(double))))
+            local = mp_error(MP_ERR_NOMEM, "cannot allocate a chain of %lld units", (long long)n);
+        MP_TRY(mp_prune_agree(J, local));
+        if (J->rank == owner[s] && (J->rank == 0 || n > 0)) {
+            double *dst = J->rank == 0 ? sbuf[s] : NULL;
+            double *tmp = dst ? dst : mp_malloc((size_t)(2 * n + 1) * sizeof(double));
+            if (!tmp)
+                local = mp_error(MP_ERR_NOMEM, "cannot allocate a chain of %lld units",
+                                 (long long)n);
+            else {
+                memcpy(tmp, bc[s].score, (size_t)n * sizeof(double));
+                memcpy(tmp + n, bc[s].cost, (size_t)n * sizeof(double));
+                if (!dst) {
+                    local = mp_comm_send_f64(J->comm, tmp, 2 * n, 0, TAG_SUB + 11);
+                    free(tmp);
+                }
+            }
+        } else if (J->rank == 0 && n > 0) {
+            local = mp_comm_recv_f64(J->comm, sbuf[s], 2 * n, owner[s], TAG_SUB + 11);
+        }
+        MP_TRY(mp_prune_agree(J, local));
+        if (J->rank == 0) {
+            ch[s] = (mp_chain){.block = s / 2, .kind = (int)(s % 2), .n = n, .score = sbuf[s],
+                               .cost = sbuf[s] + n, .scale = 1.0};
+            mp_search_normalize(&ch[s], so->norm,
+                                so->norm == MP_NORM_RESIDUAL ? hdr[2] : hdr[1], 0.0);
+        }
+    }
+
+    /* The coordinator: this round's share of the budget, globally or uniformly. */
+    MP_TRY(mp_prune_agree(J, plan_costs(J, &J->plan, cur)));
+    double now = 0.0, before = 0.0, freed = 0.0;
+    for (int64_t s = 0; s < nsub; s++) {
+        now += cur[s];
+        before += dense[s];
+    }
+    double want = cum[r] * target_total - (before - now);
+    if (J->rank == 0) {
+        if (so->uniform) {
+            double *base = mp_malloc((size_t)nsub * sizeof *base);
+            if (!base) {
+                local = mp_error(MP_ERR_NOMEM, "cannot allocate the uniform allocation");
+            } else {
+                for (int64_t s = 0; s < nsub; s++)
+                    base[s] = dense[s] - cur[s];
+                /* A sub-block absent from the start has nothing to share. */
+                double *tot = mp_malloc((size_t)nsub * sizeof *tot);
+                if (!tot)
+                    local = mp_error(MP_ERR_NOMEM, "cannot allocate the uniform allocation");
+                for (int64_t s = 0; tot && s < nsub; s++)
+                    tot[s] = dense[s] > 0.0 ? dense[s] : 1.0;
+                if (local == MP_OK)
+                    local = mp_search_select_uniform(ch, nsub, base, tot, want, taken, &freed);
+                free(tot);
+                free(base);
+            }
+        } else {
+            local = mp_search_select(ch, nsub, want, taken, &freed);
+        }
+        if (local == MP_ERR_RANGE)
+            local = mp_error(MP_ERR_ARG, "mpiprune prune: --target %s cannot be met: with the "
+                             "floors of --min-keep and the --units given, at most %.6g of %.6g "
+                             "can be removed", so->target_text, (before - now) + freed, before);
+        if (local == MP_OK)
+            local = trace_round(J, r, loss, cum[r] * target_total, freed, now - freed, ch, taken,
+                                nsub, NULL);
+    }
+    MP_TRY(mp_prune_agree(J, local));
+    MP_TRY(mp_comm_bcast(J->comm, taken, nsub * (int64_t)sizeof *taken, 0));
+
+    /* The owners turn the taken prefixes into the plan; everyone adopts it. */
+    for (int64_t s = 0; s < nsub; s++) {
+        int64_t b = s / 2;
+        bool attn = s % 2 == 0;
+        if (J->rank == owner[s]) {
+            mp_block shape = {.index = b, .shape = mp_layer_shape(c, b)};
+            local = mp_plan_identity(c, &newp);
+            if (local == MP_OK)
+                local = mp_block_chain_plan_from(c, &shape, &J->plan.b[b], attn ? &bc[s] : NULL,
+                                                 attn ? taken[s] : 0, attn ? NULL : &bc[s],
+                                                 attn ? 0 : taken[s], &newp);
+        }
+        MP_TRY(mp_prune_agree(J, local));
+        MP_TRY(share_part(J, b, attn, owner[s], J->rank == owner[s] ? &newp.b[b] : NULL));
+        mp_plan_free(&newp);
+    }
+    MP_TRY(mp_prune_agree(J, mp_plan_check(c, &J->plan, "the search's plan")));
+    mp_progress_note(pg, "round %lld/%lld: calibration loss %.6f before it; removed %.6g "
+                     "(%s), %.4f of the blocks' %s kept", (long long)r + 1,
+                     (long long)so->rounds, loss, freed, so->chain.flops ? "FLOPs/token"
+                     : "parameters", (now - freed) / before,
+                     so->chain.flops ? "FLOPs" : "parameters");
+done:
+    for (int64_t s = 0; hs && s < nsub; s++)
+        hstat_free(&hs[s]);
+    for (int64_t s = 0; bc && s < nsub; s++)
+        mp_block_chain_free(&bc[s]);
+    for (int64_t s = 0; sbuf && s < nsub; s++)
+        free(sbuf[s]);
+    mp_plan_free(&newp);
+    mp_block_free(&blk);
+    free(hs);
+    free(bc);
+    free(ch);
+    free(sbuf);
+    free(taken);
+    free(cur);
+    free(resid);
+    return st;
+}
+
+mp_status mp_structured_search(job *J)
+{
+    mp_status st = MP_OK, local = MP_OK;
+    const mp_model_config *c = &J->md.cfg;
+    const mp_struct_opts *so = &J->o->st;
+    int64_t L = c->n_layers, R = so->rounds;
+    double *cum = mp_malloc((size_t)R * sizeof *cum);
+    double *dense = mp_malloc((size_t)(2 * L) * sizeof *dense);
+    int *owner = mp_malloc((size_t)(2 * L) * sizeof *owner);
+    mp_plan id = {0};
+    mp_progress pg;
+    if (!cum || !dense || !owner)
+        local = mp_error(MP_ERR_NOMEM, "cannot allocate the search");
+    if (local == MP_OK)
+        local = ensure_scratch(J);
+    if (local == MP_OK)
+        local = assign_subs(J, owner);
+    if (local == MP_OK)
+        local = mp_plan_identity(c, &id);
+    if (local == MP_OK)
+        local = plan_costs(J, &id, dense);
+    if (local == MP_OK && J->rank == 0 && !J->search) {
+        J->search = cJSON_CreateObject();
+        if (!J->search || !cJSON_AddArrayToObject(J->search, "rounds"))
+            local = mp_error(MP_ERR_NOMEM, "cannot allocate the search trace");
+    }
+    MP_TRY(mp_prune_agree(J, local));
+    mp_search_schedule((int)R, cum);
+    double before = 0.0;
+    for (int64_t s = 0; s < 2 * L; s++)
+        before += dense[s];
+    double target_total = (1.0 - so->keep) * before;
+    mp_progress_start(&pg, J->pg.enabled, "search", R * L);
+    mp_progress_restart(&pg, J->search_round * L);
+    if (J->search_round < R)
+        mp_progress_note(&pg, "structured search: %lld round(s) over %lld blocks, %s, removing "
+                         "%.6g of %.6g %s (%s allocation, %s scores, %s normalisation)%s",
+                         (long long)R, (long long)L, so->target_text, target_total, before,
+                         so->chain.flops ? "FLOPs per token" : "parameters",
+                         so->allocation_name, so->score_name, so->normalize_name,
+                         J->search_round > 0 ? ", resumed" : "");
+    for (int64_t r = J->search_round; r < R; r++) {
+        MP_TRY(search_round(J, r, cum, owner, dense, target_total, &pg));
+        J->search_round = r + 1;
+        bool last = r + 1 == R;
+        mp_status sig = MP_OK;
+        int who = -1;
+        MP_TRY(mp_comm_agree(J->comm, mp_signals_pending() ? MP_ERR_INTERRUPTED : MP_OK, &sig,
+                             &who));
+        bool stopping = sig != MP_OK && !last;
+        if (J->o->checkpoint && !last)
+            MP_TRY(mp_prune_checkpoint_search(J));
+        if (stopping) {
+            if (J->rank != 0) {
+                st = mp_error_remote(MP_ERR_INTERRUPTED, 0);
+                goto done;
+            }
+            if (J->o->checkpoint)
+                MP_FAIL(MP_ERR_INTERRUPTED, "stopped by a signal after search round %lld of "
+                        "%lld; checkpoint %s written: run the same command to resume",
+                        (long long)r + 1, (long long)R, J->o->checkpoint);
+            MP_FAIL(MP_ERR_INTERRUPTED, "stopped by a signal after search round %lld of %lld "
+                    "(no --checkpoint: a rerun starts over)", (long long)r + 1, (long long)R);
+        }
+    }
+    /* The final pass embeds the sequences again. */
+    free(J->h);
+    free(J->hwork);
+    J->h = J->hwork = NULL;
+done:
+    free(cum);
+    free(dense);
+    free(owner);
+    mp_plan_free(&id);
+    return st;
+}
+
+/* ---- report ---- */
+
+static cJSON *plan_json(const job *J)
+{
+    const mp_model_config *c = &J->md.cfg;
+    cJSON *arr = cJSON_CreateArray();
+    for (int64_t b = 0; arr && b < c->n_layers; b++) {
+        const mp_block_plan *p = &J->plan.b[b];
+        mp_block_shape s = mp_layer_shape(c, b);
+        cJSON *x = cJSON_CreateObject(), *kv = NULL, *q = NULL;
+        bool ok = x && cJSON_AddNumberToObject(x, "block", (double)b) &&
+                  cJSON_AddNumberToObject(x, "kv_groups", (double)p->n_kv) &&
+                  cJSON_AddNumberToObject(x, "heads_per_group", (double)p->q_per_kv) &&
+                  cJSON_AddNumberToObject(x, "heads", (double)(p->n_kv * p->q_per_kv)) &&
+                  cJSON_AddNumberToObject(x, "heads_before", (double)s.n_heads) &&
+                  cJSON_AddNumberToObject(x, "ffn", (double)p->n_ffn) &&
+                  cJSON_AddNumberToObject(x, "ffn_before", (double)s.ffn) &&
+                  (kv = cJSON_AddArrayToObject(x, "kept_kv_groups")) &&
+                  (q = cJSON_AddArrayToObject(x, "kept_heads"));
+        for (int64_t i = 0; ok && i < p->n_kv; i++) {
+            ok = mp_json_add(kv, NULL, cJSON_CreateNumber((double)p->kv[i]));
+            int64_t G = s.n_kv_heads > 0 ? s.n_heads / s.n_kv_heads : 0;
+            for (int64_t j = 0; ok && j < p->q_per_kv; j++)
+                ok = mp_json_add(q, NULL,
+                                 cJSON_CreateNumber((double)(p->kv[i] * G + p->q[i * p->q_per_kv + j])));
+        }
+        if (!ok) {
+            cJSON_Delete(x);
+            x = NULL;
+        }
+        if (!mp_json_add(arr, NULL, x)) {
+            cJSON_Delete(arr);
+            arr = NULL;
+        }
+    }
+    return arr;
+}
+
+cJSON *mp_structured_report(const job *J)
+{
+    const mp_model_config *c = &J->md.cfg;
+    const mp_struct_opts *so = &J->o->st;
+    mp_model_config *pc = mp_malloc(sizeof *pc);
+    cJSON *x = cJSON_CreateObject();
+    if (!pc || !x) {
+        free(pc);
+        cJSON_Delete(x);
+        return NULL;
+    }
+    mp_plan_apply_config(c, &J->plan, pc);
+    double pb = 0, pa = 0, fb = 0, fa = 0, cb = 0, ca = 0;
+    int64_t T = J->o->seqlen;
+    for (int64_t l = 0; l < c->n_layers; l++) {
+        pb += (double)mp_block_params(c, l);
+        pa += (double)mp_block_params(pc, l);
+        fb += mp_block_flops(c, l, 1, T) / (double)T;
+        fa += mp_block_flops(pc, l, 1, T) / (double)T;
+        for (int k = 0; k < 2; k++) {
+            cb += sub_cost(c, l, k == 0, so->chain.flops, T);
+            ca += sub_cost(pc, l, k == 0, so->chain.flops, T);
+        }
+    }
+    cJSON *tg = NULL;
+    bool ok = (tg = cJSON_AddObjectToObject(x, "budget")) &&
+              cJSON_AddStringToObject(tg, "kind", so->chain.flops ? "flops" : "params") &&
+              cJSON_AddNumberToObject(tg, "keep_asked", so->keep) &&
+              cJSON_AddNumberToObject(tg, "before", cb) &&
+              cJSON_AddNumberToObject(tg, "after", ca) &&
+              cJSON_AddNumberToObject(tg, "keep_met", cb > 0 ? ca / cb : 1.0) &&
+              cJSON_AddNumberToObject(tg, "remove_asked", (1.0 - so->keep) * cb) &&
+              cJSON_AddNumberToObject(tg, "removed", cb - ca) &&
+              cJSON_AddNumberToObject(x, "block_params_before", pb) &&
+              cJSON_AddNumberToObject(x, "block_params_after", pa) &&
+              cJSON_AddNumberToObject(x, "block_flops_per_token_before", fb) &&
+              cJSON_AddNumberToObject(x, "block_flops_per_token_after", fa) &&
+              cJSON_AddBoolToObject(x, "uniform_widths", !pc->per_layer) &&
+              mp_json_add(x, "plan", plan_json(J));
+    cJSON *rounds = J->search ? cJSON_GetObjectItemCaseSensitive(J->search, "rounds") : NULL;
+    ok = ok && mp_json_add(x, "rounds", rounds ? cJSON_Duplicate(rounds, 1) : cJSON_CreateArray());
+    free(pc);
+    if (!ok) {
+        cJSON_Delete(x);
+        return NULL;
+    }
+    return x;
+}
+
+static void tbf(mp_textbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void tbf(mp_textbuf *b, const char *fmt, ...)
+{
+    char line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        mp_tb_add(b, line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
+}
+
+mp_status mp_structured_svg(const job *J, char **text)
+{
+    const mp_model_config *c = &J->md.cfg;
+    mp_textbuf tb = {0};
+    int64_t L = c->n_layers;
+    double W = 720, Hh = 520, x0 = 60, plotw = 620, ph = 180;
+    double maxh = 1, maxf = 1;
+    for (int64_t b = 0; b < L; b++) {
+        mp_block_shape s = mp_layer_shape(c, b);
+        maxh = (double)s.n_heads > maxh ? (double)s.n_heads : maxh;
+        maxf = (double)s.ffn > maxf ? (double)s.ffn : maxf;
+    }
+    double bw = plotw / (double)(L > 0 ? L : 1);
+    tbf(&tb, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" "
+                      "height=\"%.0f\" font-family=\"sans-serif\" font-size=\"11\">\n"
+                      "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n", W, Hh);
+    tbf(&tb, "<text x=\"%.0f\" y=\"16\">kept query heads (blue) and FFN width "
+                      "(orange) per block, as a share of the input's</text>\n", x0);
+    for (int64_t b = 0; b < L; b++) {
+        mp_block_shape s = mp_layer_shape(c, b);
+        const mp_block_plan *p = &J->plan.b[b];
+        double hh = s.n_heads > 0 ? (double)(p->n_kv * p->q_per_kv) / maxh : 0.0;
+        double fh = s.ffn > 0 ? (double)p->n_ffn / maxf : 0.0;
+        double x = x0 + (double)b * bw;
+        tbf(&tb, "<rect x=\"%.2f\" y=\"%.2f\" width=\"%.2f\" height=\"%.2f\" "
+                          "fill=\"#4477aa\"><title>block %lld: %lld heads</title></rect>\n",
+                          x, 30 + ph * (1 - hh), bw * 0.45, ph * hh, (long long)b,
+                          (long long)(p->n_kv * p->q_per_kv));
+        tbf(&tb, "<rect x=\"%.2f\" y=\"%.2f\" width=\"%.2f\" height=\"%.2f\" "
+                          "fill=\"#ee7733\"><title>block %lld: FFN %lld</title></rect>\n",
+                          x + bw * 0.45, 30 + ph * (1 - fh), bw * 0.45, ph * fh, (long long)b,
+                          (long long)p->n_ffn);
+    }
+    tbf(&tb, "<line x1=\"%.0f\" y1=\"%.0f\" x2=\"%.0f\" y2=\"%.0f\" "
+                      "stroke=\"black\"/>\n<text x=\"%.0f\" y=\"%.0f\">block 0 .. %lld</text>\n",
+                      x0, 30 + ph, x0 + plotw, 30 + ph, x0, 45 + ph, (long long)L - 1);
+    /* The calibration loss before each round (the first is the dense model's). */
+    cJSON *rounds = J->search ? cJSON_GetObjectItemCaseSensitive(J->search, "rounds") : NULL;
+    int n = cJSON_GetArraySize(rounds);
+    double lo = INFINITY, hi = -INFINITY;
+    for (int i = 0; i < n; i++) {
+        cJSON *v = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(rounds, i),
+                                                    "calib_loss_before");
+        double y = cJSON_IsNumber(v) ? v->valuedouble : 0.0;
+        lo = y < lo ? y : lo;
+        hi = y > hi ? y : hi;
+    }
+    double y0 = 280;
+    tbf(&tb, "<text x=\"%.0f\" y=\"%.0f\">calibration loss before each search "
+                      "round (round 1: the input model)</text>\n", x0, y0 - 8);
+    if (n > 0 && hi - lo < 1e-12)
+        hi = lo + 1.0;
+    for (int i = 0; i < n; i++) {
+        cJSON *v = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(rounds, i),
+                                                    "calib_loss_before");
+        double y = cJSON_IsNumber(v) ? v->valuedouble : 0.0;
+        double px = x0 + (n > 1 ? plotw * i / (n - 1) : plotw / 2);
+        double py = y0 + ph * (1 - (y - lo) / (hi - lo));
+        tbf(&tb, "<circle cx=\"%.2f\" cy=\"%.2f\" r=\"4\" fill=\"#228833\"/>"
+                          "<text x=\"%.2f\" y=\"%.2f\">%.4f</text>\n", px, py, px + 6, py - 6,
+                          y);
+    }
+    tbf(&tb, "</svg>\n");
+    if (tb.oom || !tb.p) {
+        free(tb.p);
+        return mp_error(MP_ERR_NOMEM, "report.svg: out of memory");
+    }
+    *text = tb.p;
+    return MP_OK;
+}
