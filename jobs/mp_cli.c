@@ -140,7 +140,7 @@ static int cmd_prune(int argc, char **argv, const mp_comm *comm)
         {"score", MP_OPT_CHOICE, &o.st.score_name, "obs", NULL, "structured: importance (obs: "
          "structured OBS error with Schur downdates; flap; wanda-sp; magnitude)", false, 0, 0,
          "obs|flap|wanda-sp|magnitude"},
-        {"normalize", MP_OPT_CHOICE, &o.st.normalize_name, "relative", NULL, "structured: how "
+        {"normalize", MP_OPT_CHOICE, &o.st.normalize_name, "residual", NULL, "structured: how "
          "scores of different layers are made comparable (relative: over the layer's output "
          "energy; residual: over the residual stream's energy at the layer; zscore: per-layer "
          "standardisation)", false, 0, 0, "none|relative|residual|zscore"},

@@ -685,6 +685,29 @@ done:
     return st;
 }
 
+/* --nm N:M on the planned widths: every pruned layer's input width a multiple of M. */
+static mp_status nm_widths_check(const job *J)
+{
+    const mp_prune_opts *o = J->o;
+    mp_model_config *c = mp_malloc(sizeof *c);
+    mp_status st = MP_OK;
+    if (!c)
+        return mp_error(MP_ERR_NOMEM, "cannot allocate a config");
+    mp_plan_apply_config(&J->md.cfg, &J->plan, c);
+    for (int64_t l = 0; l < c->n_layers && st == MP_OK; l++)
+        for (int id = 0; id < MP_LIN_COUNT && st == MP_OK; id++) {
+            int64_t dim = mp_in_group_dim(c, l, mp_lin_group((mp_lin_id)id));
+            if (J->block_sel[l] && J->lin_sel[id] && mp_lin_present(c, l, (mp_lin_id)id) &&
+                dim % o->sp.m != 0)
+                st = mp_error(MP_ERR_ARG, "mpiprune prune: --nm %d:%d: the planned input width "
+                              "%lld of %s in block %lld is not a multiple of %d (use an "
+                              "--ffn-multiple that is)", o->sp.n, o->sp.m, (long long)dim,
+                              mp_lin_short_name(c, (mp_lin_id)id), (long long)l, o->sp.m);
+        }
+    free(c);
+    return st;
+}
+
 /* Everything before the first block: inputs validated identically on every rank. */
 static mp_status setup_local(job *J)
 {
@@ -779,6 +802,8 @@ mp_status mp_prune_run(const mp_prune_opts *o, const mp_comm *comm)
     bool structured = o->method == MP_METHOD_STRUCTURED;
     if (structured && J->search_round < o->st.rounds)
         MP_TRY(mp_structured_search(J));
+    if (structured && o->st.then_sparsegpt && o->sp.n > 0)
+        MP_TRY(mp_prune_agree(J, nm_widths_check(J)));
     if (J->rank == 0) {
         local = mp_outdir_create(&J->out, o->out, J->md.gguf ? NULL : o->model);
         J->out_open = local == MP_OK;

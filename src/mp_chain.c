@@ -258,30 +258,37 @@ static mp_status ffn_chain(chain_ctx *x, const mp_block *blk, const mp_block_pla
         int64_t size = kept % m ? kept % m : m;
         if (kept - size < floor_f)
             break;
-        double sum = 0.0;
-        for (int64_t s = 0; s < size; s++) {
-            /* The neuron of least error now: single columns have ε_j = ‖W_:,j‖² / Hinv_jj. */
-            for (int64_t j = 0; j < F; j++) {
-                if (!alive[j])
-                    continue;
-                if (o->scorer == MP_SCORE_OBS) {
-                    double w2 = 0.0;
-                    for (int64_t r = 0; r < x->rows; r++)
-                        w2 += x->W[r * F + j] * x->W[r * F + j];
-                    err[j] = w2 / x->Hinv[j * F + j];
-                } else {
-                    err[j] = x->colscore[j];
-                }
+        /* The `size` alive neurons of least error now (single columns have
+         * ε_j = ‖W_:,j‖² / Hinv_jj under OBS), removed together: one rank-`size` update
+         * instead of `size` memory-bound rank-1 ones, and the unit's score is the exact joint
+         * error of the set (ε_S), not a sum of singles. Ties go to the lower index. */
+        for (int64_t j = 0; j < F; j++) {
+            if (!alive[j])
+                continue;
+            if (o->scorer == MP_SCORE_OBS) {
+                double w2 = 0.0;
+                for (int64_t r = 0; r < x->rows; r++)
+                    w2 += x->W[r * F + j] * x->W[r * F + j];
+                err[j] = w2 / x->Hinv[j * F + j];
+            } else {
+                err[j] = x->colscore[j];
             }
+        }
+        for (int64_t s = 0; s < size; s++) {
             int64_t bj = -1;
             for (int64_t j = 0; j < F; j++)
                 if (alive[j] && (bj < 0 || err[j] < err[bj]))
                     bj = j;
             x->best[s] = bj;
             alive[bj] = false;
-            sum += err[bj] > 0.0 ? err[bj] : 0.0;
-            /* Each neuron goes before the next is chosen (ZipLM's one-at-a-time order). */
-            MP_TRY(remove_cols(x, &bj, 1));
+        }
+        double sum = 0.0;
+        if (o->scorer == MP_SCORE_OBS) {
+            MP_TRY(mp_struct_remove(x->W, x->rows, x->cols, x->Hinv, x->best, size, &sum));
+        } else {
+            for (int64_t s = 0; s < size; s++)
+                sum += err[x->best[s]] > 0.0 ? err[x->best[s]] : 0.0;
+            MP_TRY(remove_cols(x, x->best, size));
         }
         kept -= size;
         double cost = mp_unit_cost(x->cfg, MP_UNIT_NEURONS, 0, 0, size, o->flops);

@@ -6,14 +6,14 @@
  *   a KV group: its kept query heads, its k/v rows, its o_proj columns;
  *   a head slot: one query head out of every kept group (q_per_kv drops by one everywhere).
  * FFN: `multiple` neurons at a time (gate/up rows and down_proj columns), so the width stays a
- * multiple of `multiple` (NViT's buckets in sorted order: the next `multiple` of the removal
- * order form one unit).
+ * multiple of `multiple` (NViT's buckets in sorted order: the `multiple` neurons of least
+ * score at that point form one unit, removed together).
  *
  * Scorers:
  *   MP_SCORE_OBS: ZipLM's greedy order. Each step removes the candidate of least structured
  *     OBS error per parameter against the layer as updated so far (mp_struct_remove updates
- *     W and H⁻¹ after each step); the unit's score is that error (its FFN bucket: the sum of
- *     its neurons' steps).
+ *     W and H⁻¹ after each step); the unit's score is that error (an FFN bucket: the neurons
+ *     of least single-column error now, and the joint error of removing them together).
  *   MP_SCORE_FLAP: FLAP's fluctuation Var(x_j)·‖W_{:,j}‖² per input column (needs the input
  *     means), summed over a unit's columns; fixed order, no update.
  *   MP_SCORE_WANDA_SP: Wanda-sp's mean over rows of |W_ij|·‖x_j‖, summed over the columns.

@@ -1,0 +1,174 @@
+#!/usr/bin/python3
+"""Structured pruning of the bundled stories260K, end to end (--method structured).
+
+  search (P = 1)  --target params=0.8, the default global iterative search:
+    - the budget is met to one unit: removed >= asked, and the overshoot is less than the
+      largest unit that could go (an FFN bucket, a KV group or a head slot);
+    - config.json, the safetensors shapes and report.json's plan agree, the model is
+      physically smaller, and the report's parameter counts are those of the tensors;
+    - `mpiprune eval` of the output equals a float64 reference forward (rel 1e-5) and
+      transformers loads it (stock LlamaForCausalLM when the widths come out uniform,
+      trust_remote_code otherwise) with logits equal to mpiprune's (1e-4);
+    - report.svg is SVG with one bar per block and kind, and the trace has one entry a round;
+  search (P = 2)  byte-identical weights, the same plan;
+  uniform         --allocation uniform --rounds 1 (the OSSCAR/ZipLM uniform setting) at the same
+                  target: the search's evaluation perplexity is lower, at no more parameters;
+  flops           --target flops=0.8: the report's FLOPs per token after / before equal the
+                  budget met (one cost model);
+  then            --then sparsegpt --nm 2:4: the smaller model's linear weights are 2:4 sparse.
+Needs torch, transformers and safetensors (scripts/install-deps.sh --test); run with
+/usr/bin/python3.
+
+usage: check_structured.py MPIEXEC MPIPRUNE MAKE_PRUNED_MODEL FIXTURE WORKDIR
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import check_hf_export as hx  # noqa: E402  (the float64 reference and the loaders)
+import numpy as np  # noqa: E402
+from safetensors.numpy import load_file  # noqa: E402
+
+mpiexec, cli, make, fixture, work = sys.argv[1:6]
+shutil.rmtree(work, ignore_errors=True)
+os.makedirs(work)
+hx.DATA = os.path.join(fixture, "eval_dev.bin")
+BASE = ["prune", "--model", fixture, "--calib", os.path.join(fixture, "calib.bin"),
+        "--seqlen", "256", "--nsamples", "64", "--method", "structured", "--quiet"]
+failures = []
+
+
+def fail(msg):
+    failures.append(msg)
+    print("FAIL: " + msg, flush=True)
+
+
+def prune(name, P, *extra):
+    out = os.path.join(work, name)
+    cmd = [cli] + BASE + ["--out", out] + list(extra)
+    if P > 1:
+        cmd = [mpiexec, "--bind-to", "none", "-n", str(P)] + cmd
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        sys.exit(f"FAIL: {name}: prune exited {r.returncode}: {r.stderr.strip()}")
+    with open(os.path.join(out, "report.json")) as f:
+        return out, json.load(f)
+
+
+def perplexity(d):
+    r = subprocess.run([cli, "eval", "--model", d, "--data", hx.DATA, "--seqlen", "256",
+                        "--json", "--quiet"], capture_output=True, text=True, check=True)
+    return json.loads(r.stdout)["perplexity"]
+
+
+with open(os.path.join(fixture, "config.json")) as f:
+    cfg0 = json.load(f)
+d, hd, L = cfg0["hidden_size"], cfg0["head_dim"], cfg0["num_hidden_layers"]
+H0, KV0, F0 = (cfg0["num_attention_heads"], cfg0["num_key_value_heads"],
+               cfg0["intermediate_size"])
+G = H0 // KV0
+
+# ---- the search, P = 1 ----
+out1, rep1 = prune("search_p1", 1, "--target", "params=0.8")
+s = rep1["structured"]
+b = s["budget"]
+largest = max(32 * 3 * d, G * 2 * hd * d + 2 * hd * d, KV0 * 2 * hd * d)
+print(f"search: kept {b['keep_met']:.4f} of {b['before']:.0f} parameters "
+      f"(asked {b['keep_asked']}), removed {b['removed']:.0f} for {b['remove_asked']:.0f}")
+if not (b["removed"] >= b["remove_asked"] - 1e-6 and
+        b["removed"] - b["remove_asked"] < largest):
+    fail(f"budget not met to one unit: removed {b['removed']} for {b['remove_asked']} "
+         f"(largest unit {largest})")
+with open(os.path.join(out1, "config.json")) as f:
+    cfg1 = json.load(f)
+w1 = load_file(os.path.join(out1, "model.safetensors"))
+params = 0
+for l, p in enumerate(s["plan"]):
+    heads, kvh, ffn = hx.widths(cfg1, l)
+    if (heads, kvh, ffn) != (p["heads"], p["kv_groups"], p["ffn"]):
+        fail(f"block {l}: config.json widths {(heads, kvh, ffn)} vs plan "
+             f"{(p['heads'], p['kv_groups'], p['ffn'])}")
+    if p["heads"] != p["kv_groups"] * p["heads_per_group"]:
+        fail(f"block {l}: heads {p['heads']} are not kv_groups x heads_per_group")
+    pre = f"model.layers.{l}."
+    want = {"self_attn.q_proj.weight": (heads * hd, d), "self_attn.k_proj.weight": (kvh * hd, d),
+            "self_attn.v_proj.weight": (kvh * hd, d), "self_attn.o_proj.weight": (d, heads * hd),
+            "mlp.gate_proj.weight": (ffn, d), "mlp.up_proj.weight": (ffn, d),
+            "mlp.down_proj.weight": (d, ffn)}
+    for k, shp in want.items():
+        if pre + k in w1:
+            if w1[pre + k].shape != shp:
+                fail(f"{pre + k}: shape {w1[pre + k].shape}, want {shp}")
+            params += w1[pre + k].size
+        elif 0 not in shp:
+            fail(f"{pre + k} missing")
+if params != s["block_params_after"]:
+    fail(f"tensors hold {params} block parameters, the report says {s['block_params_after']}")
+size_in = os.path.getsize(os.path.join(fixture, "model.safetensors"))
+size_out = os.path.getsize(os.path.join(out1, "model.safetensors"))
+print(f"model.safetensors: {size_in} -> {size_out} bytes")
+if not size_out < size_in:
+    fail("the structured model is not smaller on disk")
+if len(s["rounds"]) != 3 or not all(r["removed"] for r in s["rounds"][:1]):
+    fail(f"trace: {len(s['rounds'])} rounds, want 3 with removals in the first")
+svg = ET.parse(os.path.join(out1, "report.svg")).getroot()
+rects = [e for e in svg.iter() if e.tag.endswith("rect")]
+if len(rects) != 1 + 2 * L:
+    fail(f"report.svg has {len(rects)} rects, want {1 + 2 * L} (background + 2 per block)")
+tokens = np.fromfile(hx.DATA, dtype="<u2").astype(np.int64)[:hx.SEQLEN * hx.WINDOWS]
+loader = hx.load_remote if "per_layer_widths" in cfg1 else hx.load_stock
+hx.check_model("search", out1, make, cli, tokens, work, loader)
+failures += hx.failures
+
+# ---- P = 2: the same plan, the same bytes ----
+out2, rep2 = prune("search_p2", 2, "--target", "params=0.8")
+if rep2["structured"]["plan"] != s["plan"]:
+    fail("P = 2 gives another plan than P = 1")
+with open(os.path.join(out1, "model.safetensors"), "rb") as f1, \
+        open(os.path.join(out2, "model.safetensors"), "rb") as f2:
+    same = f1.read() == f2.read()
+print(f"P = 2: plan {'equal' if rep2['structured']['plan'] == s['plan'] else 'differs'}, "
+      f"weights {'byte-identical' if same else 'differ'}")
+if not same:
+    fail("P = 2 weights differ from P = 1")
+
+# ---- the uniform allocation at the same target ----
+outu, repu = prune("uniform", 1, "--target", "params=0.8", "--allocation", "uniform",
+                   "--rounds", "1")
+ps, pu = perplexity(out1), perplexity(outu)
+ks, ku = s["budget"]["keep_met"], repu["structured"]["budget"]["keep_met"]
+print(f"eval_dev perplexity: search {ps:.4f} (kept {ks:.4f}), uniform obs {pu:.4f} "
+      f"(kept {ku:.4f}), dense {perplexity(fixture):.4f}")
+if not (ps < pu and ks <= ku + 0.005):
+    fail(f"the search ({ps}, kept {ks}) does not beat the uniform allocation ({pu}, kept {ku})")
+
+# ---- a FLOPs budget: one cost model ----
+outf, repf = prune("flops", 1, "--target", "flops=0.8")
+sf = repf["structured"]
+ratio = sf["block_flops_per_token_after"] / sf["block_flops_per_token_before"]
+print(f"flops: kept {sf['budget']['keep_met']:.6f} by the cost model, {ratio:.6f} by "
+      f"mp_block_flops")
+if sf["budget"]["kind"] != "flops" or abs(ratio - sf["budget"]["keep_met"]) > 1e-9:
+    fail(f"FLOPs after/before {ratio} differs from the budget met {sf['budget']['keep_met']}")
+
+# ---- then SparseGPT 2:4 in the same run ----
+outt, rept = prune("then", 1, "--target", "params=0.8", "--then", "sparsegpt", "--nm", "2:4")
+wt = load_file(os.path.join(outt, "model.safetensors"))
+nlin = 0
+for k, v in wt.items():
+    if k.startswith("model.layers.") and k.endswith("proj.weight"):
+        nlin += 1
+        z = (v.reshape(v.shape[0], -1, 4) == 0).sum(axis=2)
+        if (z < 2).any():
+            fail(f"then: {k} is not 2:4 sparse")
+if rept["structured"]["plan"] != s["plan"] or nlin == 0 or not rept["layers"]:
+    fail("then: another plan than the search alone, or no pruned layers reported")
+print(f"then sparsegpt 2:4: {nlin} linear layers 2:4 sparse, plan as the search's")
+
+if failures:
+    sys.exit(f"{len(failures)} failure(s)")
+print("ok")

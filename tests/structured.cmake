@@ -1,0 +1,40 @@
+# Structured pruning (--method structured): the whole run on the bundled stories260K checked
+# against its budget, the float64 reference, transformers, 2 ranks, the uniform allocation, a
+# FLOPs budget and --then sparsegpt (tests/check_structured.py); a search stopped by SIGTERM and
+# a final pass killed with SIGKILL resume to the same bytes (check_structured_resume.py); bad
+# structured options and budgets are refused with one line and no output.
+add_test(NAME structured_search
+         COMMAND ${MP_SYSTEM_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/check_structured.py
+                 ${MPIEXEC_EXECUTABLE} ${MP_CLI} $<TARGET_FILE:make_pruned_model>
+                 ${MP_FIXTURE_DIR} ${CMAKE_CURRENT_BINARY_DIR}/work/structured)
+set_tests_properties(structured_search PROPERTIES TIMEOUT 600 LABELS "structured;python;hf"
+                     PROCESSORS 2 ENVIRONMENT "${MP_TEST_ENV}")
+foreach(np 1 2)
+  add_test(NAME structured_resume_np${np}
+           COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/check_structured_resume.py
+                   ${MPIEXEC_EXECUTABLE} ${MP_CLI} ${MP_FIXTURE_DIR}
+                   ${CMAKE_CURRENT_BINARY_DIR}/work/structured_resume_np${np} ${np})
+  set_tests_properties(structured_resume_np${np} PROPERTIES TIMEOUT 600 LABELS "structured;ckpt"
+                       PROCESSORS ${np} ENVIRONMENT "${MP_TEST_ENV}")
+endforeach()
+
+# Bad options: exit 2, one line, no OUT.
+mp_pio_fail_test(structured_bad_target EXIT 2 REGEX "--target: 'params=1.5'|kept fraction"
+  ARGS --method structured --target params=1.5)
+mp_pio_fail_test(structured_bad_target_kind EXIT 2 REGEX "--target: 'latency=0.5' is not"
+  ARGS --method structured --target latency=0.5)
+mp_pio_fail_test(structured_bad_units EXIT 2 REGEX "--units: 'neurons' is not a unit"
+  ARGS --method structured --units kv-groups,neurons)
+mp_pio_fail_test(structured_bad_units_empty EXIT 2 REGEX "--units: 'heads,,ffn' has an empty"
+  ARGS --method structured --units heads,,ffn)
+mp_pio_fail_test(structured_bad_min_keep EXIT 2 REGEX "--min-keep: 'ffn=x' is not"
+  ARGS --method structured --min-keep kv=1,ffn=x)
+mp_pio_fail_test(structured_bad_then EXIT 2 REGEX "--then: 'wanda' is not one of sparsegpt"
+  ARGS --method structured --then wanda)
+# A budget the floors forbid: refused after the first round's scores, before OUT exists.
+mp_pio_fail_test(structured_budget_unreachable EXIT 2 REGEX "--target params=0.05 cannot be met"
+  NP 2 ARGS --method structured --target params=0.05 --rounds 1)
+# N:M after the search needs every planned input width to be a multiple of M.
+mp_pio_fail_test(structured_then_nm_width EXIT 2 REGEX "--nm 2:64: .* not a multiple of 64"
+  ARGS --method structured --target params=0.9 --rounds 1 --units ffn --ffn-multiple 8
+       --then sparsegpt --nm 2:64)
