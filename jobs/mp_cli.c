@@ -143,7 +143,11 @@ static int cmd_prune(int argc, char **argv, const mp_comm *comm)
         {"normalize", MP_OPT_CHOICE, &o.st.normalize_name, "residual", NULL, "structured: how "
          "scores of different layers are made comparable (relative: over the layer's output "
          "energy; residual: over the residual stream's energy at the layer; zscore: per-layer "
-         "standardisation)", false, 0, 0, "none|relative|residual|zscore"},
+         "standardisation; probe: a loss-calibrated scale per layer, measured in the first "
+         "round)", false, 0, 0, "none|relative|residual|zscore|probe"},
+        {"probe-fraction", MP_OPT_DOUBLE, &o.st.probe_fraction, "0.25", "F", "structured, "
+         "--normalize probe: share of each layer's cost its probe removes", false, 0.0, 1.0,
+         NULL},
         {"allocation", MP_OPT_CHOICE, &o.st.allocation_name, "global", NULL, "structured: "
          "global ranking of every unit, or the same share of every layer", false, 0, 0,
          "global|uniform"},
@@ -298,10 +302,15 @@ static int cmd_status(int argc, char **argv, const mp_comm *comm)
         printf("format version  %lld (mpiprune %s)\n", (long long)info.format_version,
                info.mpiprune_version);
         printf("written         %s by %lld rank(s)\n", info.written_at, (long long)info.ranks);
-        printf("progress        %lld of %lld blocks pruned%s (phase %lld, round %lld)\n",
-               (long long)info.next_block, (long long)info.n_blocks,
-               info.next_block == info.n_blocks ? " (complete)" : "", (long long)info.phase,
-               (long long)info.round);
+        if (info.phase == MP_CKPT_PHASE_SEARCH)
+            printf("progress        structured search: %lld round(s) done, no block written "
+                   "yet (phase %lld, round %lld)\n", (long long)info.round,
+                   (long long)info.phase, (long long)info.round);
+        else
+            printf("progress        %lld of %lld blocks pruned%s (phase %lld, round %lld)\n",
+                   (long long)info.next_block, (long long)info.n_blocks,
+                   info.next_block == info.n_blocks ? " (complete)" : "",
+                   (long long)info.phase, (long long)info.round);
         /* The planned widths: query heads / KV groups / FFN neurons per block. */
         printf("plan            ");
         for (int64_t b = 0; b < info.plan.n_blocks; b++) {

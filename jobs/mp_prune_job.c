@@ -162,18 +162,38 @@ static mp_status memory_plan(job *J)
         hess = h > hess ? h : hess;
         solve = sv > solve ? sv : solve;
     }
-    double total = weights + (head > hidden ? head : hidden) + act + hess + solve;
+    /* A structured search holds a third hidden-state buffer, and until each round's end the
+     * finished Hessians of the sub-blocks a rank owns (about 1/P of them all); its reduction
+     * needs four dim x dim float64 buffers on the owner. */
+    double kept = 0.0;
+    if (o->method == MP_METHOD_STRUCTURED) {
+        double maxd = 0.0;
+        for (int64_t l = 0; l < c->n_layers; l++) {
+            mp_block_shape s = mp_layer_shape(c, l);
+            double a = (double)(s.n_heads * c->head_dim), f = (double)s.ffn;
+            kept += (a * a + f * f) * 8.0 / (double)J->P;
+            maxd = a > maxd ? a : maxd;
+            maxd = f > maxd ? f : maxd;
+        }
+        hidden *= 1.5;
+        double sv = 4.0 * maxd * maxd * 8.0;
+        solve = sv > solve ? sv : solve;
+    }
+    double total = weights + (head > hidden ? head : hidden) + act + hess + solve + kept;
     double limit = o->max_memory_gib > 0 ? o->max_memory_gib * 1073741824.0
                                          : mem_available_bytes() / (double)J->P;
     /* ScaLAPACK from the dimension whose serial factorisation (about three n x n float64
      * matrices) would take more than half of a rank's memory, unless given. */
     J->scalapack_min = o->scalapack_min_dim > 0 ? o->scalapack_min_dim
                        : limit > 0 ? (int64_t)sqrt(limit / 2.0 / 24.0) : INT64_MAX;
+    char held[96] = "";
+    if (kept > 0)
+        snprintf(held, sizeof held, " (+ %.1f MiB held for the round's chains)", kept / MiB);
     mp_progress_note(&J->pg, "memory plan per rank: block weights %.1f MiB, hidden states %.1f "
-                     "MiB (embeddings %.1f MiB at start), Hessians %.1f MiB, solve workspace "
+                     "MiB (embeddings %.1f MiB at start), Hessians %.1f MiB%s, solve workspace "
                      "%.1f MiB, activations %.1f MiB: %.1f MiB of %.1f MiB available",
-                     weights / MiB, hidden / MiB, head / MiB, hess / MiB, solve / MiB, act / MiB,
-                     total / MiB, limit / MiB);
+                     weights / MiB, hidden / MiB, head / MiB, hess / MiB, held, solve / MiB,
+                     act / MiB, total / MiB, limit / MiB);
     if (J->P > 1 && o->method == MP_METHOD_SPARSEGPT)
         mp_progress_note(&J->pg, "Hessians of dimension >= %lld are factored with ScaLAPACK "
                          "over all ranks", (long long)J->scalapack_min);

@@ -126,9 +126,12 @@ mp_status mp_structured_parse(mp_prune_opts *o)
     RET_IF(parse_choice("score", s->score_name, scores, 4, &k));
     c->scorer = (mp_scorer)k;
     RET_IF(mp_search_norm_parse(s->normalize_name, &s->norm));
-    if (s->norm == MP_NORM_PROBE)
-        return mp_error(MP_ERR_ARG, "mpiprune prune: --normalize probe is not available yet "
-                        "(none, relative, residual, zscore)");
+    if (s->norm == MP_NORM_PROBE && s->loss_samples < 1)
+        return mp_error(MP_ERR_ARG, "mpiprune prune: --normalize probe measures the loss of "
+                        "--loss-samples sequences: give at least 1");
+    if (s->norm == MP_NORM_PROBE && !(s->probe_fraction > 0.0 && s->probe_fraction <= 1.0))
+        return mp_error(MP_ERR_ARG, "mpiprune prune: --probe-fraction %g is not in (0, 1]",
+                        s->probe_fraction);
     static const char *const allocs[] = {"global", "uniform"};
     RET_IF(parse_choice("allocation", s->allocation_name, allocs, 2, &k));
     s->uniform = k == 1;
@@ -167,6 +170,8 @@ bool mp_structured_options_json(const mp_prune_opts *o, cJSON *obj)
            cJSON_AddStringToObject(x, "compensation", s->compensation_name) &&
            cJSON_AddNumberToObject(x, "rounds", (double)s->rounds) &&
            cJSON_AddNumberToObject(x, "loss_samples", (double)s->loss_samples) &&
+           (s->norm != MP_NORM_PROBE ||
+            cJSON_AddNumberToObject(x, "probe_fraction", s->probe_fraction)) &&
            cJSON_AddStringToObject(x, "then", s->then_sparsegpt ? "sparsegpt" : "none");
 }
 
@@ -654,6 +659,112 @@ done:
     return st;
 }
 
+/* The forward probe of one sub-block (the owner, round 0, on the dense model): its chain's
+ * cheapest units worth probe_fraction of its cost go (compensated as the run would), the probe
+ * sequences run from that block's stored inputs ph through the rest of the dense model, and
+ * the scale is the calibration loss increase over the summed scores of the removed units:
+ * loss per unit of score, the same currency for every layer. Not collective. */
+static mp_status probe_sub(job *J, const mp_block *dense, bool attn, const mp_block_chain *ch,
+                           const hstat *hs, const float *ph, int64_t np, const mp_head *head,
+                           double base, double *scale)
+{
+    mp_status st = MP_OK;
+    const mp_model_config *c = &J->md.cfg;
+    const mp_struct_opts *so = &J->o->st;
+    int64_t b = dense->index, T = J->o->seqlen, L = c->n_layers;
+    mp_plan plan = {0};
+    mp_block *blk = NULL, *next = NULL;
+    float *x = NULL;
+    double *Wd = NULL, *W = NULL, *nll = NULL;
+    bool *keep = NULL;
+    *scale = 1.0;
+    if (ch->n == 0)
+        return MP_OK;
+    double total = sub_cost(c, b, attn, so->chain.flops, T), got = 0.0, sum = 0.0;
+    int64_t k = 0;
+    while (k < ch->n && (k == 0 || got < so->probe_fraction * total)) {
+        got += ch->cost[k];
+        sum += ch->score[k];
+        k++;
+    }
+    MP_TRY(mp_plan_identity(c, &plan));
+    MP_TRY(mp_block_chain_plan(c, dense, attn ? ch : NULL, attn ? k : 0, attn ? NULL : ch,
+                               attn ? 0 : k, &plan));
+    MP_TRY(mp_block_load(c, &J->md.src, b, &blk));
+    mp_linear *l = &blk->lin[attn ? MP_LIN_O : MP_LIN_DOWN];
+    const mp_block_plan *bp = &plan.b[b];
+    if (so->compensate) {
+        int64_t rows = l->out, cols = l->in, G = blk->shape.n_heads / blk->shape.n_kv_heads;
+        Wd = mp_malloc((size_t)(rows * cols) * sizeof *Wd);
+        W = mp_malloc((size_t)(rows * cols) * sizeof *W);
+        keep = mp_calloc((size_t)cols, sizeof *keep);
+        if (!Wd || !W || !keep)
+            MP_FAIL(MP_ERR_NOMEM, "block %lld: cannot allocate the probe", (long long)b);
+        if (attn) {
+            for (int64_t i = 0; i < bp->n_kv; i++)
+                for (int64_t j = 0; j < bp->q_per_kv; j++)
+                    for (int64_t t = 0; t < c->head_dim; t++)
+                        keep[(bp->kv[i] * G + bp->q[i * bp->q_per_kv + j]) * c->head_dim + t] =
+                            true;
+        } else {
+            for (int64_t i = 0; i < bp->n_ffn; i++)
+                keep[bp->ffn[i]] = true;
+        }
+        for (int64_t i = 0; i < rows * cols; i++)
+            Wd[i] = (double)l->w[i];
+        MP_TRY(mp_struct_refit(Wd, rows, cols, hs->H, keep, J->o->damp, W));
+        for (int64_t i = 0; i < rows * cols; i++)
+            l->w[i] = (float)W[i];
+    }
+    MP_TRY(mp_block_apply_plan(c, bp, blk));
+    size_t n = (size_t)(np * T * c->d);
+    x = mp_malloc(n * sizeof *x);
+    nll = mp_malloc((size_t)np * sizeof *nll);
+    if (!x || !nll)
+        MP_FAIL(MP_ERR_NOMEM, "block %lld: cannot allocate the probe", (long long)b);
+    memcpy(x, ph + (size_t)b * n, n * sizeof *x);
+    MP_TRY(mp_block_forward(c, blk, x, np, T, NULL));
+    for (int64_t m = b + 1; m < L; m++) {
+        MP_TRY(mp_block_load(c, &J->md.src, m, &next));
+        MP_TRY(mp_block_forward(c, next, x, np, T, NULL));
+        mp_block_free(&next);
+    }
+    MP_TRY(mp_head_nll(c, head, x, J->tok.ids, np, T, nll));
+    double loss = 0.0;
+    for (int64_t i = 0; i < np; i++)
+        loss += nll[i];
+    loss /= (double)np;
+    /* A removal that does not raise the loss still costs something: a floor keeps the scale
+     * positive and such a layer first in line. */
+    double dl = loss - base > 1e-6 * fabs(base) ? loss - base : 1e-6 * fabs(base);
+    *scale = sum > 0.0 ? dl / sum : 1.0;
+done:
+    mp_plan_free(&plan);
+    mp_block_free(&blk);
+    mp_block_free(&next);
+    free(x);
+    free(Wd);
+    free(W);
+    free(nll);
+    free(keep);
+    return st;
+}
+
+/* Rank 0: the probe scales the first round measured, from the trace ([nsub]); false if none. */
+static bool probe_scales(const job *J, double *scale, int64_t nsub)
+{
+    cJSON *a = J->search ? cJSON_GetObjectItemCaseSensitive(J->search, "probe_scale") : NULL;
+    if (!cJSON_IsArray(a) || cJSON_GetArraySize(a) != nsub)
+        return false;
+    for (int64_t s = 0; s < nsub; s++) {
+        cJSON *v = cJSON_GetArrayItem(a, (int)s);
+        if (!cJSON_IsNumber(v))
+            return false;
+        scale[s] = v->valuedouble;
+    }
+    return true;
+}
+
 /* One round of the search: the pass, the chains, the coordinator's selection, the new plan.
  * Collective. */
 static mp_status search_round(job *J, int64_t r, const double *cum, const int *owner,
@@ -672,15 +783,35 @@ static mp_status search_round(job *J, int64_t r, const double *cum, const int *o
     double *resid = mp_calloc((size_t)nsub, sizeof *resid);
     mp_block *blk = NULL;
     mp_plan newp = {0};
-    if (!hs || !bc || !ch || !sbuf || !taken || !cur || !resid)
+    double *pscale = mp_calloc((size_t)nsub, sizeof *pscale);
+    float *ph = NULL;
+    mp_head *head = NULL;
+    if (!hs || !bc || !ch || !sbuf || !taken || !cur || !resid || !pscale)
         local = mp_error(MP_ERR_NOMEM, "cannot allocate the search round");
     if (local == MP_OK)
         local = reembed(J);
+    MP_TRY(mp_prune_agree(J, local));
+    /* The probe scales are measured once, in the first round (on the input model). */
+    int64_t measure = 0, np = so->loss_samples < J->o->nsamples ? so->loss_samples
+                                                                 : J->o->nsamples;
+    if (J->rank == 0 && so->norm == MP_NORM_PROBE)
+        measure = !probe_scales(J, pscale, nsub);
+    MP_TRY(mp_comm_bcast(J->comm, &measure, (int64_t)sizeof measure, 0));
+    size_t pn = (size_t)(np * J->o->seqlen * c->d);
+    if (measure && !(ph = mp_malloc((size_t)L * pn * sizeof *ph)))
+        local = mp_error(MP_ERR_NOMEM, "cannot allocate the probe's hidden states (%lld "
+                         "blocks of %lld sequences)", (long long)L, (long long)np);
     MP_TRY(mp_prune_agree(J, local));
 
     /* The pass: every block as the current plan prunes it. */
     for (int64_t b = 0; b < L; b++) {
         MP_TRY(mp_prune_agree(J, mp_block_load(c, &J->md.src, b, &blk)));
+        if (measure) {
+            /* Every rank keeps the probe sequences' inputs of every block. */
+            int64_t a = J->s0 < np ? J->s0 : np, e = J->s1 < np ? J->s1 : np, tot = 0;
+            MP_TRY(mp_comm_allgatherv_f32(J->comm, J->h, (e - a) * J->o->seqlen * c->d,
+                                          ph + (size_t)b * pn, &tot));
+        }
         int own[2] = {owner[2 * b], owner[2 * b + 1]};
         MP_TRY(struct_block(J, blk, own, &hs[2 * b], true));
         mp_block_free(&blk);
@@ -707,6 +838,11 @@ static mp_status search_round(job *J, int64_t r, const double *cum, const int *o
         if (local == MP_OK)
             local = mp_block_chain_build_from(c, blk, s % 2 == 0, hs[s].H, hs[s].mean, &co,
                                               J->o->seqlen, &J->plan.b[b], -1, NULL, &bc[s]);
+        if (local == MP_OK && measure && !head)
+            local = mp_head_load(c, &J->md.src, &head);
+        if (local == MP_OK && measure)
+            local = probe_sub(J, blk, s % 2 == 0, &bc[s], &hs[s], ph, np, head, loss,
+                              &pscale[s]);
         resid[s] = hs[s].resid;
         hstat_free(&hs[s]);
     }
@@ -716,13 +852,15 @@ static mp_status search_round(job *J, int64_t r, const double *cum, const int *o
 
     /* Every chain's scores and costs to the coordinator, in sub-block order. */
     for (int64_t s = 0; s < nsub; s++) {
-        double hdr[3] = {(double)bc[s].n, bc[s].energy, resid[s]};
+        double hdr[4] = {(double)bc[s].n, bc[s].energy, resid[s], pscale[s]};
         if (owner[s] != 0) {
             if (J->rank == owner[s])
-                MP_TRY(mp_comm_send_f64(J->comm, hdr, 3, 0, TAG_SUB + 10));
+                MP_TRY(mp_comm_send_f64(J->comm, hdr, 4, 0, TAG_SUB + 10));
             else if (J->rank == 0)
-                MP_TRY(mp_comm_recv_f64(J->comm, hdr, 3, owner[s], TAG_SUB + 10));
+                MP_TRY(mp_comm_recv_f64(J->comm, hdr, 4, owner[s], TAG_SUB + 10));
         }
+        if (J->rank == 0 && measure)
+            pscale[s] = hdr[3];
         int64_t n = (int64_t)hdr[0];
         if (J->rank == 0 && !(sbuf[s] = mp_malloc((size_t)(2 * n + 1) * sizeof(double))))
             local = mp_error(MP_ERR_NOMEM, "cannot allocate a chain of %lld units", (long long)n);
@@ -749,7 +887,7 @@ static mp_status search_round(job *J, int64_t r, const double *cum, const int *o
             ch[s] = (mp_chain){.block = s / 2, .kind = (int)(s % 2), .n = n, .score = sbuf[s],
                                .cost = sbuf[s] + n, .scale = 1.0};
             mp_search_normalize(&ch[s], so->norm,
-                                so->norm == MP_NORM_RESIDUAL ? hdr[2] : hdr[1], 0.0);
+                                so->norm == MP_NORM_RESIDUAL ? hdr[2] : hdr[1], pscale[s]);
         }
     }
 
@@ -790,6 +928,11 @@ static mp_status search_round(job *J, int64_t r, const double *cum, const int *o
         if (local == MP_OK)
             local = trace_round(J, r, loss, cum[r] * target_total, freed, now - freed, ch, taken,
                                 nsub, NULL);
+        if (local == MP_OK && measure) {
+            cJSON *a = cJSON_CreateDoubleArray(pscale, (int)nsub);
+            if (!mp_json_add(J->search, "probe_scale", a))
+                local = mp_error(MP_ERR_NOMEM, "cannot grow the search trace");
+        }
     }
     MP_TRY(mp_prune_agree(J, local));
     MP_TRY(mp_comm_bcast(J->comm, taken, nsub * (int64_t)sizeof *taken, 0));
@@ -832,6 +975,9 @@ done:
     free(taken);
     free(cur);
     free(resid);
+    free(pscale);
+    free(ph);
+    mp_head_free(&head);
     return st;
 }
 

@@ -215,6 +215,70 @@ static void test_floors(void **state)
     free(Ho), free(Hf);
 }
 
+/* A chain continued from the plan of its own prefix is the rest of the chain: the OBS updates
+ * compose (removing S1 then S2 is removing S1 ∪ S2 at once), so the same units follow with the
+ * same scores, and the plan of start + k more units is the plan of the first k0 + k. */
+static void test_chain_from_start(void **state)
+{
+    (void)state;
+    for (int scorer = MP_SCORE_OBS; scorer <= MP_SCORE_MAGNITUDE; scorer++) {
+        prng r = {77 + (uint64_t)scorer};
+        mp_model_config c = cfg_llama();
+        mp_block *blk = random_block(&c, &r);
+        int64_t qd = c.n_heads * c.head_dim, F = c.ffn;
+        double *Ho = random_hessian(&r, qd), *Hf = random_hessian(&r, F);
+        double *mo = dalloc(qd), *mf = dalloc(F);
+        for (int64_t j = 0; j < qd; j++) mo[j] = prng_uniform(&r, -0.3, 0.3);
+        for (int64_t j = 0; j < F; j++) mf[j] = prng_uniform(&r, -0.3, 0.3);
+        mp_chain_opts o = opts((mp_scorer)scorer);
+        for (int which = 0; which < 2; which++) {
+            bool attn = which == 0;
+            const double *H = attn ? Ho : Hf, *m = attn ? mo : mf;
+            mp_block_chain full, rest;
+            fail_st("full", mp_block_chain_build(&c, blk, attn, H, m, &o, 32, -1, NULL, &full));
+            int64_t k0 = full.n / 2;
+            mp_plan start;
+            fail_st("identity", mp_plan_identity(&c, &start));
+            fail_st("start", mp_block_chain_plan(&c, blk, attn ? &full : NULL, attn ? k0 : 0,
+                                                 attn ? NULL : &full, attn ? 0 : k0, &start));
+            fail_st("rest", mp_block_chain_build_from(&c, blk, attn, H, m, &o, 32, &start.b[0],
+                                                      -1, NULL, &rest));
+            assert_int_equal(rest.n, full.n - k0);
+            for (int64_t i = 0; i < rest.n; i++) {
+                const mp_unit *a = &rest.unit[i], *b = &full.unit[k0 + i];
+                assert_int_equal(a->kind, b->kind);
+                assert_int_equal(a->n_cols, b->n_cols);
+                for (int64_t t = 0; t < a->n_cols; t++) assert_int_equal(a->cols[t], b->cols[t]);
+                double e = fabs(rest.score[i] - full.score[k0 + i]);
+                if (!(e <= 1e-8 * (1.0 + fabs(full.score[k0 + i]))))
+                    fail_msg("scorer %d %s unit %lld: score %.12g continued, %.12g in one chain",
+                             scorer, attn ? "attention" : "FFN", (long long)i, rest.score[i],
+                             full.score[k0 + i]);
+            }
+            mp_plan p1, p2;
+            int64_t k = rest.n > 0 ? 1 : 0;
+            fail_st("identity", mp_plan_identity(&c, &p1));
+            fail_st("identity", mp_plan_identity(&c, &p2));
+            fail_st("plan from", mp_block_chain_plan_from(&c, blk, &start.b[0], attn ? &rest : NULL,
+                                                          attn ? k : 0, attn ? NULL : &rest,
+                                                          attn ? 0 : k, &p1));
+            fail_st("plan", mp_block_chain_plan(&c, blk, attn ? &full : NULL, attn ? k0 + k : 0,
+                                                attn ? NULL : &full, attn ? 0 : k0 + k, &p2));
+            assert_int_equal(p1.b[0].n_kv, p2.b[0].n_kv);
+            assert_int_equal(p1.b[0].q_per_kv, p2.b[0].q_per_kv);
+            assert_int_equal(p1.b[0].n_ffn, p2.b[0].n_ffn);
+            assert_memory_equal(p1.b[0].kv, p2.b[0].kv, (size_t)p1.b[0].n_kv * sizeof(int64_t));
+            assert_memory_equal(p1.b[0].q, p2.b[0].q,
+                                (size_t)(p1.b[0].n_kv * p1.b[0].q_per_kv) * sizeof(int64_t));
+            assert_memory_equal(p1.b[0].ffn, p2.b[0].ffn, (size_t)p1.b[0].n_ffn * sizeof(int64_t));
+            mp_plan_free(&p1), mp_plan_free(&p2), mp_plan_free(&start);
+            mp_block_chain_free(&full), mp_block_chain_free(&rest);
+        }
+        mp_block_free(&blk);
+        free(Ho), free(Hf), free(mo), free(mf);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -223,6 +287,7 @@ int main(void)
         cmocka_unit_test(test_chain_wanda_sp),
         cmocka_unit_test(test_chain_magnitude),
         cmocka_unit_test(test_floors),
+        cmocka_unit_test(test_chain_from_start),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

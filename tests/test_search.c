@@ -146,11 +146,38 @@ static void test_normalize(void **state)
     assert_int_equal(mp_search_norm_parse("bogus", &mode), MP_ERR_ARG);
 }
 
+/* Uniform: the shares removed stay within one unit of each other, scores play no part, and
+ * what a layer lost before counts toward its share. */
+static void test_select_uniform(void **state)
+{
+    (void)state;
+    double sa[8], ca[8], sb[4], cb[4];
+    for (int i = 0; i < 8; i++) sa[i] = 1e6, ca[i] = 1.0;   /* costly scores, small units */
+    for (int i = 0; i < 4; i++) sb[i] = 1e-6, cb[i] = 4.0;  /* cheap scores, big units */
+    mp_chain ch[2] = {{.block = 0, .kind = 0, .n = 8, .score = sa, .cost = ca, .scale = 1.0},
+                      {.block = 1, .kind = 0, .n = 4, .score = sb, .cost = cb, .scale = 1.0}};
+    double base[2] = {0.0, 0.0}, total[2] = {8.0, 16.0}, freed = 0.0;
+    int64_t taken[2];
+    fail_st("uniform", mp_search_select_uniform(ch, 2, base, total, 6.0, taken, &freed));
+    /* 1/8 (a), then 2/8, 4/16 tie -> block 0 first ... shares 2/8 and 4/16 after 6 freed. */
+    assert_int_equal(taken[0], 2);
+    assert_int_equal(taken[1], 1);
+    assert_true(freed == 6.0);
+    /* A layer that lost a quarter already is left alone until the other catches up. */
+    base[1] = 4.0;
+    fail_st("uniform base", mp_search_select_uniform(ch, 2, base, total, 2.0, taken, &freed));
+    assert_int_equal(taken[0], 2);
+    assert_int_equal(taken[1], 0);
+    assert_int_equal(mp_search_select_uniform(ch, 2, base, total, 100.0, taken, &freed),
+                     MP_ERR_RANGE);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_select_vs_brute_force),
         cmocka_unit_test(test_select_costs_and_ties),
+        cmocka_unit_test(test_select_uniform),
         cmocka_unit_test(test_schedule),
         cmocka_unit_test(test_normalize),
     };
