@@ -22,7 +22,8 @@ static const char *const top_usage =
     "One-shot post-training pruning of transformer language models over MPI.\n"
     "\n"
     "Commands:\n"
-    "  prune     one-shot pruning (SparseGPT, Wanda, magnitude; unstructured or N:M)\n"
+    "  prune     one-shot pruning (SparseGPT, Wanda, magnitude; unstructured or N:M; structured:\n"
+    "            heads, KV groups and FFN neurons removed by a global search)\n"
     "  eval      perplexity of a causal LM (Hugging Face directory or GGUF) on a token file\n"
     "  convert   a model from one format into another (Hugging Face directory, GGUF → GGUF)\n"
     "  status    what a prune checkpoint holds\n"
@@ -200,7 +201,10 @@ static int cmd_prune(int argc, char **argv, const mp_comm *comm)
                           "Prunes every linear layer of every block, one block at a time, "
                           "and writes a Hugging Face\nmodel directory with report.json. "
                           "Unstructured zeros save neither disk nor time by\nthemselves; "
-                          "2:4 can be run by sparse kernels.",
+                          "2:4 can be run by sparse kernels. --method structured removes\n"
+                          "whole KV groups, query heads and FFN neurons by an iterative global "
+                          "search under\n--target and writes a smaller model (options marked "
+                          "'structured:').",
                           opts, NOPTS(opts));
         return 0;
     }

@@ -296,10 +296,13 @@ static int block_layers(const job *J, const mp_block *blk, int64_t b, const char
                         int64_t (*shapes)[2], float **data)
 {
     int n = 0;
-    if (!J->block_sel[b])
+    /* A structured job changes every block (cut, o_proj and down_proj refit), whatever
+     * --blocks and --layers select for --then. */
+    bool all = J->o->method == MP_METHOD_STRUCTURED;
+    if (!all && !J->block_sel[b])
         return 0;
     for (int id = 0; id < MP_LIN_COUNT; id++) {
-        if (!J->lin_sel[id] || !blk->lin[id].present)
+        if ((!all && !J->lin_sel[id]) || !blk->lin[id].present)
             continue;
         names[n] = mp_lin_short_name(&J->md.cfg, (mp_lin_id)id);
         shapes[n][0] = blk->lin[id].out;

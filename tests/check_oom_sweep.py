@@ -11,7 +11,7 @@ command makes more than MAX_RUNS allocations, the first MAX_RUNS/4 N are run and
 strided (the stride and the number of runs are printed). MPIPRUNE_OOM_RUNS in the environment
 overrides MAX_RUNS (0: every N), for a full sweep by hand.
 
-usage: check_oom_sweep.py eval|prune MPIPRUNE FIXTURE_DIR WORKDIR MAX_RUNS
+usage: check_oom_sweep.py eval|prune|structured MPIPRUNE FIXTURE_DIR WORKDIR MAX_RUNS
 """
 import glob
 import os
@@ -29,6 +29,10 @@ def command(mode, cli, fixture, out):
         return [cli, "eval", "--model", fixture, "--data",
                 os.path.join(fixture, "eval_dev.bin"), "--seqlen", "64", "--max-windows", "2",
                 "--quiet"]
+    if mode == "structured":
+        return [cli, "prune", "--model", fixture, "--calib", os.path.join(fixture, "calib.bin"),
+                "--seqlen", "32", "--nsamples", "2", "--method", "structured", "--target",
+                "params=0.7", "--rounds", "2", "--loss-samples", "1", "--out", out, "--quiet"]
     return [cli, "prune", "--model", fixture, "--calib", os.path.join(fixture, "calib.bin"),
             "--seqlen", "32", "--nsamples", "2", "--method", "sparsegpt", "--sparsity", "0.5",
             "--out", out, "--quiet"]
@@ -62,7 +66,7 @@ def check(mode, n, rc, err, left_out, left_tmp):
     if SANITIZER.search(err):
         bad.append("sanitizer report")
     if rc == 0:
-        if mode == "prune" and not left_out:
+        if mode != "eval" and not left_out:
             bad.append("exit 0 but no OUT")
         return bad
     if rc != 4:
@@ -70,14 +74,14 @@ def check(mode, n, rc, err, left_out, left_tmp):
     lines = [l for l in err.splitlines() if l.strip()]
     if len(lines) != 1 or not lines[0].startswith("mpiprune: error: "):
         bad.append(f"expected exactly one error line, got {len(lines)}")
-    if mode == "prune" and (left_out or left_tmp):
+    if mode != "eval" and (left_out or left_tmp):
         bad.append("a failed prune left " + ("OUT" if left_out else "OUT.tmp-*"))
     return bad
 
 
 def main():
     if len(sys.argv) != 6:
-        sys.exit("usage: check_oom_sweep.py eval|prune MPIPRUNE FIXTURE_DIR WORKDIR MAX_RUNS")
+        sys.exit("usage: check_oom_sweep.py eval|prune|structured MPIPRUNE FIXTURE_DIR WORKDIR MAX_RUNS")
     mode, cli, fixture, work, max_runs = sys.argv[1:5] + [int(sys.argv[5])]
     max_runs = int(os.environ.get("MPIPRUNE_OOM_RUNS", max_runs)) or 1 << 40
     shutil.rmtree(work, ignore_errors=True)
