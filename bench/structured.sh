@@ -14,7 +14,7 @@
 # Usage: bash bench/structured.sh [BUILD] [OUT.jsonl]
 #   env: NSAMPLES (128), MAX_WINDOWS (128), BUDGETS ("0.8 0.6"), RANKS (2), METHODS, WORK,
 #        MODEL, CALIB, EVAL, SEQLEN (512); METHODS may also name search-NORM (e.g.
-#        search-zscore, search-probe) and search-rN (N rounds)
+#        search-zscore, search-probe) and search-rounds-N (N rounds)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${1:-build}
@@ -90,8 +90,8 @@ for m in $METHODS; do
       wanda-sp) prune "wanda-sp-$k" --method structured --target "params=$k" \
                   --score wanda-sp --allocation uniform --rounds 1 --compensation none ;;
       search) prune "search-$k" --method structured --target "params=$k" ;;
-      search-r*) prune "$m-$k" --method structured --target "params=$k" \
-                   --rounds "${m#search-r}" ;;
+      search-rounds-*) prune "$m-$k" --method structured --target "params=$k" \
+                         --rounds "${m#search-rounds-}" ;;
       search-*) prune "$m-$k" --method structured --target "params=$k" \
                   --normalize "${m#search-}" ;;
     esac

@@ -384,45 +384,43 @@ static char *report_text(const job *J)
     return text;
 }
 
-/* Rank 0: the main file's fixed fields. */
-static void main_info(const job *J, mp_ckpt_info *info)
+/* Rank 0: writes the main file of the job's state now (phase, next block, snapshot). */
+static mp_status write_main(const job *J, int64_t phase, int64_t next_block,
+                            int64_t snapshot_block)
 {
     const mp_prune_opts *o = J->o;
-    info->format_version = MP_CKPT_FORMAT_VERSION;
-    snprintf(info->job_id, sizeof info->job_id, "%s", J->job_id);
-    info->job_json = J->job_json;
-    snprintf(info->mpiprune_version, sizeof info->mpiprune_version, "%s", MPIPRUNE_VERSION);
+    mp_ckpt_info info = {0};
+    info.format_version = MP_CKPT_FORMAT_VERSION;
+    snprintf(info.job_id, sizeof info.job_id, "%s", J->job_id);
+    info.job_json = J->job_json;
+    snprintf(info.mpiprune_version, sizeof info.mpiprune_version, "%s", MPIPRUNE_VERSION);
     time_t now = time(NULL);
     struct tm tmv;
     gmtime_r(&now, &tmv);
-    strftime(info->written_at, sizeof info->written_at, "%Y-%m-%dT%H:%M:%SZ", &tmv);
-    info->ranks = J->P;
-    info->plan = J->plan; /* borrowed, as job_json: info is not freed here */
-    info->n_blocks = J->md.cfg.n_layers;
-    info->n_seq = o->nsamples;
-    info->seqlen = o->seqlen;
-    info->d = J->md.cfg.d;
-    info->round = J->search_round;
+    strftime(info.written_at, sizeof info.written_at, "%Y-%m-%dT%H:%M:%SZ", &tmv);
+    info.ranks = J->P;
+    info.plan = J->plan; /* borrowed, as job_json: info is not freed here */
+    info.n_blocks = J->md.cfg.n_layers;
+    info.n_seq = o->nsamples;
+    info.seqlen = o->seqlen;
+    info.d = J->md.cfg.d;
+    info.round = J->search_round;
+    info.phase = phase;
+    info.next_block = next_block;
+    info.snapshot_block = snapshot_block;
+    info.report_json = report_text(J);
+    mp_status st = info.report_json ? mp_ckpt_write_main(o->checkpoint, &info)
+                                    : mp_error(MP_ERR_NOMEM, "cannot print the report");
+    free(info.report_json);
+    return st;
 }
 
 mp_status mp_prune_checkpoint_search(job *J)
 {
-    mp_status st = MP_OK, local = MP_OK;
+    mp_status st = MP_OK;
     double t = mp_comm_wtime();
-    if (J->rank == 0) {
-        mp_ckpt_info info = {0};
-        main_info(J, &info);
-        info.phase = MP_CKPT_PHASE_SEARCH;
-        info.next_block = 0;
-        info.snapshot_block = -1;
-        info.report_json = report_text(J);
-        local = info.report_json ? mp_ckpt_write_main(J->o->checkpoint, &info)
-                                 : mp_error(MP_ERR_NOMEM, "cannot print the report");
-        free(info.report_json);
-    }
-    MP_TRY(mp_prune_agree(J, local));
+    st = mp_prune_agree(J, J->rank == 0 ? write_main(J, MP_CKPT_PHASE_SEARCH, 0, -1) : MP_OK);
     J->t_stage[ST_CKPT] += mp_comm_wtime() - t;
-done:
     return st;
 }
 
@@ -431,7 +429,6 @@ mp_status mp_prune_checkpoint(job *J, const mp_block *blk, int64_t b, bool stopp
     mp_status st = MP_OK, local = MP_OK;
     const mp_prune_opts *o = J->o;
     const mp_model_config *c = &J->md.cfg;
-    mp_ckpt_info info = {0};
     double t = mp_comm_wtime();
     if (J->rank == 0) {
         const char *names[MP_LIN_COUNT];
@@ -457,16 +454,8 @@ mp_status mp_prune_checkpoint(job *J, const mp_block *blk, int64_t b, bool stopp
         J->snapshot_block = b + 1;
         J->snapshot_time = mp_comm_wtime();
     }
-    if (J->rank == 0) {
-        main_info(J, &info);
-        info.phase = MP_CKPT_PHASE_PRUNE;
-        info.next_block = b + 1;
-        info.snapshot_block = J->snapshot_block;
-        info.report_json = report_text(J);
-        local = info.report_json ? mp_ckpt_write_main(o->checkpoint, &info)
-                                 : mp_error(MP_ERR_NOMEM, "cannot print the report");
-        free(info.report_json);
-    }
+    if (J->rank == 0)
+        local = write_main(J, MP_CKPT_PHASE_PRUNE, b + 1, J->snapshot_block);
     MP_TRY(mp_prune_agree(J, local));
     J->t_stage[ST_CKPT] += mp_comm_wtime() - t;
 done:

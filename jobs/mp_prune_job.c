@@ -216,34 +216,21 @@ static mp_status hook_fn(void *ud, mp_in_group g, const float *x, int64_t rows, 
     return st;
 }
 
-static int cmp_cost(const void *a, const void *b)
+/* Layers onto ranks by cost, largest first (mp_assign_largest_first; ties in layer order). */
+static mp_status assign_owners(layer_rec *recs, int64_t nrecs, int P)
 {
-    const layer_rec *x = *(layer_rec *const *)a, *y = *(layer_rec *const *)b;
-    if (x->cost != y->cost)
-        return x->cost > y->cost ? -1 : 1;
-    return (int)x->id - (int)y->id;
-}
-
-/* Largest first onto the least-loaded rank: deterministic for a given P. load[P] is
- * workspace. */
-static void assign_owners(layer_rec *recs, int64_t nrecs, int P, double *load)
-{
-    layer_rec *order[MP_LIN_COUNT];
+    double work[MP_LIN_COUNT];
+    int owner[MP_LIN_COUNT], map[MP_LIN_COUNT];
     int64_t n = 0;
-    for (int r = 0; r < P; r++)
-        load[r] = 0.0;
     for (int64_t i = 0; i < nrecs; i++)
-        if (!recs[i].dist)
-            order[n++] = &recs[i];
-    qsort(order, (size_t)n, sizeof order[0], cmp_cost);
-    for (int64_t i = 0; i < n; i++) {
-        int best = 0;
-        for (int r = 1; r < P; r++)
-            if (load[r] < load[best])
-                best = r;
-        order[i]->owner = best;
-        load[best] += order[i]->cost;
-    }
+        if (!recs[i].dist) {
+            map[n] = (int)i;
+            work[n++] = recs[i].cost;
+        }
+    mp_status st = mp_assign_largest_first(work, n, P, owner);
+    for (int64_t i = 0; st == MP_OK && i < n; i++)
+        recs[map[i]].owner = owner[i];
+    return st;
 }
 
 /* MPI tags of the Hessian reduction: partial sums to the root, finished sums to the owners
@@ -436,9 +423,8 @@ static mp_status prune_block(job *J, mp_block *blk)
     double *full[MP_IN_COUNT] = {NULL}, *buf = NULL;
     /* owners[g][r]: rank r needs group g's Hessian. */
     bool *owners[MP_IN_COUNT] = {NULL};
-    double *load = mp_malloc((size_t)J->P * sizeof *load);
     bool *own_all = mp_calloc((size_t)(MP_IN_COUNT * J->P), sizeof *own_all);
-    if (!load || !own_all)
+    if (!own_all)
         local = mp_error(MP_ERR_NOMEM, "cannot allocate the layer owners of %d ranks", J->P);
     MP_TRY(mp_prune_agree(J, local));
     for (int g = 0; g < MP_IN_COUNT; g++)
@@ -457,7 +443,9 @@ static mp_status prune_block(job *J, mp_block *blk)
                   pow((double)r->cols, 3.0);
         r->dist = J->P > 1 && J->inner == MP_METHOD_SPARSEGPT && r->cols >= J->scalapack_min;
     }
-    assign_owners(recs, n, J->P, load);
+    if (local == MP_OK)
+        local = assign_owners(recs, n, J->P);
+    MP_TRY(mp_prune_agree(J, local));
     for (int g = 0; g < MP_IN_COUNT; g++)
         J->need[g] = false;
     for (int64_t i = 0; i < n; i++) {
@@ -553,7 +541,6 @@ done:
         mp_hessian_free(&J->hs[g]);
     }
     free(buf);
-    free(load);
     free(own_all);
     return st;
 }

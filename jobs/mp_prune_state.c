@@ -60,6 +60,44 @@ done:
     return st;
 }
 
+typedef struct {
+    int64_t i;
+    double w;
+} work_item;
+
+static int cmp_work(const void *a, const void *b)
+{
+    const work_item *x = a, *y = b;
+    if (x->w != y->w)
+        return x->w > y->w ? -1 : 1;
+    return x->i < y->i ? -1 : x->i > y->i;
+}
+
+mp_status mp_assign_largest_first(const double *work, int64_t n, int P, int *owner)
+{
+    work_item *it = mp_malloc((size_t)(n + 1) * sizeof *it);
+    double *load = mp_calloc((size_t)P, sizeof *load);
+    if (!it || !load) {
+        free(it);
+        free(load);
+        return mp_error(MP_ERR_NOMEM, "cannot allocate the owners of %lld items", (long long)n);
+    }
+    for (int64_t i = 0; i < n; i++)
+        it[i] = (work_item){i, work[i]};
+    qsort(it, (size_t)n, sizeof *it, cmp_work);
+    for (int64_t i = 0; i < n; i++) {
+        int best = 0;
+        for (int r = 1; r < P; r++)
+            if (load[r] < load[best])
+                best = r;
+        owner[it[i].i] = best;
+        load[best] += it[i].w;
+    }
+    free(it);
+    free(load);
+    return MP_OK;
+}
+
 bool mp_json_add(cJSON *to, const char *key, cJSON *item)
 {
     if (!item)
@@ -236,8 +274,8 @@ mp_status mp_prune_records_parse(const char *text, const mp_model_config *c, int
     cJSON *doc = cJSON_Parse(text), *arr = doc;
     *recs = NULL;
     *n = 0;
-    /* A structured search's /report: {"layers": [...], "search": {...}}. */
-    if (cJSON_IsObject(doc))
+    /* A structured search's /report: {"layers": [...], "search": {...}}, both present. */
+    if (cJSON_IsObject(doc) && cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(doc, "search")))
         arr = cJSON_GetObjectItemCaseSensitive(doc, "layers");
     if (!cJSON_IsArray(arr))
         MP_FAIL(MP_ERR_FORMAT, "%s: damaged checkpoint: /report is not a JSON array", path);

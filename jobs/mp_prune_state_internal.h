@@ -95,6 +95,10 @@ MP_NODISCARD mp_status mp_prune_embed(job *J);
 /* Rank 0: writes block blk (all its tensors, at their final widths) into the output. */
 MP_NODISCARD mp_status mp_prune_write_block(job *J, const mp_block *blk);
 
+/* Spreads n items of work[n] over P ranks, largest first onto the least loaded rank (ties: the
+ * lower index, the lower rank), into owner[n]: deterministic for a given P. */
+MP_NODISCARD mp_status mp_assign_largest_first(const double *work, int64_t n, int P, int *owner);
+
 /* Adds the options that change the result to obj (the job identity and report.json share
  * them); false when cJSON runs out of memory. */
 MP_NODISCARD bool mp_prune_options_json(const mp_prune_opts *o, cJSON *obj);

@@ -487,49 +487,22 @@ mp_status mp_structured_block(job *J, mp_block *blk, bool advance)
 
 /* ---- the search ---- */
 
-typedef struct {
-    int64_t sub;
-    double work;
-} sub_work;
-
-static int cmp_work(const void *a, const void *b)
-{
-    const sub_work *x = a, *y = b;
-    if (x->work != y->work)
-        return x->work > y->work ? -1 : 1;
-    return x->sub < y->sub ? -1 : x->sub > y->sub;
-}
-
-/* Sub-blocks onto ranks, largest chain first onto the least loaded (a chain costs about
- * dim³): deterministic for a given P. */
+/* Sub-blocks onto ranks, largest chain first (a chain costs about dim³). */
 static mp_status assign_subs(const job *J, int *owner)
 {
     const mp_model_config *c = &J->md.cfg;
     int64_t n = 2 * c->n_layers;
-    sub_work *w = mp_malloc((size_t)n * sizeof *w);
-    double *load = mp_calloc((size_t)J->P, sizeof *load);
-    if (!w || !load) {
-        free(w);
-        free(load);
+    double *w = mp_malloc((size_t)n * sizeof *w);
+    if (!w)
         return mp_error(MP_ERR_NOMEM, "cannot allocate the owners of %lld layers", (long long)n);
-    }
     for (int64_t i = 0; i < n; i++) {
         mp_block_shape s = mp_layer_shape(c, i / 2);
         double dim = i % 2 == 0 ? (double)(s.n_heads * c->head_dim) : (double)s.ffn;
-        w[i] = (sub_work){i, dim * dim * dim + 1.0};
+        w[i] = dim * dim * dim + 1.0;
     }
-    qsort(w, (size_t)n, sizeof *w, cmp_work);
-    for (int64_t i = 0; i < n; i++) {
-        int best = 0;
-        for (int r = 1; r < J->P; r++)
-            if (load[r] < load[best])
-                best = r;
-        owner[w[i].sub] = best;
-        load[best] += w[i].work;
-    }
+    mp_status st = mp_assign_largest_first(w, n, J->P, owner);
     free(w);
-    free(load);
-    return MP_OK;
+    return st;
 }
 
 /* Mean loss of the first loss_samples calibration sequences on h (the last block's output);

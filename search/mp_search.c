@@ -11,6 +11,14 @@ static double key_of(const mp_chain *c, int64_t i)
     return c->scale * (c->score[i] / c->cost[i]) + c->shift;
 }
 
+/* Whether chain c with key k goes before the best so far (b, bk): the lower key, ties to the
+ * lower (block, kind), so the choice does not depend on the chains' order. */
+static bool goes_before(const mp_chain *c, double k, const mp_chain *b, double bk)
+{
+    return !b || k < bk ||
+           (k == bk && (c->block < b->block || (c->block == b->block && c->kind < b->kind)));
+}
+
 mp_status mp_search_select(const mp_chain *chains, int64_t nc, double target, int64_t *taken,
                            double *freed)
 {
@@ -33,10 +41,7 @@ mp_status mp_search_select(const mp_chain *chains, int64_t nc, double target, in
             if (taken[c] >= chains[c].n)
                 continue;
             double k = key_of(&chains[c], taken[c]);
-            const mp_chain *b = best >= 0 ? &chains[best] : NULL;
-            if (!b || k < bk ||
-                (k == bk && (chains[c].block < b->block ||
-                             (chains[c].block == b->block && chains[c].kind < b->kind)))) {
+            if (goes_before(&chains[c], k, best >= 0 ? &chains[best] : NULL, bk)) {
                 best = c;
                 bk = k;
             }
@@ -82,10 +87,7 @@ mp_status mp_search_select_uniform(const mp_chain *chains, int64_t nc, const dou
             if (taken[c] >= chains[c].n)
                 continue;
             double k = (done[c] + chains[c].cost[taken[c]]) / total[c];
-            const mp_chain *b = best >= 0 ? &chains[best] : NULL;
-            if (!b || k < bk ||
-                (k == bk && (chains[c].block < b->block ||
-                             (chains[c].block == b->block && chains[c].kind < b->kind)))) {
+            if (goes_before(&chains[c], k, best >= 0 ? &chains[best] : NULL, bk)) {
                 best = c;
                 bk = k;
             }
