@@ -97,3 +97,15 @@ for m in $METHODS; do
     esac
   done
 done
+
+# The table of this run's records, and the time of each structured run over SparseGPT's.
+python3 - "$OUTJ" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+sg = [r["seconds"] for r in rows if r["run"].startswith("sparsegpt")]
+print(f"{'run':28s} {'perplexity':>11s} {'kept':>7s} {'seconds':>8s} {'/ sparsegpt':>11s}")
+for r in rows:
+    ratio = f"{r['seconds'] / sg[-1]:.2f}" if sg and r["seconds"] > 0 else ""
+    print(f"{r['run']:28s} {r['perplexity']:11.4f} {r.get('kept', 1.0):7.4f} "
+          f"{r['seconds']:8.1f} {ratio:>11s}")
+PY

@@ -152,6 +152,9 @@ static int cmd_prune(int argc, char **argv, const mp_comm *comm)
         {"allocation", MP_OPT_CHOICE, &o.st.allocation_name, "global", NULL, "structured: "
          "global ranking of every unit, or the same share of every layer", false, 0, 0,
          "global|uniform"},
+        {"max-remove", MP_OPT_DOUBLE, &o.st.max_remove, "1", "F", "structured: the most of "
+         "one layer's parameters (FLOPs) the search may remove (1: no bound beyond the floors)",
+         false, 0.0, 1.0, NULL},
         {"compensation", MP_OPT_CHOICE, &o.st.compensation_name, "ls", NULL, "structured: "
          "least-squares refit of o_proj/down_proj on the calibration inputs, or none", false, 0,
          0, "ls|none"},
@@ -167,10 +170,10 @@ static int cmd_prune(int argc, char **argv, const mp_comm *comm)
          "windows of --calib)", false, 1, 1 << 24, NULL},
         {"blocksize", MP_OPT_INT, &o.blocksize, "128", "B", "SparseGPT lazy-update block of "
          "columns", false, 1, 1 << 20, NULL},
-        {"damp", MP_OPT_DOUBLE, &o.damp, "0.01", "F", "SparseGPT damping, fraction of "
-         "mean(diag H)", false, 0.0, 1e6, NULL},
+        {"damp", MP_OPT_DOUBLE, &o.damp, "0.01", "F", "SparseGPT damping (and the "
+         "structured OBS and refit's), fraction of mean(diag H)", false, 0.0, 1e6, NULL},
         {"blocks", MP_OPT_STR, &o.blocks, NULL, "LIST", "prune only these blocks, e.g. 0-3,7 "
-         "(default: all)", false, 0, 0, NULL},
+         "(default: all; structured: for --then only)", false, 0, 0, NULL},
         {"layers", MP_OPT_STR, &o.layers, NULL, "LIST", "prune only these layer names, e.g. "
          "q_proj,down_proj (default: all)", false, 0, 0, NULL},
         {"batch", MP_OPT_INT, &o.batch, "16", "N", "sequences per matrix product", false, 1, 4096,

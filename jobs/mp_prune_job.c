@@ -414,6 +414,16 @@ done:
     return st;
 }
 
+/* The input width of group g in the block as it is (after a structured plan cut it, the
+ * config's widths are the input model's). */
+static int64_t block_group_dim(const mp_block *blk, mp_in_group g)
+{
+    for (int id = 0; id < MP_LIN_COUNT; id++)
+        if (blk->lin[id].present && mp_lin_group((mp_lin_id)id) == g)
+            return blk->lin[id].in;
+    return 0;
+}
+
 static mp_status prune_block(job *J, mp_block *blk)
 {
     mp_status st = MP_OK, local = MP_OK;
@@ -460,7 +470,7 @@ static mp_status prune_block(job *J, mp_block *blk)
     int64_t nh = (J->s1 - J->s0) * J->o->seqlen * c->d;
     for (int g = 0; g < MP_IN_COUNT && local == MP_OK; g++)
         if (J->need[g]) {
-            local = mp_hessian_init(&J->hs[g], mp_in_group_dim(c, blk->index, (mp_in_group)g));
+            local = mp_hessian_init(&J->hs[g], block_group_dim(blk, (mp_in_group)g));
         }
     if (local == MP_OK) {
         memcpy(J->hwork, J->h, (size_t)nh * sizeof(float));

@@ -42,6 +42,7 @@ typedef struct {
     int64_t rounds;               /* scoring rounds of the search */
     int64_t loss_samples;         /* calibration sequences whose loss is traced per round */
     double probe_fraction;        /* --normalize probe: share of a layer's cost the probe removes */
+    double max_remove;            /* the most of one layer's cost the search may remove */
     /* parsed */
     mp_chain_opts chain;
     mp_norm_mode norm;

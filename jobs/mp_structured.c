@@ -126,6 +126,9 @@ mp_status mp_structured_parse(mp_prune_opts *o)
     RET_IF(parse_choice("score", s->score_name, scores, 4, &k));
     c->scorer = (mp_scorer)k;
     RET_IF(mp_search_norm_parse(s->normalize_name, &s->norm));
+    if (!(s->max_remove > 0.0 && s->max_remove <= 1.0))
+        return mp_error(MP_ERR_ARG, "mpiprune prune: --max-remove %g is not in (0, 1]",
+                        s->max_remove);
     if (s->norm == MP_NORM_PROBE && s->loss_samples < 1)
         return mp_error(MP_ERR_ARG, "mpiprune prune: --normalize probe measures the loss of "
                         "--loss-samples sequences: give at least 1");
@@ -169,6 +172,7 @@ bool mp_structured_options_json(const mp_prune_opts *o, cJSON *obj)
            cJSON_AddStringToObject(x, "allocation", s->allocation_name) &&
            cJSON_AddStringToObject(x, "compensation", s->compensation_name) &&
            cJSON_AddNumberToObject(x, "rounds", (double)s->rounds) &&
+           cJSON_AddNumberToObject(x, "max_remove", s->max_remove) &&
            cJSON_AddNumberToObject(x, "loss_samples", (double)s->loss_samples) &&
            (s->norm != MP_NORM_PROBE ||
             cJSON_AddNumberToObject(x, "probe_fraction", s->probe_fraction)) &&
@@ -243,7 +247,8 @@ static mp_status collect_hook(void *ud, mp_in_group g, const float *x, int64_t r
 typedef struct {
     int64_t dim;
     double *H, *mean;
-    double resid; /* 2·E‖h‖² of the residual stream at the sub-block's input */
+    double resid; /* 2·E‖h‖² of the residual stream at the sub-block's input, outlier channels
+                     left out (collect) */
 } hstat;
 
 static void hstat_free(hstat *h)
@@ -255,22 +260,32 @@ static void hstat_free(hstat *h)
 
 enum { TAG_SUB = 300 };
 
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
 /* Runs `view` on h (in place) accumulating input group g; sums the partial sums in rank order
  * on `owner`, which gets *out. Collective. */
 static mp_status collect(job *J, const mp_block *view, float *h, mp_in_group g, int64_t dim,
                          int owner, hstat *out)
 {
     mp_status st = MP_OK, local = MP_OK;
-    int64_t nn = dim * dim, n = nn + dim + 1;
-    /* The residual stream's energy at the input (h before the view runs). */
-    double resid = 0.0;
-    int64_t nh = (J->s1 - J->s0) * J->o->seqlen * J->md.cfg.d;
-    for (int64_t i = 0; i < nh; i++)
-        resid += (double)h[i] * (double)h[i];
+    int64_t D = J->md.cfg.d, nn = dim * dim, n = nn + dim + D;
+    int64_t rows = (J->s1 - J->s0) * J->o->seqlen;
     double *pack = NULL, *tot = NULL, *buf = NULL;
+    /* The residual stream's energy per channel at the input (h before the view runs). */
+    double *chan = mp_calloc((size_t)D, sizeof *chan);
+    if (!chan)
+        local = mp_error(MP_ERR_NOMEM, "cannot allocate channel sums of %lld", (long long)D);
+    for (int64_t r = 0; chan && r < rows; r++)
+        for (int64_t j = 0; j < D; j++)
+            chan[j] += (double)h[r * D + j] * (double)h[r * D + j];
     collect_ctx cx = {.J = J, .g = g};
     out->dim = dim;
-    local = mp_hessian_init(&cx.hs, dim);
+    if (local == MP_OK)
+        local = mp_hessian_init(&cx.hs, dim);
     if (local == MP_OK && !(cx.colsum = mp_calloc((size_t)dim, sizeof(double))))
         local = mp_error(MP_ERR_NOMEM, "cannot allocate input sums of %lld", (long long)dim);
     if (local == MP_OK) {
@@ -285,7 +300,7 @@ static mp_status collect(job *J, const mp_block *view, float *h, mp_in_group g, 
     if (local == MP_OK) {
         memcpy(pack, cx.hs.sum, (size_t)nn * sizeof *pack);
         memcpy(pack + nn, cx.colsum, (size_t)dim * sizeof *pack);
-        pack[nn + dim] = resid;
+        memcpy(pack + nn + dim, chan, (size_t)D * sizeof *pack);
     }
     mp_hessian_free(&cx.hs);
     free(cx.colsum);
@@ -314,7 +329,22 @@ static mp_status collect(job *J, const mp_block *view, float *h, mp_in_group g, 
         mp_hessian_finish(&fin, out->H);
         for (int64_t j = 0; j < dim; j++)
             out->mean[j] = tot[nn + j] / N;
-        out->resid = 2.0 * tot[nn + dim] / N;
+        /* The stream's energy without its massive-activation channels: many LLMs carry a
+         * few channels hundreds of times the others' size (a constant, sink-like feature)
+         * that would dominate E‖h‖² and make errors look cheap where they appear. Channels
+         * above OUTLIER x the median mean square are left out, the rest scaled to d. */
+        enum { OUTLIER = 100 };
+        double *e = buf; /* free now: a sorted copy */
+        memcpy(e, tot + nn + dim, (size_t)D * sizeof *e);
+        qsort(e, (size_t)D, sizeof *e, cmp_double);
+        double med = D % 2 ? e[D / 2] : 0.5 * (e[D / 2 - 1] + e[D / 2]), sum = 0.0;
+        int64_t kept = 0;
+        for (int64_t j = 0; j < D; j++)
+            if (e[j] <= OUTLIER * med) {
+                sum += e[j];
+                kept++;
+            }
+        out->resid = 2.0 * sum * ((double)D / (double)(kept > 0 ? kept : 1)) / N;
     } else {
         MP_TRY(mp_comm_send_f64(J->comm, pack, n, owner, TAG_SUB + (int)g));
     }
@@ -325,6 +355,7 @@ done:
     free(pack);
     free(tot);
     free(buf);
+    free(chan);
     return st;
 }
 
@@ -409,9 +440,14 @@ static mp_status struct_block(job *J, mp_block *blk, const int own[2], hstat *ke
         mp_block_plan attn = {bp->n_kv, bp->kv, bp->q_per_kv, bp->q, s0.ffn, iota};
         MP_TRY(mp_prune_agree(J, mp_block_apply_plan(c, &attn, blk)));
     }
-    /* The pruned attention's output: the FFN's input (hwork). */
-    memcpy(J->hwork, J->h, hbytes);
-    if (blk->shape.n_heads > 0) {
+    /* The pruned attention's output: the FFN's input (hwork). A block whose heads all stay
+     * has it already: the dense run above left h + attention(h) in hwork, and the identity
+     * cut computes the same products. */
+    bool attn_whole = s0.n_heads > 0 && bp->n_kv == s0.n_kv_heads && bp->q_per_kv == G;
+    bool ffn_whole = s0.ffn > 0 && bp->n_ffn == s0.ffn;
+    if (!attn_whole)
+        memcpy(J->hwork, J->h, hbytes);
+    if (blk->shape.n_heads > 0 && !attn_whole) {
         mp_block view = *blk;
         view.shape.ffn = 0;
         double t = mp_comm_wtime();
@@ -437,8 +473,12 @@ static mp_status struct_block(job *J, mp_block *blk, const int own[2], hstat *ke
         mp_block_plan ffn = {nkv, iota, qpk, qiota, bp->n_ffn, bp->ffn};
         MP_TRY(mp_prune_agree(J, mp_block_apply_plan(c, &ffn, blk)));
     }
-    /* 4. The block's output. */
-    if (advance) {
+    /* 4. The block's output (with every neuron kept: the dense FFN run's, in hwork2). */
+    if (advance && ffn_whole) {
+        float *tmp = J->h;
+        J->h = J->hwork2;
+        J->hwork2 = tmp;
+    } else if (advance) {
         if (blk->shape.ffn > 0) {
             mp_block view = *blk;
             view.shape.n_heads = view.shape.n_kv_heads = 0;
@@ -872,6 +912,15 @@ static mp_status search_round(job *J, int64_t r, const double *cum, const int *o
         before += dense[s];
     }
     double want = cum[r] * target_total - (before - now);
+    /* --max-remove: no layer loses more than that share of its cost (OWL's bounded deviation
+     * from uniform, against a scale that favours a few layers too much). */
+    for (int64_t q = 0; J->rank == 0 && so->max_remove < 1.0 && q < nsub; q++) {
+        double room = so->max_remove * dense[q] - (dense[q] - cur[q]), acc = 0.0;
+        int64_t k = 0;
+        while (k < ch[q].n && acc + ch[q].cost[k] <= room + 1e-9 * dense[q])
+            acc += ch[q].cost[k++];
+        ch[q].n = k;
+    }
     if (J->rank == 0) {
         if (so->uniform) {
             double *base = mp_malloc((size_t)nsub * sizeof *base);

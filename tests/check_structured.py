@@ -15,7 +15,8 @@
                   target: the search's evaluation perplexity is lower, at no more parameters;
   flops           --target flops=0.8: the report's FLOPs per token after / before equal the
                   budget met (one cost model);
-  then            --then sparsegpt --nm 2:4: the smaller model's linear weights are 2:4 sparse.
+  then            --then sparsegpt --nm 2:4: the smaller model's linear weights are 2:4 sparse
+                  (and no damping had to be raised: the Hessians have the cut widths).
 Needs torch, transformers and safetensors (scripts/install-deps.sh --test); run with
 /usr/bin/python3.
 
@@ -55,6 +56,8 @@ def prune(name, P, *extra):
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         sys.exit(f"FAIL: {name}: prune exited {r.returncode}: {r.stderr.strip()}")
+    if "warning" in r.stderr:
+        fail(f"{name}: {r.stderr.strip()}")
     with open(os.path.join(out, "report.json")) as f:
         return out, json.load(f)
 
