@@ -601,9 +601,8 @@ static mp_status reembed(job *J)
 /* Rank 0: appends the round's record to the trace. */
 static mp_status trace_round(job *J, int64_t r, double loss, double cum_target, double freed,
                              double cost_after, const mp_chain *ch, const int64_t *taken,
-                             int64_t nc, const mp_block_chain *local_unused)
+                             int64_t nc)
 {
-    (void)local_unused;
     cJSON *rounds = cJSON_GetObjectItemCaseSensitive(J->search, "rounds");
     cJSON *x = cJSON_CreateObject(), *rm = NULL;
     bool ok = x && cJSON_AddNumberToObject(x, "round", (double)r) &&
@@ -949,7 +948,7 @@ static mp_status search_round(job *J, int64_t r, const double *cum, const int *o
                              "can be removed", so->target_text, (before - now) + freed, before);
         if (local == MP_OK)
             local = trace_round(J, r, loss, cum[r] * target_total, freed, now - freed, ch, taken,
-                                nsub, NULL);
+                                nsub);
         if (local == MP_OK && measure) {
             cJSON *a = cJSON_CreateDoubleArray(pscale, (int)nsub);
             if (!mp_json_add(J->search, "probe_scale", a))
