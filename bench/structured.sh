@@ -5,7 +5,7 @@
 # linear parameters), prunes with
 #   uniform-obs   the same share of every layer, OBS scores and compensation (OSSCAR/ZipLM)
 #   flap          FLAP: fluctuation scores, per-layer standardisation, one global threshold,
-#                 no weight update
+#                 no weight update, bias compensation (flap-nobias: without it)
 #   wanda-sp      Wanda-sp scores, uniform, no weight update
 #   search        the full global iterative search (OBS, residual normalisation, 3 rounds)
 # and evaluates each on the first MAX_WINDOWS windows of EVAL (eval_c4.bin) at SEQLEN; also
@@ -14,7 +14,8 @@
 # Usage: bash bench/structured.sh [BUILD] [OUT.jsonl]
 #   env: NSAMPLES (128), MAX_WINDOWS (128), BUDGETS ("0.8 0.6"), RANKS (2), METHODS, WORK,
 #        MODEL, CALIB, EVAL, SEQLEN (512); METHODS may also name search-NORM (e.g.
-#        search-zscore, search-probe) and search-rounds-N (N rounds)
+#        search-zscore, search-probe), search-rounds-N (N rounds), search-bias (the search
+#        with --bias-compensation) and flap-nobias
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${1:-build}
@@ -86,7 +87,11 @@ for m in $METHODS; do
       uniform-obs) prune "uniform-obs-$k" --method structured --target "params=$k" \
                      --allocation uniform --rounds 1 ;;
       flap) prune "flap-$k" --method structured --target "params=$k" --score flap \
-              --normalize zscore --rounds 1 --compensation none ;;
+              --normalize zscore --rounds 1 --compensation none --bias-compensation ;;
+      flap-nobias) prune "flap-nobias-$k" --method structured --target "params=$k" \
+                     --score flap --normalize zscore --rounds 1 --compensation none ;;
+      search-bias) prune "search-bias-$k" --method structured --target "params=$k" \
+                     --bias-compensation ;;
       wanda-sp) prune "wanda-sp-$k" --method structured --target "params=$k" \
                   --score wanda-sp --allocation uniform --rounds 1 --compensation none ;;
       search) prune "search-$k" --method structured --target "params=$k" ;;

@@ -4,7 +4,9 @@ config.json holds the stock LlamaConfig keys (each the largest width of any bloc
 explicit) and
     "per_layer_widths": {"num_attention_heads": [...], "num_key_value_heads": [...],
                          "intermediate_size": [...]}
-with one entry per block. A block with 0 heads has no attention sub-block (no q/k/v/o, no
+with one entry per block, and optionally "o_proj_bias": true / "down_proj_bias": true: o_proj
+and down_proj carry a bias while q/k/v and gate/up do not (FLAP's bias compensation, which
+stock LlamaConfig cannot say: attention_bias and mlp_bias switch all of them). A block with 0 heads has no attention sub-block (no q/k/v/o, no
 input_layernorm): the residual passes through unchanged; a block with 0 FFN width has no MLP
 (no gate/up/down, no post_attention_layernorm). Everything else is transformers' own Llama code,
 built per block with that block's widths.
@@ -42,11 +44,17 @@ class MpiPruneDecoderLayer(nn.Module):
             attn = classes.get(getattr(config, "_attn_implementation", "eager"),
                                _ml.LlamaAttention)
             self.self_attn = attn(config=c, layer_idx=layer_idx)
+            if getattr(config, "o_proj_bias", False):
+                o = self.self_attn.o_proj
+                self.self_attn.o_proj = nn.Linear(o.in_features, o.out_features, bias=True)
             self.input_layernorm = _ml.LlamaRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
         if ffn > 0:
             c = copy.deepcopy(config)
             c.intermediate_size = ffn
             self.mlp = _ml.LlamaMLP(c)
+            if getattr(config, "down_proj_bias", False):
+                dn = self.mlp.down_proj
+                self.mlp.down_proj = nn.Linear(dn.in_features, dn.out_features, bias=True)
             self.post_attention_layernorm = _ml.LlamaRMSNorm(config.hidden_size,
                                                              eps=config.rms_norm_eps)
 

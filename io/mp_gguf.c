@@ -992,7 +992,10 @@ mp_status mp_gguf_model_config(mp_gguf *g, mp_model_config *out)
         c->o_bias = c->o_bias || mp_gguf_find_tensor(g, n);
         snprintf(n, sizeof n, "blk.%" PRId64 ".ffn_up.bias", l);
         c->mlp_bias = c->mlp_bias || mp_gguf_find_tensor(g, n);
+        snprintf(n, sizeof n, "blk.%" PRId64 ".ffn_down.bias", l);
+        c->down_bias = c->down_bias || mp_gguf_find_tensor(g, n);
     }
+    c->down_bias = c->down_bias && !c->mlp_bias;
     c->norm_before = true;
     c->final_norm = true;
     c->word_embed_proj_dim = c->d;
@@ -1219,7 +1222,7 @@ static void plan_model(gg_plan *p, const mp_model_config *c, uint32_t mt)
                 int64_t in = i == 3 ? s.n_heads * hd : d;
                 snprintf(n, sizeof n, "model.layers.%" PRId64 ".self_attn.%s.weight", l, attn[i]);
                 plan_add(p, n, 2, out, in, mt, i < 2 ? heads : 0);
-                if ((i < 3 && c->qkv_bias) || (i == 3 && c->o_bias)) {
+                if (mp_lin_has_bias(c, (mp_lin_id)(MP_LIN_Q + i))) {
                     snprintf(n, sizeof n, "model.layers.%" PRId64 ".self_attn.%s.bias", l,
                              attn[i]);
                     plan_add(p, n, 1, out, 0, mt, i < 2 ? heads : 0);
@@ -1234,7 +1237,7 @@ static void plan_model(gg_plan *p, const mp_model_config *c, uint32_t mt)
                 int64_t out = i == 2 ? d : s.ffn, in = i == 2 ? s.ffn : d;
                 snprintf(n, sizeof n, "model.layers.%" PRId64 ".mlp.%s.weight", l, mlp[i]);
                 plan_add(p, n, 2, out, in, mt, 0);
-                if (c->mlp_bias) {
+                if (mp_lin_has_bias(c, (mp_lin_id)(MP_LIN_GATE + i))) {
                     snprintf(n, sizeof n, "model.layers.%" PRId64 ".mlp.%s.bias", l, mlp[i]);
                     plan_add(p, n, 1, out, 0, mt, 0);
                 }

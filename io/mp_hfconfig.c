@@ -297,6 +297,17 @@ static mp_status hfc_llama(const hfc_ctx *c, const char *mt, mp_model_config *cf
         cfg->qkv_bias = cfg->o_bias = ab;
         MP_TRY(hfc_bool(c, "mlp_bias", false, &cfg->mlp_bias));
     }
+    /* o_proj/down_proj biases alone (FLAP's bias compensation): keys of modeling_mpiprune,
+     * which stock transformers would ignore, so they come with per_layer_widths only. */
+    bool ob = false, db = false;
+    MP_TRY(hfc_bool(c, "o_proj_bias", false, &ob));
+    MP_TRY(hfc_bool(c, "down_proj_bias", false, &db));
+    if ((ob || db) && (is_qwen2 || is_mistral || hfc_field(c, "per_layer_widths") == NULL))
+        MP_FAIL(MP_ERR_UNSUPPORTED, "%s: field '%s' = true is read by modeling_mpiprune only "
+                "(model_type 'llama' with per_layer_widths); stock transformers would ignore it",
+                c->path, ob ? "o_proj_bias" : "down_proj_bias");
+    cfg->o_bias = cfg->o_bias || ob;
+    cfg->down_bias = db && !cfg->mlp_bias;
 
     cfg->sliding_window = 0;
     bool use_sw = is_mistral;

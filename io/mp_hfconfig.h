@@ -13,6 +13,8 @@
  *                        "intermediate_size": [...]}            (OPT: "ffn_dim")
  * gives each block's widths; 0 heads means the block has no attention sub-block (no q/k/v/o
  * tensors, no norm before it), 0 FFN width no FFN sub-block. Unknown keys inside are refused.
+ * With per_layer_widths (model_type llama), "o_proj_bias": true and "down_proj_bias": true
+ * give o_proj and down_proj a bias alone (FLAP's bias compensation); elsewhere they are refused.
  */
 #ifndef MP_HFCONFIG_H
 #define MP_HFCONFIG_H
@@ -38,11 +40,14 @@ MP_NODISCARD mp_status mp_hfconfig_load(const char *path, mp_model_config *cfg);
  *     head_dim, per_layer_widths), plus "auto_map": {"AutoModelForCausalLM":
  *     "modeling_mpiprune.<class>"} and "architectures": [<class>], so that
  *     AutoModelForCausalLM.from_pretrained(dir, trust_remote_code=True) loads it with the
- *     modeling file the caller writes beside (mp_hfconfig_modeling_py, *modeling = true).
+ *     modeling file the caller writes beside (mp_hfconfig_modeling_py, *modeling = true);
+ *   - an o_proj bias without q/k/v biases, or a down_proj bias without gate/up biases (FLAP's
+ *     bias compensation): the per-block convention whatever the widths, with
+ *     "o_proj_bias": true / "down_proj_bias": true, which modeling_mpiprune reads.
  * LLaMA family only for per-block widths (model_type llama; mistral and qwen2 are refused, as
  * is OPT with per-block widths or with a head_dim other than hidden_size / heads, which stock
  * OPT cannot express): MP_ERR_UNSUPPORTED naming the reason. *out is allocated (free()); it
- * parses back (mp_hfconfig_parse) to cfg's widths. */
+ * parses back (mp_hfconfig_parse) to cfg's widths and bias switches. */
 MP_NODISCARD mp_status mp_hfconfig_write(const char *json, const char *path,
                                          const mp_model_config *cfg, char **out,
                                          bool *modeling);

@@ -15,8 +15,10 @@
 
 static bool same_widths(const mp_model_config *a, const mp_model_config *b)
 {
+    /* per_layer itself may differ: uniform per_layer_widths (kept for lone biases) read back
+     * as per-layer widths that are all the same. */
     if (a->n_layers != b->n_layers || a->head_dim != b->head_dim || a->n_heads != b->n_heads ||
-        a->n_kv_heads != b->n_kv_heads || a->ffn != b->ffn || a->per_layer != b->per_layer)
+        a->n_kv_heads != b->n_kv_heads || a->ffn != b->ffn)
         return false;
     for (int64_t l = 0; l < a->n_layers; l++) {
         mp_block_shape x = mp_layer_shape(a, l), y = mp_layer_shape(b, l);
@@ -24,6 +26,19 @@ static bool same_widths(const mp_model_config *a, const mp_model_config *b)
             return false;
     }
     return true;
+}
+
+/* Biases stock LlamaConfig cannot switch on alone: o_proj's without q/k/v's (attention_bias
+ * is all four) and down_proj's without gate/up's (mlp_bias is all three). */
+static bool lone_biases(const mp_model_config *c)
+{
+    return (c->o_bias && !c->qkv_bias) || c->down_bias;
+}
+
+static bool same_config(const mp_model_config *a, const mp_model_config *b)
+{
+    return same_widths(a, b) && a->qkv_bias == b->qkv_bias && a->o_bias == b->o_bias &&
+           a->mlp_bias == b->mlp_bias && a->down_bias == b->down_bias;
 }
 
 /* Sets key to a number (replacing it where it was, appending otherwise). */
@@ -90,26 +105,37 @@ mp_status mp_hfconfig_write(const char *json, const char *path, const mp_model_c
     mp_status st = MP_OK;
     cJSON *root = NULL;
     char *text = NULL;
-    mp_model_config *in = NULL;
+    mp_model_config *in = NULL, *norm = NULL;
     bool llama = cfg->arch == MP_ARCH_LLAMA;
     *out = NULL;
     *modeling = false;
 
     in = mp_malloc(sizeof *in);
-    if (!in)
+    norm = mp_malloc(sizeof *norm);
+    if (!in || !norm)
         MP_FAIL(MP_ERR_NOMEM, "%s: out of memory", path);
+    /* Per-layer widths that are all the same are uniform ones: a stock config carries them. */
+    *norm = *cfg;
+    if (norm->per_layer)
+        mp_model_config_set_shapes(norm, norm->layer);
+    cfg = norm;
     MP_TRY(mp_hfconfig_parse(json, path, in));
     if (in->arch != cfg->arch || strcmp(in->model_type, cfg->model_type) != 0 ||
         in->d != cfg->d || in->n_layers != cfg->n_layers)
         MP_FAIL(MP_ERR_INTERNAL, "%s: the new config is not of the same model (family, "
                 "hidden size, blocks)", path);
-    if (same_widths(in, cfg)) {
+    bool ours = cfg->per_layer || lone_biases(cfg); /* needs modeling_mpiprune */
+    if (same_config(in, cfg)) {
         *out = mp_strdup(json);
-        if (!*out)
+        root = cJSON_Parse(json);
+        if (!*out || !root)
             MP_FAIL(MP_ERR_NOMEM, "%s: out of memory", path);
-        *modeling = cfg->per_layer;
+        *modeling = ours || is_our_auto_map(root); /* the text names the modeling file */
         goto done;
     }
+    if (lone_biases(cfg) && !(llama && strcmp(cfg->model_type, "llama") == 0))
+        MP_FAIL(MP_ERR_UNSUPPORTED, "%s: o_proj/down_proj biases alone are written for "
+                "model_type 'llama' only, not '%s'", path, cfg->model_type);
     if (cfg->per_layer && !(llama && strcmp(cfg->model_type, "llama") == 0))
         MP_FAIL(MP_ERR_UNSUPPORTED, "%s: writing per-block widths is implemented for "
                 "model_type 'llama' only, not '%s' (the modeling file mpiprune writes covers "
@@ -128,7 +154,7 @@ mp_status mp_hfconfig_write(const char *json, const char *path, const mp_model_c
     if (ok && llama)
         ok = set_number(root, "num_key_value_heads", (double)cfg->n_kv_heads) &&
              set_number(root, "head_dim", (double)cfg->head_dim);
-    if (ok && cfg->per_layer) {
+    if (ok && ours) {
         cJSON *plw = cJSON_CreateObject();
         ok = plw && set_item(root, "per_layer_widths", plw) &&
              cJSON_AddItemToObject(plw, "num_attention_heads", width_array(cfg, 0)) &&
@@ -138,12 +164,20 @@ mp_status mp_hfconfig_write(const char *json, const char *path, const mp_model_c
         ok = am && set_item(root, "auto_map", am) &&
              cJSON_AddStringToObject(am, "AutoModelForCausalLM",
                                      "modeling_mpiprune." MP_HFCONFIG_LLAMA_CLASS) != NULL;
+        cJSON_DeleteItemFromObjectCaseSensitive(root, "o_proj_bias");
+        cJSON_DeleteItemFromObjectCaseSensitive(root, "down_proj_bias");
+        if (ok && cfg->o_bias && !cfg->qkv_bias)
+            ok = cJSON_AddBoolToObject(root, "o_proj_bias", true) != NULL;
+        if (ok && cfg->down_bias)
+            ok = cJSON_AddBoolToObject(root, "down_proj_bias", true) != NULL;
         cJSON *arch = ok ? cJSON_CreateArray() : NULL;
         ok = arch && set_item(root, "architectures", arch) &&
              cJSON_AddItemToArray(arch, cJSON_CreateString(MP_HFCONFIG_LLAMA_CLASS));
         *modeling = true;
     } else if (ok) {
         cJSON_DeleteItemFromObjectCaseSensitive(root, "per_layer_widths");
+        cJSON_DeleteItemFromObjectCaseSensitive(root, "o_proj_bias");
+        cJSON_DeleteItemFromObjectCaseSensitive(root, "down_proj_bias");
         if (is_our_auto_map(root)) {
             cJSON_DeleteItemFromObjectCaseSensitive(root, "auto_map");
             cJSON *arch = cJSON_CreateArray();
@@ -166,8 +200,9 @@ mp_status mp_hfconfig_write(const char *json, const char *path, const mp_model_c
 
     /* What is written must read back as cfg. */
     MP_TRY(mp_hfconfig_parse(*out, path, in));
-    if (!same_widths(in, cfg))
-        MP_FAIL(MP_ERR_INTERNAL, "%s: the written config does not read back to its widths",
+    if (!same_config(in, cfg))
+        MP_FAIL(MP_ERR_INTERNAL, "%s: the written config does not read back to its widths "
+                "and biases",
                 path);
 done:
     if (st != MP_OK) {
@@ -177,6 +212,7 @@ done:
     }
     free(text);
     free(in);
+    free(norm);
     cJSON_Delete(root);
     return st;
 }

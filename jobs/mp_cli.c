@@ -158,6 +158,10 @@ static int cmd_prune(int argc, char **argv, const mp_comm *comm)
         {"compensation", MP_OPT_CHOICE, &o.st.compensation_name, "ls", NULL, "structured: "
          "least-squares refit of o_proj/down_proj on the calibration inputs, or none", false, 0,
          0, "ls|none"},
+        {"bias-compensation", MP_OPT_FLAG, &o.st.bias_comp, NULL, NULL, "structured: FLAP's "
+         "bias compensation: o_proj/down_proj get the removed inputs' mean contribution as a "
+         "bias (with --compensation ls, the refit on the inputs' covariance and its intercept)",
+         false, 0, 0, NULL},
         {"rounds", MP_OPT_INT, &o.st.rounds, "3", "R", "structured: search rounds (each a pass "
          "over all blocks; shares 1/2, 3/4, ..., 1 of the budget)", false, 1, 64, NULL},
         {"loss-samples", MP_OPT_INT, &o.st.loss_samples, "4", "N", "structured: calibration "

@@ -63,8 +63,7 @@ static mp_status hf_specs(const mp_model_config *c, mp_dtype dt, mp_sts_spec **o
             mp_lin_full_name(c, l, (mp_lin_id)id, base, sizeof base);
             snprintf(name, sizeof name, "%s.weight", base);
             ADD(name, rows, cols);
-            bool bias = id <= MP_LIN_V ? c->qkv_bias : id == MP_LIN_O ? c->o_bias : c->mlp_bias;
-            if (bias) {
+            if (mp_lin_has_bias(c, (mp_lin_id)id)) {
                 snprintf(name, sizeof name, "%s.bias", base);
                 ADD(name, rows, 0);
             }

@@ -164,8 +164,8 @@ mp_status mp_export_begin(const char *dir, const mp_st_model *in, const mp_model
     mp_export *e = NULL;
     mp_sts_spec *specs = NULL;
     const char **names = NULL, **meta = NULL;
-    char *cfg_in = NULL;
-    size_t n = mp_st_count(in);
+    char *cfg_in = NULL, **added = NULL;
+    size_t n = mp_st_count(in), n_added = 0;
     int nf = mp_st_file_count(in);
     *out = NULL;
     e = mp_calloc(1, sizeof *e);
@@ -174,10 +174,12 @@ mp_status mp_export_begin(const char *dir, const mp_st_model *in, const mp_model
     e->in = in;
     e->out_cfg = mp_malloc(sizeof *e->out_cfg);
     e->dir = mp_strdup(dir);
-    specs = mp_calloc(n ? n : 1, sizeof *specs);
+    /* Room for a new o_proj and down_proj bias per block (FLAP's bias compensation). */
+    specs = mp_calloc(n + 2 * (size_t)in_cfg->n_layers + 1, sizeof *specs);
+    added = mp_calloc(2 * (size_t)in_cfg->n_layers + 1, sizeof *added);
     names = mp_calloc((size_t)(nf ? nf : 1), sizeof *names);
     meta = mp_calloc((size_t)(nf ? nf : 1), sizeof *meta);
-    if (!e->out_cfg || !e->dir || !specs || !names || !meta)
+    if (!e->out_cfg || !e->dir || !specs || !added || !names || !meta)
         MP_FAIL(MP_ERR_NOMEM, "%s: out of memory", dir);
     *e->out_cfg = *out_cfg;
 
@@ -209,6 +211,22 @@ mp_status mp_export_begin(const char *dir, const mp_st_model *in, const mp_model
             s->shape[0] = rows;
             if (kind == EX_WEIGHT)
                 s->shape[1] = cols;
+            if (kind == EX_WEIGHT && mp_lin_has_bias(out_cfg, (mp_lin_id)id) &&
+                !mp_lin_has_bias(in_cfg, (mp_lin_id)id)) {
+                /* A bias the input has not: after its weight, in its shard, float32 (as
+                 * mpiprune convert writes biases). */
+                char base[256], bn[320];
+                mp_lin_full_name(out_cfg, l, (mp_lin_id)id, base, sizeof base);
+                snprintf(bn, sizeof bn, "%s.bias", base);
+                if (!(added[n_added] = mp_strdup(bn)))
+                    MP_FAIL(MP_ERR_NOMEM, "%s: out of memory", dir);
+                mp_sts_spec *b = &specs[++k];
+                *b = *s;
+                b->name = added[n_added++];
+                b->dtype = MP_DT_F32;
+                b->ndim = 1;
+                b->shape[1] = 0;
+            }
         } else if ((kind == EX_NORM1 && bs.n_heads == 0) || (kind == EX_NORM2 && bs.ffn == 0)) {
             continue;
         }
@@ -234,6 +252,9 @@ mp_status mp_export_begin(const char *dir, const mp_st_model *in, const mp_model
     *out = e;
     e = NULL;
 done:
+    for (size_t i = 0; i < n_added; i++)
+        free(added[i]);
+    free(added);
     free(cfg_in);
     free(specs);
     free(names);

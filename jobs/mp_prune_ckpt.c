@@ -11,6 +11,7 @@
 #include "mp_ckpt.h"
 #include "mp_prune_ckpt_internal.h"
 #include "mp_sha256.h"
+#include "mp_structured.h"
 
 static mp_status add_sha(cJSON *obj, const char *key, const char *path)
 {
@@ -310,18 +311,35 @@ static int block_layers(const job *J, const mp_block *blk, int64_t b, const char
         data[n] = blk->lin[id].w;
         n++;
     }
+    /* The biases --bias-compensation gives o_proj and down_proj (mp_structured). */
+    static const mp_lin_id biased[2] = {MP_LIN_O, MP_LIN_DOWN};
+    static const char *const bias_names[2] = {"o_proj.bias", "down_proj.bias"};
+    for (int i = 0; all && J->o->st.bias_comp && i < 2; i++) {
+        const mp_linear *l = &blk->lin[biased[i]];
+        if (!l->present)
+            continue;
+        names[n] = bias_names[i];
+        shapes[n][0] = l->out;
+        shapes[n][1] = 1;
+        data[n] = l->b;
+        n++;
+    }
     return n;
 }
 
 /* Block b with its pruned weights from the checkpoint. Not collective. */
 static mp_status load_pruned_block(job *J, int64_t b, mp_block **out)
 {
-    const char *names[MP_LIN_COUNT];
-    int64_t shapes[MP_LIN_COUNT][2];
-    float *data[MP_LIN_COUNT];
+    const char *names[MP_LIN_COUNT + 2];
+    int64_t shapes[MP_LIN_COUNT + 2][2];
+    float *data[MP_LIN_COUNT + 2];
     mp_status st = mp_prune_load_block(J, b, out);
-    if (st != MP_OK)
+    if (st == MP_OK)
+        st = mp_structured_add_biases(J, *out);
+    if (st != MP_OK) {
+        mp_block_free(out);
         return st;
+    }
     int n = block_layers(J, *out, b, names, shapes, data);
     st = mp_ckpt_read_block(J->o->checkpoint, b, J->job_id, n, names,
                             (const int64_t(*)[2])shapes, data);
@@ -431,9 +449,9 @@ mp_status mp_prune_checkpoint(job *J, const mp_block *blk, int64_t b, bool stopp
     const mp_model_config *c = &J->md.cfg;
     double t = mp_comm_wtime();
     if (J->rank == 0) {
-        const char *names[MP_LIN_COUNT];
-        int64_t shapes[MP_LIN_COUNT][2];
-        float *data[MP_LIN_COUNT];
+        const char *names[MP_LIN_COUNT + 2];
+        int64_t shapes[MP_LIN_COUNT + 2][2];
+        float *data[MP_LIN_COUNT + 2];
         int n = block_layers(J, blk, b, names, shapes, data);
         local = mp_ckpt_write_block(o->checkpoint, b, J->job_id, n, names,
                                     (const int64_t(*)[2])shapes, (const float *const *)data);

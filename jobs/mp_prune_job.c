@@ -829,8 +829,10 @@ mp_status mp_prune_run(const mp_prune_opts *o, const mp_comm *comm)
         mp_model_config *outc = local == MP_OK ? mp_malloc(sizeof *outc) : NULL;
         if (local == MP_OK && !outc)
             local = mp_error(MP_ERR_NOMEM, "cannot allocate the output config");
-        if (outc)
+        if (outc) {
             mp_plan_apply_config(&J->md.cfg, &J->plan, outc);
+            mp_structured_out_config(J, outc);
+        }
         if (local == MP_OK && J->md.gguf)
             local = mp_outgguf_open(o->model, &J->gout);
         else if (local == MP_OK)

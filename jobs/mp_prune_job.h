@@ -43,6 +43,7 @@ typedef struct {
     int64_t loss_samples;         /* calibration sequences whose loss is traced per round */
     double probe_fraction;        /* --normalize probe: share of a layer's cost the probe removes */
     double max_remove;            /* the most of one layer's cost the search may remove */
+    bool bias_comp;               /* --bias-compensation: o_proj/down_proj biases (FLAP) */
     /* parsed */
     mp_chain_opts chain;
     mp_norm_mode norm;

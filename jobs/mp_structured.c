@@ -171,6 +171,7 @@ bool mp_structured_options_json(const mp_prune_opts *o, cJSON *obj)
            cJSON_AddStringToObject(x, "normalize", s->normalize_name) &&
            cJSON_AddStringToObject(x, "allocation", s->allocation_name) &&
            cJSON_AddStringToObject(x, "compensation", s->compensation_name) &&
+           cJSON_AddBoolToObject(x, "bias_compensation", s->bias_comp) &&
            cJSON_AddNumberToObject(x, "rounds", (double)s->rounds) &&
            cJSON_AddNumberToObject(x, "max_remove", s->max_remove) &&
            cJSON_AddNumberToObject(x, "loss_samples", (double)s->loss_samples) &&
@@ -192,7 +193,7 @@ static double sub_cost(const mp_model_config *c, int64_t l, bool attn, bool flop
         if (!mp_lin_present(c, l, (mp_lin_id)id))
             continue;
         mp_lin_dims(c, l, (mp_lin_id)id, &out, &in);
-        bool bias = id == MP_LIN_O ? c->o_bias : attn ? c->qkv_bias : c->mlp_bias;
+        bool bias = mp_lin_has_bias(c, (mp_lin_id)id);
         v += flops ? 2.0 * (double)out * (double)in
                    : (double)out * (double)in + (bias ? (double)out : 0.0);
     }
@@ -202,13 +203,24 @@ static double sub_cost(const mp_model_config *c, int64_t l, bool attn, bool flop
     return v;
 }
 
-/* Per sub-block (2·l + 0 attention, 2·l + 1 FFN) costs of the plan's model. */
-static mp_status plan_costs(const job *J, const mp_plan *plan, double *cost)
+void mp_structured_out_config(const job *J, mp_model_config *c)
+{
+    if (J->o->method != MP_METHOD_STRUCTURED || !J->o->st.bias_comp)
+        return;
+    c->o_bias = true;
+    c->down_bias = !c->mlp_bias;
+}
+
+/* Per sub-block (2·l + 0 attention, 2·l + 1 FFN) costs of the plan's model; `out`: as
+ * written (with the biases of --bias-compensation), else the input's. */
+static mp_status plan_costs(const job *J, const mp_plan *plan, bool out, double *cost)
 {
     mp_model_config *pc = mp_malloc(sizeof *pc);
     if (!pc)
         return mp_error(MP_ERR_NOMEM, "cannot allocate a config");
     mp_plan_apply_config(&J->md.cfg, plan, pc);
+    if (out)
+        mp_structured_out_config(J, pc);
     bool flops = J->o->st.chain.flops;
     for (int64_t l = 0; l < pc->n_layers; l++) {
         cost[2 * l] = sub_cost(pc, l, true, flops, J->o->seqlen);
@@ -249,6 +261,7 @@ typedef struct {
     double *H, *mean;
     double resid; /* 2·E‖h‖² of the residual stream at the sub-block's input, outlier channels
                      left out (collect) */
+    bool centered; /* H is centred (mp_struct_center): the OBS chains of --bias-compensation */
 } hstat;
 
 static void hstat_free(hstat *h)
@@ -359,41 +372,97 @@ done:
     return st;
 }
 
-/* The owner refits the kept columns of l (keep[in]) on H (OSSCAR's least squares, which is
- * also the OBS update of the removed ones), then every rank gets the weights. Collective. */
+mp_status mp_structured_add_biases(const job *J, mp_block *blk)
+{
+    if (J->o->method != MP_METHOD_STRUCTURED || !J->o->st.bias_comp)
+        return MP_OK;
+    static const mp_lin_id ids[2] = {MP_LIN_O, MP_LIN_DOWN};
+    for (int i = 0; i < 2; i++) {
+        mp_linear *l = &blk->lin[ids[i]];
+        if (l->present && !l->b && !(l->b = mp_calloc((size_t)l->out, sizeof *l->b)))
+            return mp_error(MP_ERR_NOMEM, "block %lld: cannot allocate a bias of %lld",
+                            (long long)blk->index, (long long)l->out);
+    }
+    return MP_OK;
+}
+
+/* The compensation of Wd[rows, cols] for keeping keep[cols], on the owner: W the kept columns
+ * refit on H (OSSCAR's least squares, also the OBS update of the removed ones) or, without
+ * --compensation ls, Wd with the removed columns zeroed; with --bias-compensation, bias[rows]
+ * the intercept (the refit then on the inputs' covariance). Not collective. */
+static mp_status fit(const job *J, const double *Wd, int64_t rows, int64_t cols,
+                     const hstat *hs, const bool *keep, double *W, double *bias)
+{
+    mp_status st = MP_OK;
+    const mp_struct_opts *so = &J->o->st;
+    double *Hc = NULL;
+    if (so->compensate) {
+        const double *H = hs->H;
+        if (so->bias_comp && !hs->centered) {
+            if (!(Hc = mp_malloc((size_t)(cols * cols) * sizeof *Hc)))
+                return mp_error(MP_ERR_NOMEM, "cannot allocate a %lld x %lld covariance",
+                                (long long)cols, (long long)cols);
+            memcpy(Hc, hs->H, (size_t)(cols * cols) * sizeof *Hc);
+            mp_struct_center(Hc, hs->mean, cols);
+            H = Hc;
+        }
+        MP_TRY(mp_struct_refit(Wd, rows, cols, H, keep, J->o->damp, W));
+    } else {
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t j = 0; j < cols; j++)
+                W[r * cols + j] = keep[j] ? Wd[r * cols + j] : 0.0;
+    }
+    if (so->bias_comp)
+        mp_struct_intercept(Wd, W, rows, cols, hs->mean, bias);
+done:
+    free(Hc);
+    return st;
+}
+
+/* The owner compensates l for keeping keep[in] (fit), then every rank gets the weights and
+ * the bias. Collective. */
 static mp_status compensate(job *J, mp_linear *l, const bool *keep, const hstat *hs, int owner)
 {
     mp_status st = MP_OK, local = MP_OK;
+    const mp_struct_opts *so = &J->o->st;
     int64_t rows = l->out, cols = l->in, nk = 0;
-    double *Wd = NULL, *W = NULL;
+    double *Wd = NULL, *W = NULL, *b = NULL;
     for (int64_t j = 0; j < cols; j++)
         nk += keep[j];
-    if (!J->o->st.compensate || nk == cols || nk == 0)
+    if ((!so->compensate && !so->bias_comp) || nk == cols || nk == 0)
         return MP_OK;
     double t = mp_comm_wtime();
     if (J->rank == owner) {
         Wd = mp_malloc((size_t)(rows * cols) * sizeof *Wd);
         W = mp_malloc((size_t)(rows * cols) * sizeof *W);
-        if (!Wd || !W)
+        b = mp_calloc((size_t)rows, sizeof *b);
+        if (!Wd || !W || !b)
             local = mp_error(MP_ERR_NOMEM, "cannot allocate a %lld x %lld refit",
                              (long long)rows, (long long)cols);
         if (local == MP_OK) {
             for (int64_t i = 0; i < rows * cols; i++)
                 Wd[i] = (double)l->w[i];
-            local = mp_struct_refit(Wd, rows, cols, hs->H, keep, J->o->damp, W);
+            local = fit(J, Wd, rows, cols, hs, keep, W, b);
         }
-        if (local == MP_OK)
+        if (local == MP_OK && so->compensate)
             for (int64_t i = 0; i < rows * cols; i++)
                 l->w[i] = (float)W[i];
+        if (local == MP_OK && so->bias_comp)
+            for (int64_t r = 0; r < rows; r++)
+                l->b[r] = (float)((double)l->b[r] + b[r]);
     }
     J->t_stage[ST_SOLVE] += mp_comm_wtime() - t;
     MP_TRY(mp_prune_agree(J, local));
     t = mp_comm_wtime();
-    MP_TRY(mp_comm_bcast(J->comm, l->w, rows * cols * (int64_t)sizeof(float), owner));
+    if (so->compensate)
+        MP_TRY(mp_comm_bcast(J->comm, l->w, rows * cols * (int64_t)sizeof(float), owner));
+    if (so->bias_comp)
+        MP_TRY(mp_comm_bcast(J->comm, l->b, rows * (int64_t)sizeof(float), owner));
     J->t_stage[ST_BCAST] += mp_comm_wtime() - t;
 done:
     free(Wd);
     free(W);
+    free(b);
     return st;
 }
 
@@ -418,6 +487,8 @@ static mp_status struct_block(job *J, mp_block *blk, const int own[2], hstat *ke
     if (!iota || !qiota || !kmask)
         local = mp_error(MP_ERR_NOMEM, "block %lld: cannot allocate its masks",
                          (long long)blk->index);
+    if (local == MP_OK)
+        local = mp_structured_add_biases(J, blk);
     MP_TRY(mp_prune_agree(J, local));
     for (int64_t i = 0; i <= width; i++)
         iota[i] = i;
@@ -687,7 +758,7 @@ static mp_status probe_sub(job *J, const mp_block *dense, bool attn, const mp_bl
     mp_plan plan = {0};
     mp_block *blk = NULL, *next = NULL;
     float *x = NULL;
-    double *Wd = NULL, *W = NULL, *nll = NULL;
+    double *Wd = NULL, *W = NULL, *nll = NULL, *bias = NULL;
     bool *keep = NULL;
     *scale = 1.0;
     if (ch->n == 0)
@@ -703,14 +774,16 @@ static mp_status probe_sub(job *J, const mp_block *dense, bool attn, const mp_bl
     MP_TRY(mp_block_chain_plan(c, dense, attn ? ch : NULL, attn ? k : 0, attn ? NULL : ch,
                                attn ? 0 : k, &plan));
     MP_TRY(mp_block_load(c, &J->md.src, b, &blk));
+    MP_TRY(mp_structured_add_biases(J, blk));
     mp_linear *l = &blk->lin[attn ? MP_LIN_O : MP_LIN_DOWN];
     const mp_block_plan *bp = &plan.b[b];
-    if (so->compensate) {
+    if (so->compensate || so->bias_comp) {
         int64_t rows = l->out, cols = l->in, G = blk->shape.n_heads / blk->shape.n_kv_heads;
         Wd = mp_malloc((size_t)(rows * cols) * sizeof *Wd);
         W = mp_malloc((size_t)(rows * cols) * sizeof *W);
         keep = mp_calloc((size_t)cols, sizeof *keep);
-        if (!Wd || !W || !keep)
+        bias = mp_calloc((size_t)rows, sizeof *bias);
+        if (!Wd || !W || !keep || !bias)
             MP_FAIL(MP_ERR_NOMEM, "block %lld: cannot allocate the probe", (long long)b);
         if (attn) {
             for (int64_t i = 0; i < bp->n_kv; i++)
@@ -724,9 +797,11 @@ static mp_status probe_sub(job *J, const mp_block *dense, bool attn, const mp_bl
         }
         for (int64_t i = 0; i < rows * cols; i++)
             Wd[i] = (double)l->w[i];
-        MP_TRY(mp_struct_refit(Wd, rows, cols, hs->H, keep, J->o->damp, W));
+        MP_TRY(fit(J, Wd, rows, cols, hs, keep, W, bias));
         for (int64_t i = 0; i < rows * cols; i++)
             l->w[i] = (float)W[i];
+        for (int64_t r = 0; so->bias_comp && r < rows; r++)
+            l->b[r] = (float)((double)l->b[r] + bias[r]);
     }
     MP_TRY(mp_block_apply_plan(c, bp, blk));
     size_t n = (size_t)(np * T * c->d);
@@ -757,6 +832,7 @@ done:
     free(x);
     free(Wd);
     free(W);
+    free(bias);
     free(nll);
     free(keep);
     return st;
@@ -847,6 +923,11 @@ static mp_status search_round(job *J, int64_t r, const double *cum, const int *o
             mp_block_free(&blk);
             local = mp_block_load(c, &J->md.src, b, &blk);
         }
+        /* With an intercept the OBS error is that of the centred problem (mp_struct.h). */
+        if (local == MP_OK && so->bias_comp && co.scorer == MP_SCORE_OBS) {
+            mp_struct_center(hs[s].H, hs[s].mean, hs[s].dim);
+            hs[s].centered = true;
+        }
         if (local == MP_OK)
             local = mp_block_chain_build_from(c, blk, s % 2 == 0, hs[s].H, hs[s].mean, &co,
                                               J->o->seqlen, &J->plan.b[b], -1, NULL, &bc[s]);
@@ -904,7 +985,7 @@ static mp_status search_round(job *J, int64_t r, const double *cum, const int *o
     }
 
     /* The coordinator: this round's share of the budget, globally or uniformly. */
-    MP_TRY(mp_prune_agree(J, plan_costs(J, &J->plan, cur)));
+    MP_TRY(mp_prune_agree(J, plan_costs(J, &J->plan, true, cur)));
     double now = 0.0, before = 0.0, freed = 0.0;
     for (int64_t s = 0; s < nsub; s++) {
         now += cur[s];
@@ -1022,7 +1103,7 @@ mp_status mp_structured_search(job *J)
     if (local == MP_OK)
         local = mp_plan_identity(c, &id);
     if (local == MP_OK)
-        local = plan_costs(J, &id, dense);
+        local = plan_costs(J, &id, false, dense);
     if (local == MP_OK && J->rank == 0 && !J->search) {
         J->search = cJSON_CreateObject();
         if (!J->search || !cJSON_AddArrayToObject(J->search, "rounds"))
@@ -1088,7 +1169,7 @@ static cJSON *plan_json(const job *J)
     for (int64_t b = 0; arr && b < c->n_layers; b++) {
         const mp_block_plan *p = &J->plan.b[b];
         mp_block_shape s = mp_layer_shape(c, b);
-        cJSON *x = cJSON_CreateObject(), *kv = NULL, *q = NULL;
+        cJSON *x = cJSON_CreateObject(), *kv = NULL, *q = NULL, *f = NULL;
         bool ok = x && cJSON_AddNumberToObject(x, "block", (double)b) &&
                   cJSON_AddNumberToObject(x, "kv_groups", (double)p->n_kv) &&
                   cJSON_AddNumberToObject(x, "heads_per_group", (double)p->q_per_kv) &&
@@ -1097,7 +1178,8 @@ static cJSON *plan_json(const job *J)
                   cJSON_AddNumberToObject(x, "ffn", (double)p->n_ffn) &&
                   cJSON_AddNumberToObject(x, "ffn_before", (double)s.ffn) &&
                   (kv = cJSON_AddArrayToObject(x, "kept_kv_groups")) &&
-                  (q = cJSON_AddArrayToObject(x, "kept_heads"));
+                  (q = cJSON_AddArrayToObject(x, "kept_heads")) &&
+                  (f = cJSON_AddArrayToObject(x, "kept_neurons"));
         for (int64_t i = 0; ok && i < p->n_kv; i++) {
             ok = mp_json_add(kv, NULL, cJSON_CreateNumber((double)p->kv[i]));
             int64_t G = s.n_kv_heads > 0 ? s.n_heads / s.n_kv_heads : 0;
@@ -1105,6 +1187,8 @@ static cJSON *plan_json(const job *J)
                 ok = mp_json_add(q, NULL,
                                  cJSON_CreateNumber((double)(p->kv[i] * G + p->q[i * p->q_per_kv + j])));
         }
+        for (int64_t i = 0; ok && i < p->n_ffn; i++)
+            ok = mp_json_add(f, NULL, cJSON_CreateNumber((double)p->ffn[i]));
         if (!ok) {
             cJSON_Delete(x);
             x = NULL;
@@ -1129,6 +1213,7 @@ cJSON *mp_structured_report(const job *J)
         return NULL;
     }
     mp_plan_apply_config(c, &J->plan, pc);
+    mp_structured_out_config(J, pc);
     double pb = 0, pa = 0, fb = 0, fa = 0, cb = 0, ca = 0;
     int64_t T = J->o->seqlen;
     for (int64_t l = 0; l < c->n_layers; l++) {

@@ -22,6 +22,9 @@
  * allocation on rescored, compensated models (NViT's iterative global pruning). After the last
  * round the prune job's block pass (mp_prune_job.c) writes the model at the plan's widths,
  * each block compensated as in steps 1-3 (and then SparseGPT-pruned with --then sparsegpt).
+ * --bias-compensation (FLAP) gives every o_proj and down_proj a bias: the removed inputs'
+ * mean contribution, or with the refit its intercept on the inputs' covariance (mp_struct.h);
+ * the OBS chains are then those of the centred problem.
  * A checkpoint after each round holds the plan and the trace; a resumed search starts at the
  * next round from the embeddings. Private to jobs/.
  */
@@ -44,6 +47,12 @@ MP_NODISCARD mp_status mp_structured_search(job *J);
  * and down_proj on the block's inputs J->h. With advance, J->h becomes the block's output
  * (the caller then runs nothing); otherwise J->h is unchanged. Collective. */
 MP_NODISCARD mp_status mp_structured_block(job *J, mp_block *blk, bool advance);
+/* The output config's bias switches for cfg (the plan's widths applied): with
+ * --bias-compensation o_proj and down_proj have biases. */
+void mp_structured_out_config(const job *J, mp_model_config *cfg);
+/* With --bias-compensation, zero o_proj/down_proj biases where blk has none (so every block
+ * carries what the written config says). Not collective. */
+MP_NODISCARD mp_status mp_structured_add_biases(const job *J, mp_block *blk);
 /* Rank 0: report.json's "structured" object (budget, plan, costs, per-round trace). */
 MP_NODISCARD cJSON *mp_structured_report(const job *J);
 /* Rank 0: report.svg (kept heads and FFN width per block, calibration loss per round). */

@@ -294,7 +294,7 @@ static mp_status ffn_chain(chain_ctx *x, const mp_block *blk, const mp_block_pla
         }
         kept -= size;
         double cost = mp_unit_cost(x->cfg, MP_UNIT_NEURONS, 0, 0, size, o->flops);
-        if (kept == 0 && !o->flops && x->cfg->mlp_bias)
+        if (kept == 0 && !o->flops && mp_lin_has_bias(x->cfg, MP_LIN_DOWN))
             cost += (double)x->cfg->d; /* the sub-block goes, and its down_proj bias */
         MP_TRY(take(x, MP_UNIT_NEURONS, -1, x->best, size, sum, cost));
     }

@@ -161,6 +161,19 @@ mp_in_group mp_lin_group(mp_lin_id id)
     }
 }
 
+bool mp_lin_has_bias(const mp_model_config *c, mp_lin_id id)
+{
+    switch (id) {
+    case MP_LIN_Q:
+    case MP_LIN_K:
+    case MP_LIN_V: return c->qkv_bias;
+    case MP_LIN_O: return c->o_bias;
+    case MP_LIN_GATE:
+    case MP_LIN_UP: return c->mlp_bias;
+    default: return c->mlp_bias || c->down_bias;
+    }
+}
+
 /* out × in of each linear layer of block `layer`, and whether it exists. */
 static void lin_shape(const mp_model_config *c, int64_t layer, mp_lin_id id, int64_t *out,
                       int64_t *in, bool *present, bool *bias)
@@ -168,17 +181,18 @@ static void lin_shape(const mp_model_config *c, int64_t layer, mp_lin_id id, int
     mp_block_shape s = mp_layer_shape(c, layer);
     int64_t qd = s.n_heads * c->head_dim, kd = s.n_kv_heads * c->head_dim;
     bool attn = s.n_heads > 0, mlp = s.ffn > 0;
+    *bias = mp_lin_has_bias(c, id);
     switch (id) {
-    case MP_LIN_Q: *out = qd; *in = c->d; *bias = c->qkv_bias; *present = attn; break;
-    case MP_LIN_K: *out = kd; *in = c->d; *bias = c->qkv_bias; *present = attn; break;
-    case MP_LIN_V: *out = kd; *in = c->d; *bias = c->qkv_bias; *present = attn; break;
-    case MP_LIN_O: *out = c->d; *in = qd; *bias = c->o_bias; *present = attn; break;
+    case MP_LIN_Q: *out = qd; *in = c->d; *present = attn; break;
+    case MP_LIN_K: *out = kd; *in = c->d; *present = attn; break;
+    case MP_LIN_V: *out = kd; *in = c->d; *present = attn; break;
+    case MP_LIN_O: *out = c->d; *in = qd; *present = attn; break;
     case MP_LIN_GATE:
-        *out = s.ffn; *in = c->d; *bias = c->mlp_bias;
+        *out = s.ffn; *in = c->d;
         *present = mlp && c->arch == MP_ARCH_LLAMA;
         break;
-    case MP_LIN_UP: *out = s.ffn; *in = c->d; *bias = c->mlp_bias; *present = mlp; break;
-    default: *out = c->d; *in = s.ffn; *bias = c->mlp_bias; *present = mlp; break;
+    case MP_LIN_UP: *out = s.ffn; *in = c->d; *present = mlp; break;
+    default: *out = c->d; *in = s.ffn; *present = mlp; break;
     }
     if (!*present)
         *out = *in = 0;

@@ -57,6 +57,8 @@ typedef struct {
     bool qkv_bias;              /* biases on q_proj, k_proj, v_proj */
     bool o_bias;                /* bias on o_proj / out_proj */
     bool mlp_bias;              /* biases on the MLP projections */
+    bool down_bias;             /* a bias on down_proj alone (FLAP's bias compensation writes
+                                   it with o_bias); mlp_bias implies it */
     bool norm_before;           /* OPT do_layer_norm_before (always true for LLaMA) */
     bool final_norm;            /* model.norm / model.decoder.final_layer_norm present */
     int64_t word_embed_proj_dim;/* OPT: embedding width; == d when no projection */
@@ -148,6 +150,8 @@ mp_in_group mp_lin_group(mp_lin_id id);
 int64_t mp_in_group_dim(const mp_model_config *cfg, int64_t layer, mp_in_group g);
 /* Whether block `layer` has linear layer `id` (absent sub-blocks and OPT's gate have none). */
 bool mp_lin_present(const mp_model_config *cfg, int64_t layer, mp_lin_id id);
+/* Whether linear layer `id` has a bias in cfg's blocks (where it is present). */
+bool mp_lin_has_bias(const mp_model_config *cfg, mp_lin_id id);
 /* out × in of linear layer `id` of block `layer` (0 × 0 when absent). */
 void mp_lin_dims(const mp_model_config *cfg, int64_t layer, mp_lin_id id, int64_t *out,
                  int64_t *in);

@@ -255,3 +255,21 @@ done:
     free(X);
     return st;
 }
+
+void mp_struct_center(double *H, const double *mean, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t j = 0; j < n; j++)
+            H[i * n + j] -= 2.0 * mean[i] * mean[j];
+}
+
+void mp_struct_intercept(const double *Wd, const double *W, int64_t rows, int64_t cols,
+                         const double *mean, double *bias)
+{
+    for (int64_t r = 0; r < rows; r++) {
+        double s = 0.0;
+        for (int64_t j = 0; j < cols; j++)
+            s += (Wd[r * cols + j] - W[r * cols + j]) * mean[j];
+        bias[r] = s;
+    }
+}

@@ -53,4 +53,13 @@ MP_NODISCARD mp_status mp_struct_refit(const double *Wd, int64_t rows, int64_t c
                                        const double *H, const bool *keep, double damp,
                                        double *W);
 
+/* FLAP's bias compensation, generalised to the refit. With the inputs' means μ[n], the centred
+ * H − 2 μμᵀ (in place) is 2 × their covariance: a refit on it (mp_struct_refit) plus the
+ * intercept bias[rows] = (Wd − W) μ (mp_struct_intercept) is the least-squares fit of x Wdᵀ by
+ * x_keep W_keepᵀ + bias. Without a refit (W = Wd with the removed columns zeroed) the same
+ * intercept is FLAP's: the removed columns' mean contribution W[:, ~keep] μ[~keep]. */
+void mp_struct_center(double *H, const double *mean, int64_t n);
+void mp_struct_intercept(const double *Wd, const double *W, int64_t rows, int64_t cols,
+                         const double *mean, double *bias);
+
 #endif

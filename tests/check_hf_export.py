@@ -64,11 +64,15 @@ class Reference:
     def rms(self, x, w):
         return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + self.cfg["rms_norm_eps"]) * w
 
-    def logits(self, tokens):
-        c, w = self.cfg, self.w
+    def lin(self, h, name):
+        """A linear layer, with its bias where the model has one."""
+        y = h @ self.w[name + ".weight"].T
+        return y + self.w[name + ".bias"] if name + ".bias" in self.w else y
+
+    def attention_in(self, layer, x):
+        """o_proj's input [T, H·hd] of block `layer` on the residual stream x [T, d]."""
+        c, w, T = self.cfg, self.w, x.shape[0]
         hd = c.get("head_dim") or c["hidden_size"] // c["num_attention_heads"]
-        T = len(tokens)
-        x = w["model.embed_tokens.weight"][tokens]
         inv = c.get("rope_theta", 10000.0) ** (-np.arange(0, hd, 2, dtype=np.float64) / hd)
         ang = np.arange(T, dtype=np.float64)[:, None] * inv[None, :]
         cos = np.concatenate([np.cos(ang)] * 2, axis=1)
@@ -79,29 +83,51 @@ class Reference:
             return t * cos[:, None, :] + rot * sin[:, None, :]
 
         mask = np.triu(np.full((T, T), -np.inf), 1)
+        p = f"model.layers.{layer}."
+        H, K, _ = widths(c, layer)
+        h = self.rms(x, w[p + "input_layernorm.weight"])
+        q = rope(self.lin(h, p + "self_attn.q_proj").reshape(T, H, hd))
+        k = rope(self.lin(h, p + "self_attn.k_proj").reshape(T, K, hd))
+        v = self.lin(h, p + "self_attn.v_proj").reshape(T, K, hd)
+        out = np.empty((T, H, hd))
+        for i in range(H):
+            j = i // (H // K)
+            s = q[:, i, :] @ k[:, j, :].T / np.sqrt(hd) + mask
+            s = np.exp(s - s.max(axis=1, keepdims=True))
+            out[:, i, :] = (s / s.sum(axis=1, keepdims=True)) @ v[:, j, :]
+        return out.reshape(T, H * hd)
+
+    def ffn_in(self, layer, x):
+        """down_proj's input [T, F] of block `layer` on the residual stream x [T, d]."""
+        p = f"model.layers.{layer}."
+        h = self.rms(x, self.w[p + "post_attention_layernorm.weight"])
+        g = self.lin(h, p + "mlp.gate_proj")
+        return g / (1 + np.exp(-g)) * self.lin(h, p + "mlp.up_proj")
+
+    def logits(self, tokens):
+        c, w = self.cfg, self.w
+        x = w["model.embed_tokens.weight"][tokens]
         for layer in range(c["num_hidden_layers"]):
             p = f"model.layers.{layer}."
             H, K, F = widths(c, layer)
             if H:
-                h = self.rms(x, w[p + "input_layernorm.weight"])
-                q = rope((h @ w[p + "self_attn.q_proj.weight"].T).reshape(T, H, hd))
-                k = rope((h @ w[p + "self_attn.k_proj.weight"].T).reshape(T, K, hd))
-                v = (h @ w[p + "self_attn.v_proj.weight"].T).reshape(T, K, hd)
-                out = np.empty((T, H, hd))
-                for i in range(H):
-                    j = i // (H // K)
-                    s = q[:, i, :] @ k[:, j, :].T / np.sqrt(hd) + mask
-                    s = np.exp(s - s.max(axis=1, keepdims=True))
-                    out[:, i, :] = (s / s.sum(axis=1, keepdims=True)) @ v[:, j, :]
-                x = x + out.reshape(T, H * hd) @ w[p + "self_attn.o_proj.weight"].T
+                x = x + self.lin(self.attention_in(layer, x), p + "self_attn.o_proj")
             if F:
-                h = self.rms(x, w[p + "post_attention_layernorm.weight"])
-                g = h @ w[p + "mlp.gate_proj.weight"].T
-                u = h @ w[p + "mlp.up_proj.weight"].T
-                x = x + (g / (1 + np.exp(-g)) * u) @ w[p + "mlp.down_proj.weight"].T
+                x = x + self.lin(self.ffn_in(layer, x), p + "mlp.down_proj")
         x = self.rms(x, w["model.norm.weight"])
         head = w.get("lm_head.weight", w["model.embed_tokens.weight"])
         return x @ head.T
+
+    def block0_means(self, tokens, n_seq, T, pruned):
+        """Means over n_seq windows of T tokens of block 0's o_proj inputs (this model's
+        attention) and down_proj inputs (this model's FFN after `pruned`'s attention)."""
+        mo = mf = 0.0
+        for s in range(n_seq):
+            x = self.w["model.embed_tokens.weight"][tokens[s * T:(s + 1) * T]]
+            mo = mo + self.attention_in(0, x).sum(axis=0)
+            x = x + pruned.lin(pruned.attention_in(0, x), "model.layers.0.self_attn.o_proj")
+            mf = mf + self.ffn_in(0, x).sum(axis=0)
+        return mo / (n_seq * T), mf / (n_seq * T)
 
     def mean_nll(self, tokens):
         nlls = []

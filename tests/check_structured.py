@@ -16,7 +16,14 @@
   flops           --target flops=0.8: the report's FLOPs per token after / before equal the
                   budget met (one cost model);
   then            --then sparsegpt --nm 2:4: the smaller model's linear weights are 2:4 sparse
-                  (and no damping had to be raised: the Hessians have the cut widths).
+                  (and no damping had to be raised: the Hessians have the cut widths);
+  flap-bias       FLAP (--score flap, zscore, --compensation none) with --bias-compensation:
+                  every o_proj/down_proj has a bias, config.json says so (o_proj_bias,
+                  down_proj_bias), the kept weights are the dense ones, block 0's biases are
+                  W[:, removed] · mean(x[removed]) of a float64 forward on the calibration
+                  sequences (rel 1e-5), and the model passes the checks of the search above;
+                  `mpiprune convert` to GGUF (deci, with attn_output.bias and ffn_down.bias)
+                  and back evaluates bit for bit as the output.
 Needs torch, transformers and safetensors (scripts/install-deps.sh --test); run with
 /usr/bin/python3.
 
@@ -171,6 +178,81 @@ for k, v in wt.items():
 if rept["structured"]["plan"] != s["plan"] or nlin == 0 or not rept["layers"]:
     fail("then: another plan than the search alone, or no pruned layers reported")
 print(f"then sparsegpt 2:4: {nlin} linear layers 2:4 sparse, plan as the search's")
+
+# ---- FLAP with its bias compensation ----
+outb, repb = prune("flap_bias", 1, "--target", "params=0.8", "--score", "flap", "--normalize",
+                   "zscore", "--rounds", "1", "--compensation", "none", "--bias-compensation")
+sb = repb["structured"]
+with open(os.path.join(outb, "config.json")) as f:
+    cfgb = json.load(f)
+wb = load_file(os.path.join(outb, "model.safetensors"))
+w0 = {k: v.astype(np.float64) for k, v in load_file(os.path.join(fixture,
+                                                                   "model.safetensors")).items()}
+if not (cfgb.get("o_proj_bias") and cfgb.get("down_proj_bias")):
+    fail("flap-bias: config.json lacks o_proj_bias / down_proj_bias")
+nb, params = 0, 0
+for k, v in wb.items():
+    if k.startswith("model.layers.") and (k.endswith("proj.weight") or k.endswith("proj.bias")):
+        params += v.size
+    if k.endswith("o_proj.weight") or k.endswith("down_proj.weight"):
+        nb += 1
+        if k[:-len("weight")] + "bias" not in wb:
+            fail(f"flap-bias: {k} has no bias")
+if params != sb["block_params_after"]:
+    fail(f"flap-bias: tensors hold {params} block parameters (biases included), the report "
+         f"says {sb['block_params_after']}")
+bb = sb["budget"]
+if not (bb["removed"] >= bb["remove_asked"] - 1e-6 and bb["removed"] - bb["remove_asked"] < largest):
+    fail(f"flap-bias: budget not met to one unit: removed {bb['removed']} for "
+         f"{bb['remove_asked']}")
+
+
+def kept_cols(p0, attn):
+    """Block 0's kept input columns of o_proj (attn) or down_proj, from the report's plan."""
+    if attn:
+        return np.concatenate([np.arange(h * hd, (h + 1) * hd) for h in p0["kept_heads"]])
+    return np.array(p0["kept_neurons"])
+
+
+# Block 0's inputs are the embeddings in every model: a float64 forward of its dense attention
+# gives the o_proj input means; that of the pruned attention (its bias included) then the
+# down_proj input means of the dense FFN.
+ref0, refb = hx.Reference(fixture), hx.Reference(outb)
+calib = np.fromfile(os.path.join(fixture, "calib.bin"), dtype="<u2").astype(np.int64)
+p0 = sb["plan"][0]
+if "kept_neurons" not in p0:
+    fail(f"flap-bias: the plan of block 0 has no kept_neurons: {sorted(p0)}")
+else:
+    mo, md = ref0.block0_means(calib, 64, 256, refb)
+    pre = "model.layers.0."
+    for name, mean, attn in (("self_attn.o_proj", mo, True), ("mlp.down_proj", md, False)):
+        W = w0[pre + name + ".weight"]
+        keep = np.zeros(W.shape[1], dtype=bool)
+        keep[kept_cols(p0, attn)] = True
+        want = W[:, ~keep] @ mean[~keep]
+        got = wb[pre + name + ".bias"].astype(np.float64)
+        rel = float(np.max(np.abs(got - want)) / np.max(np.abs(want)))
+        same = np.array_equal(wb[pre + name + ".weight"], W[:, keep].astype(np.float32))
+        print(f"flap-bias: block 0 {name}.bias vs float64 W[:, removed] mean(x[removed]): "
+              f"rel {rel:.2e}; kept weights {'unchanged' if same else 'CHANGED'}")
+        if not rel <= 1e-5:
+            fail(f"flap-bias: block 0 {name}.bias differs from the FLAP bias (rel {rel:.2e})")
+        if not same:
+            fail(f"flap-bias: block 0 {name} kept weights changed without --compensation ls")
+hx.failures.clear()
+hx.check_model("flap-bias", outb, make, cli, tokens, work, hx.load_remote)
+failures += hx.failures
+gg, back = os.path.join(work, "flap_bias.gguf"), os.path.join(work, "flap_bias_back")
+subprocess.run([cli, "convert", outb, gg, "--dtype", "f32"], check=True)
+subprocess.run([cli, "convert", gg, back, "--dtype", "f32"], check=True)
+with open(os.path.join(back, "config.json")) as f:
+    cback = json.load(f)
+pb, pg, pk = perplexity(outb), perplexity(gg), perplexity(back)
+print(f"flap-bias: perplexity {pb!r}, as GGUF {pg!r}, back to Hugging Face {pk!r}")
+if not (pb == pg == pk) or not (cback.get("o_proj_bias") and cback.get("down_proj_bias")):
+    fail("flap-bias: the GGUF conversion and back do not keep the model and its biases")
+print(f"flap-bias: {nb} o_proj/down_proj biases; eval_dev perplexity {perplexity(outb):.4f}, "
+      f"without the biases {perplexity(prune('flap', 1, '--target', 'params=0.8', '--score', 'flap', '--normalize', 'zscore', '--rounds', '1', '--compensation', 'none')[0]):.4f}")
 
 if failures:
     sys.exit(f"{len(failures)} failure(s)")

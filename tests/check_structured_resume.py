@@ -5,8 +5,10 @@ byte (weights, config.json, report.svg; report.json's plan and trace):
     `mpiprune status` shows the search phase, and the same command resumes at the next round;
   - kill -9 of every rank during the final block pass: the same command resumes from the
     block checkpoint.
+EXTRA options go to every run (--bias-compensation: the block checkpoints then carry the
+o_proj/down_proj biases, which the output must have).
 
-usage: check_structured_resume.py MPIEXEC MPIPRUNE FIXTURE_DIR WORKDIR P
+usage: check_structured_resume.py MPIEXEC MPIPRUNE FIXTURE_DIR WORKDIR P [EXTRA...]
 """
 import hashlib
 import json
@@ -23,7 +25,7 @@ shutil.rmtree(work, ignore_errors=True)
 os.makedirs(work)
 OPTS = ["prune", "--model", fixture, "--calib", os.path.join(fixture, "calib.bin"),
         "--seqlen", "256", "--nsamples", "32", "--method", "structured",
-        "--target", "params=0.75", "--rounds", "3", "--snapshot-blocks", "2"]
+        "--target", "params=0.75", "--rounds", "3", "--snapshot-blocks", "2"] + sys.argv[6:]
 
 
 def launch(out, ckpt, *extra):
@@ -80,6 +82,11 @@ _, err = p.communicate()
 if p.returncode != 0:
     sys.exit(f"FAIL: reference run exited {p.returncode}: {err}")
 want = digest(ref)
+if "--bias-compensation" in OPTS:
+    with open(os.path.join(ref, "config.json")) as f:
+        c = json.load(f)
+    if not (c.get("o_proj_bias") and c.get("down_proj_bias")):
+        sys.exit("FAIL: --bias-compensation wrote no o_proj/down_proj biases")
 
 # SIGTERM inside the search.
 out, ck = os.path.join(work, "term"), os.path.join(work, "term.h5")

@@ -1,7 +1,8 @@
 # Structured pruning (--method structured): the whole run on the bundled stories260K checked
 # against its budget, the float64 reference, transformers, 2 ranks, the uniform allocation, a
-# FLOPs budget and --then sparsegpt (tests/check_structured.py); a search stopped by SIGTERM and
-# a final pass killed with SIGKILL resume to the same bytes (check_structured_resume.py); bad
+# FLOPs budget, --then sparsegpt and FLAP's --bias-compensation (tests/check_structured.py); a
+# search stopped by SIGTERM and a final pass killed with SIGKILL resume to the same bytes, on
+# 2 ranks with --bias-compensation (check_structured_resume.py); bad
 # structured options and budgets are refused with one line and no output.
 add_test(NAME structured_search
          COMMAND ${MP_SYSTEM_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/check_structured.py
@@ -9,11 +10,15 @@ add_test(NAME structured_search
                  ${MP_FIXTURE_DIR} ${CMAKE_CURRENT_BINARY_DIR}/work/structured)
 set_tests_properties(structured_search PROPERTIES TIMEOUT 600 LABELS "structured;python;hf"
                      PROCESSORS 2 ENVIRONMENT "${MP_TEST_ENV}")
+# On 2 ranks with --bias-compensation: its biases are broadcast and checkpointed too.
+set(MP_RESUME_EXTRA_1 "")
+set(MP_RESUME_EXTRA_2 --bias-compensation)
 foreach(np 1 2)
   add_test(NAME structured_resume_np${np}
            COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/check_structured_resume.py
                    ${MPIEXEC_EXECUTABLE} ${MP_CLI} ${MP_FIXTURE_DIR}
-                   ${CMAKE_CURRENT_BINARY_DIR}/work/structured_resume_np${np} ${np})
+                   ${CMAKE_CURRENT_BINARY_DIR}/work/structured_resume_np${np} ${np}
+                   ${MP_RESUME_EXTRA_${np}})
   set_tests_properties(structured_resume_np${np} PROPERTIES TIMEOUT 600 LABELS "structured;ckpt"
                        PROCESSORS ${np} ENVIRONMENT "${MP_TEST_ENV}")
 endforeach()

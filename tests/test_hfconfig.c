@@ -575,6 +575,73 @@ static void test_write(void **state)
     assert_null(out);
 }
 
+/* o_proj/down_proj biases alone (--bias-compensation): written in the per-block convention
+ * even at uniform widths (stock LlamaConfig cannot switch them on alone), read back; the keys
+ * are refused where stock transformers would ignore them. */
+static void test_lone_biases(void **state)
+{
+    (void)state;
+    static mp_model_config cfg, back;
+    char *out = NULL, *out2 = NULL;
+    bool modeling = false;
+    assert_int_equal(parse(PL_BASE "\"rms_norm_eps\": 1e-5}", &cfg), MP_OK);
+    assert_false(mp_lin_has_bias(&cfg, MP_LIN_O));
+    cfg.o_bias = cfg.down_bias = true;
+    assert_true(mp_lin_has_bias(&cfg, MP_LIN_O));
+    assert_true(mp_lin_has_bias(&cfg, MP_LIN_DOWN));
+    assert_false(mp_lin_has_bias(&cfg, MP_LIN_Q));
+    assert_false(mp_lin_has_bias(&cfg, MP_LIN_UP));
+    assert_int_equal(mp_block_params(&cfg, 0), 2 * 64 * 64 + 2 * 32 * 64 + 3 * 64 * 128 + 64 + 64);
+    const char *in = PL_BASE "\"rms_norm_eps\": 1e-5}";
+    if (mp_hfconfig_write(in, CFG_PATH, &cfg, &out, &modeling) != MP_OK)
+        fail_msg("%s", mp_error_message());
+    assert_true(modeling);
+    assert_non_null(strstr(out, "\"o_proj_bias\":\ttrue"));
+    assert_non_null(strstr(out, "\"down_proj_bias\":\ttrue"));
+    assert_non_null(strstr(out, "per_layer_widths"));
+    assert_non_null(strstr(out, "modeling_mpiprune." MP_HFCONFIG_LLAMA_CLASS));
+    if (parse(out, &back) != MP_OK)
+        fail_msg("%s", mp_error_message());
+    assert_true(back.o_bias);
+    assert_true(back.down_bias);
+    assert_false(back.qkv_bias);
+    assert_false(back.mlp_bias);
+    for (int l = 0; l < 3; l++) {
+        mp_block_shape b = mp_layer_shape(&back, l);
+        assert_true(b.n_heads == 4 && b.n_kv_heads == 2 && b.ffn == 128);
+    }
+    /* The same config again is the same text; without the biases the stock class again. */
+    assert_int_equal(mp_hfconfig_write(out, CFG_PATH, &back, &out2, &modeling), MP_OK);
+    assert_string_equal(out2, out);
+    assert_true(modeling);
+    free(out2);
+    back.o_bias = back.down_bias = false;
+    assert_int_equal(mp_hfconfig_write(out, CFG_PATH, &back, &out2, &modeling), MP_OK);
+    assert_false(modeling);
+    assert_null(strstr(out2, "o_proj_bias"));
+    assert_null(strstr(out2, "per_layer_widths"));
+    free(out);
+    free(out2);
+    out = NULL;
+    /* attention_bias already gives o_proj one: nothing lone, a stock config. */
+    assert_int_equal(parse(PL_BASE "\"attention_bias\": true}", &cfg), MP_OK);
+    cfg.o_bias = true;
+    assert_int_equal(mp_hfconfig_write(PL_BASE "\"attention_bias\": true}", CFG_PATH, &cfg,
+                                       &out, &modeling), MP_OK);
+    assert_false(modeling);
+    free(out);
+    out = NULL;
+
+    /* The keys without per_layer_widths, or for another family: refused. */
+    assert_int_equal(parse(PL_BASE "\"o_proj_bias\": true}", &cfg), MP_ERR_UNSUPPORTED);
+    assert_msg(CFG_PATH, "'o_proj_bias'");
+    assert_int_equal(parse(PL_BASE "\"down_proj_bias\": true}", &cfg), MP_ERR_UNSUPPORTED);
+    assert_msg(CFG_PATH, "'down_proj_bias'");
+    assert_int_equal(parse(PL_BASE "\"o_proj_bias\": 1, \"per_layer_widths\": {"
+                           "\"num_attention_heads\": [4, 4, 4], \"num_key_value_heads\": [2, 2, 2],"
+                           " \"intermediate_size\": [128, 128, 128]}}", &cfg), MP_ERR_FORMAT);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -596,6 +663,7 @@ int main(void)
         cmocka_unit_test(test_err_missing_file),
         cmocka_unit_test(test_per_layer),
         cmocka_unit_test(test_per_layer_opt),
+        cmocka_unit_test(test_lone_biases),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -248,6 +248,89 @@ static void test_greedy_order(void **state)
     free(H), free(W), free(W0), free(Hinv), free(Href), free(tmp);
 }
 
+/* --bias-compensation: the refit on the centred Hessian plus mp_struct_intercept is the
+ * least-squares fit with an intercept, against the normal equations of [x_K, 1] solved by the
+ * reference inverse; without a refit the intercept keeps the mean output (FLAP's). */
+static void test_intercept(void **state)
+{
+    (void)state;
+    prng r = {31};
+    int64_t n = 12, rows = 5, N = 6 * n, K[12], nk = 0;
+    double *X = dalloc(N * n), *W0 = dalloc(rows * n), *H = dalloc(n * n), *mu = dalloc(n);
+    for (int64_t i = 0; i < N * n; i++) X[i] = prng_uniform(&r, -1.0, 1.0);
+    for (int64_t t = 0; t < N; t++)
+        for (int64_t j = 0; j < n; j++) X[t * n + j] += 0.8 + 0.1 * (double)j; /* means */
+    for (int64_t i = 0; i < rows * n; i++) W0[i] = prng_uniform(&r, -1.0, 1.0);
+    for (int64_t i = 0; i < n; i++) {
+        for (int64_t t = 0; t < N; t++) mu[i] += X[t * n + i] / (double)N;
+        for (int64_t j = 0; j < n; j++) {
+            double s = 0.0;
+            for (int64_t t = 0; t < N; t++) s += X[t * n + i] * X[t * n + j];
+            H[i * n + j] = 2.0 * s / (double)N;
+        }
+    }
+    bool keep[12];
+    for (int64_t j = 0; j < n; j++) {
+        keep[j] = j % 3 != 1;
+        if (keep[j]) K[nk++] = j;
+    }
+    /* Reference: A = ZᵀZ, Z = [X_K, 1]; θ = A⁻¹ Zᵀ Y with Y = X W0ᵀ. */
+    int64_t m = nk + 1;
+    double *A = dalloc(m * m), *B = dalloc(m * rows);
+    for (int64_t t = 0; t < N; t++) {
+        double z[13], y[5];
+        for (int64_t a = 0; a < nk; a++) z[a] = X[t * n + K[a]];
+        z[nk] = 1.0;
+        for (int64_t q = 0; q < rows; q++) {
+            y[q] = 0.0;
+            for (int64_t j = 0; j < n; j++) y[q] += X[t * n + j] * W0[q * n + j];
+        }
+        for (int64_t a = 0; a < m; a++) {
+            for (int64_t b = 0; b < m; b++) A[a * m + b] += z[a] * z[b];
+            for (int64_t q = 0; q < rows; q++) B[a * rows + q] += z[a] * y[q];
+        }
+    }
+    double *Ai = ref_inverse(A, m), *Wref = dalloc(rows * n), *bref = dalloc(rows);
+    for (int64_t q = 0; q < rows; q++)
+        for (int64_t a = 0; a < m; a++) {
+            double s = 0.0;
+            for (int64_t c = 0; c < m; c++) s += Ai[a * m + c] * B[c * rows + q];
+            if (a < nk) Wref[q * n + K[a]] = s;
+            else bref[q] = s;
+        }
+    double *Hc = dalloc(n * n), *W = dalloc(rows * n), *b = dalloc(rows);
+    memcpy(Hc, H, (size_t)(n * n) * sizeof *H);
+    mp_struct_center(Hc, mu, n);
+    fail_st("mp_struct_refit (centred)", mp_struct_refit(W0, rows, n, Hc, keep, 0.0, W));
+    mp_struct_intercept(W0, W, rows, n, mu, b);
+    double ew = max_rel(W, Wref, rows * n), eb = max_rel(b, bref, rows);
+    print_message("refit with intercept vs normal equations: W rel %.2e, bias rel %.2e\n", ew, eb);
+    if (!(ew <= TOL) || !(eb <= TOL))
+        fail_msg("intercept fit differs from the least-squares optimum: W %.3e, bias %.3e", ew, eb);
+    /* Without the intercept the fit is worse, so the test tells the two apart. */
+    double *Wu = dalloc(rows * n);
+    fail_st("mp_struct_refit", mp_struct_refit(W0, rows, n, H, keep, 0.0, Wu));
+    if (!(max_rel(Wu, Wref, rows * n) > 1e-3)) fail_msg("the uncentred refit equals the centred");
+    /* FLAP: W0 with its removed columns zeroed; the bias keeps the mean output. */
+    for (int64_t q = 0; q < rows; q++)
+        for (int64_t j = 0; j < n; j++) W[q * n + j] = keep[j] ? W0[q * n + j] : 0.0;
+    mp_struct_intercept(W0, W, rows, n, mu, b);
+    double em = 0.0;
+    for (int64_t q = 0; q < rows; q++) {
+        double dense = 0.0, cut = b[q];
+        for (int64_t j = 0; j < n; j++) {
+            dense += W0[q * n + j] * mu[j];
+            cut += W[q * n + j] * mu[j];
+        }
+        double e = fabs(dense - cut) / fabs(dense);
+        if (e > em) em = e;
+    }
+    print_message("FLAP bias: mean output rel %.2e\n", em);
+    if (!(em <= TOL)) fail_msg("the FLAP bias does not keep the mean output: %.3e", em);
+    free(X), free(W0), free(H), free(mu), free(A), free(B), free(Ai), free(Wref), free(bref);
+    free(Hc), free(W), free(b), free(Wu);
+}
+
 static void test_errors(void **state)
 {
     (void)state;
@@ -271,6 +354,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_remove_vs_least_squares),
         cmocka_unit_test(test_greedy_order),
+        cmocka_unit_test(test_intercept),
         cmocka_unit_test(test_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
