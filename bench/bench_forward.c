@@ -20,6 +20,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "mp_blasinfo.h"
 #include "mp_model.h"
 #include "mp_status.h"
 
@@ -139,6 +140,9 @@ int main(int argc, char **argv)
     mp_weight_source src = {.ctx = NULL, .load = syn_load, .has = syn_has};
     printf("bench_forward: T=%lld n_seq=1 reps=%d (best of) BLAS threads=%d core=%s\n",
            (long long)T, reps, openblas_get_num_threads(), openblas_get_corename());
+    char bw[256];
+    if (mp_blas_kernel_warning(bw, sizeof bw))
+        printf("warning: %s\n", bw);
     double sq = time_sgemm(4096, 4096, 4096, 1); /* once, after a warm-up */
     double sq_gf = 2.0 * 4096.0 * 4096.0 * 4096.0 / sq * 1e-9;
     printf("sgemm 4096x4096x4096: %.3f s, %.1f GFLOP/s\n\n", sq, sq_gf);

@@ -27,6 +27,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "mp_blasinfo.h"
 #include "mp_comm.h"
 #include "mp_prune_job.h"
 #include "mp_safetensors.h"
@@ -318,6 +319,9 @@ int main(int argc, char **argv)
     if (rank == 0) {
         printf("bench_prune: P=%d ranks, BLAS threads=%d core=%s\n", P,
                openblas_get_num_threads(), openblas_get_corename());
+        char bw[256];
+        if (mp_blas_kernel_warning(bw, sizeof bw))
+            printf("warning: %s\n", bw);
         printf("model: llama d=%d heads=%d head_dim=%d kv_heads=%d ffn=%d layers=%d vocab=%d "
                "(synthetic, written in %.2f s to %s)\n", D, N_HEADS, HEAD_DIM, N_HEADS, FFN,
                N_LAYERS, VOCAB, tgen, dir);

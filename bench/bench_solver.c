@@ -44,6 +44,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "mp_blasinfo.h"
 #include "mp_hessian.h"
 #include "mp_prune.h"
 #include "mp_status.h"
@@ -288,6 +289,9 @@ int main(int argc, char **argv)
     printf("bench_solver: SparseGPT unstructured 0.5, blocksize %d, damp 0.01, rows = cols = n;"
            " Hessian T=%lld; reps=%d (best of) BLAS threads=%d core=%s\n", BLOCKSIZE,
            (long long)T, reps, openblas_get_num_threads(), openblas_get_corename());
+    char bw[256];
+    if (mp_blas_kernel_warning(bw, sizeof bw))
+        printf("warning: %s\n", bw);
     printf("flops: prepare 4n^3/3 = the reference's potrf+potri+potrf (mpiprune does potrf+trtri,"
            " 2n^3/3: prepare GF is reference-equivalent); "
            "sweep n*n*(n-B) lazy sgemm + n*n*(B-1) in-block = n^2(n-1); solve = sum; "

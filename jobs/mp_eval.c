@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "mp_blasinfo.h"
 #include "mp_model.h"
 #include "mp_modeldir.h"
 #include "mp_progress.h"
@@ -99,6 +100,9 @@ mp_status mp_eval_run(const mp_eval_opts *o, const mp_comm *comm, mp_eval_result
     }
     if (st == MP_OK) {
         mp_progress_start(&pg, o->progress && rank == 0, "eval", md.cfg.n_layers);
+        char bw[256];
+        if (pg.enabled && mp_blas_kernel_warning(bw, sizeof bw))
+            mp_progress_note(&pg, "warning: %s", bw);
         mp_progress_note(&pg, "%lld windows of %lld tokens on %d rank(s), model %s",
                          (long long)nw, (long long)o->seqlen, P, o->model);
         st = eval_local(o, &md, &tok, w0, w1, &pg, nll);

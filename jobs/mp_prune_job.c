@@ -27,6 +27,7 @@
 #include "mp_prune_state_internal.h"
 #include "mp_signals.h"
 #include "mp_structured.h"
+#include "mp_blasinfo.h"
 
 mp_status mp_prune_method_parse(const char *name, mp_method *out)
 {
@@ -790,6 +791,9 @@ mp_status mp_prune_run(const mp_prune_opts *o, const mp_comm *comm)
     J->P = mp_comm_size(comm);
     double t0 = mp_comm_wtime();
     mp_progress_start(&J->pg, o->progress && J->rank == 0, "prune", 1);
+    char bw[256];
+    if (J->pg.enabled && mp_blas_kernel_warning(bw, sizeof bw))
+        mp_progress_note(&J->pg, "warning: %s", bw);
 
     J->resumed_from = -1;
     J->snapshot_block = -1;

@@ -9,3 +9,20 @@ mp_add_unit_test(test_struct SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_struct.c
 # A block's removal chains (structured scorers), their costs and plans.
 mp_add_unit_test(test_chain SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_chain.c
                  LABELS solvers TIMEOUT 60)
+# OpenBLAS's generic kernels on an AVX2/AVX-512 CPU: the rule, and the warning `eval` prints
+# under OPENBLAS_CORETYPE=Prescott exactly when this CPU has AVX2 (and never under --quiet).
+mp_add_unit_test(test_blasinfo SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_blasinfo.c
+                 LABELS solvers TIMEOUT 30)
+add_test(NAME blas_kernel_warning
+         COMMAND bash -c "set -o pipefail
+  args=(eval --model \"$1\" --data \"$1/eval_dev.bin\" --seqlen 256 --max-windows 2)
+  err=$(OPENBLAS_CORETYPE=Prescott \"$0\" \"\${args[@]}\" 2>&1 >/dev/null) || exit 1
+  quiet=$(OPENBLAS_CORETYPE=Prescott \"$0\" \"\${args[@]}\" --quiet 2>&1 >/dev/null) || exit 1
+  if grep -qw avx2 /proc/cpuinfo; then
+    grep -q 'warning: OpenBLAS runs its Prescott kernels .* OPENBLAS_CORETYPE=' <<<\"$err\" || exit 1
+  else
+    ! grep -q 'warning: OpenBLAS' <<<\"$err\" || exit 1
+  fi
+  [ -z \"$quiet\" ]" ${MP_CLI} ${MP_FIXTURE_DIR})
+set_tests_properties(blas_kernel_warning PROPERTIES TIMEOUT 60 LABELS "solvers;cli"
+                     ENVIRONMENT "${MP_TEST_ENV}")
