@@ -866,9 +866,11 @@ mp_status mp_prune_run(const mp_prune_opts *o, const mp_comm *comm)
         /* A structured job cuts the dense block itself, compensating on its inputs; without
          * --then its pass also produces the block's output. */
         bool advanced = structured && !o->st.then_sparsegpt;
+        /* Nothing reads the last block's output: its update pass is skipped. */
+        bool last = b + 1 == c->n_layers;
         if (structured) {
             MP_TRY(mp_prune_agree(J, mp_block_load(c, &J->md.src, b, &blk)));
-            MP_TRY(mp_structured_block(J, blk, advanced));
+            MP_TRY(mp_structured_block(J, blk, advanced && !last));
         } else {
             MP_TRY(mp_prune_agree(J, mp_prune_load_block(J, b, &blk)));
         }
@@ -878,7 +880,7 @@ mp_status mp_prune_run(const mp_prune_opts *o, const mp_comm *comm)
             MP_TRY(mp_prune_agree(J, mp_prune_write_block(J, blk)));
         else
             MP_TRY(mp_prune_agree(J, MP_OK));
-        if (!advanced) {
+        if (!advanced && !last) {
             double t = mp_comm_wtime();
             local = mp_prune_run_block(J, blk, J->h, NULL);
             J->t_stage[ST_FORWARD] += mp_comm_wtime() - t;
