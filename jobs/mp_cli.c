@@ -10,6 +10,7 @@
 #include "mp_opts.h"
 #include "mp_prune_job.h"
 #include "mp_prune_state_internal.h"
+#include "mp_scores.h"
 #include "mp_structured.h"
 
 
@@ -25,6 +26,8 @@ static const char *const top_usage =
     "  prune     one-shot pruning (SparseGPT, Wanda, magnitude; unstructured or N:M; structured:\n"
     "            heads, KV groups and FFN neurons removed by a global search)\n"
     "  eval      perplexity of a causal LM (Hugging Face directory or GGUF) on a token file\n"
+    "  scores    gradient importance (Fisher, NViT, Taylor) of every head, KV group and FFN\n"
+    "            neuron on calibration windows, as JSON\n"
     "  convert   a model from one format into another (Hugging Face directory, GGUF → GGUF)\n"
     "  status    what a prune checkpoint holds\n"
     "  version   print the version\n"
@@ -276,6 +279,45 @@ static int cmd_convert(int argc, char **argv, const mp_comm *comm)
     return 0;
 }
 
+static int cmd_scores(int argc, char **argv, const mp_comm *comm)
+{
+    mp_scores_opts o = {0};
+    bool quiet = false, help = false;
+    const mp_opt opts[] = {
+        {"model", MP_OPT_STR, &o.model, NULL, "DIR|FILE.gguf", "Hugging Face model directory or "
+         "GGUF file", true, 0, 0, NULL},
+        {"data", MP_OPT_STR, &o.data, NULL, "FILE", "calibration token file (.bin + .json "
+         "sidecar, or .npy)", true, 0, 0, NULL},
+        {"seqlen", MP_OPT_INT, &o.seqlen, "2048", "N", "tokens per window", false, 2, 1 << 20,
+         NULL},
+        {"nsamples", MP_OPT_INT, &o.nsamples, "128", "N", "the first N windows (0: all)", false,
+         0, 1e15, NULL},
+        {"max-memory", MP_OPT_INT, &o.max_memory, "1024", "MIB", "bound on the saved block "
+         "inputs of the windows backpropagated together (float64, all blocks)", false, 1, 1e9,
+         NULL},
+        {"quiet", MP_OPT_FLAG, &quiet, NULL, NULL, "no progress lines on stderr", false, 0, 0,
+         NULL},
+    };
+    mp_status st = mp_opts_parse("scores", opts, NOPTS(opts), argc, argv, &help, NULL, 0, NULL);
+    if (st == MP_OK && help) {
+        if (mp_comm_rank(comm) == 0)
+            mp_opts_usage(stdout, "scores", "--model DIR|FILE.gguf --data FILE [options]",
+                          "Runs a float64 forward and backward pass over the windows and prints "
+                          "one JSON object:\nthe mean loss and, per block, each query head's, KV "
+                          "group's and FFN neuron's\nfisher (sum over windows of (dL/dm)^2 of its "
+                          "mask), nvit (sum of (sum w*dL/dw)^2 over\nits weights) and taylor "
+                          "(|sum over windows of sum w*dL/dw|). The same for any\nnumber of "
+                          "ranks.",
+                          opts, NOPTS(opts));
+        return 0;
+    }
+    if (st != MP_OK)
+        return report(comm, st, 0);
+    o.progress = !quiet;
+    st = mp_scores_run(&o, comm);
+    return st != MP_OK ? report_agreed(comm, st) : 0;
+}
+
 static int cmd_status(int argc, char **argv, const mp_comm *comm)
 {
     bool help = false;
@@ -362,6 +404,8 @@ int mp_cli_main(int argc, char **argv, const mp_comm *comm)
         return cmd_prune(argc - 2, argv + 2, comm);
     if (strcmp(cmd, "eval") == 0)
         return cmd_eval(argc - 2, argv + 2, comm);
+    if (strcmp(cmd, "scores") == 0)
+        return cmd_scores(argc - 2, argv + 2, comm);
     if (strcmp(cmd, "status") == 0)
         return cmd_status(argc - 2, argv + 2, comm);
     if (strcmp(cmd, "convert") == 0)

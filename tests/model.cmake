@@ -3,6 +3,17 @@ mp_add_unit_test(test_layers SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_layers.c
                  LABELS model TIMEOUT 60)
 mp_add_unit_test(test_model_ref SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_model_ref.c
                  LABELS model TIMEOUT 120)
+# The float64 backward pass against finite differences.
+mp_add_unit_test(test_grad SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_grad.c
+                 LABELS model grad TIMEOUT 120)
 # Status messages and the allocation hook.
 mp_add_unit_test(test_status SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_status.c
                  LABELS status TIMEOUT 30)
+# `mpiprune scores` (the gradient pass) on stories260K against Hugging Face transformers in
+# float64 with mask variables, autograd per window; 1 and 2 ranks bit-identical.
+add_test(NAME grad_scores_reference
+         COMMAND ${MP_SYSTEM_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/check_grad.py ${MPIEXEC_EXECUTABLE} ${MP_CLI}
+                 ${MP_FIXTURE_DIR} ${MP_FIXTURE_DIR}/calib.bin
+                 ${CMAKE_CURRENT_BINARY_DIR}/work/grad_scores)
+set_tests_properties(grad_scores_reference PROPERTIES TIMEOUT 300 LABELS "model;grad;python;hf"
+                     PROCESSORS 2 ENVIRONMENT "${MP_TEST_ENV}")

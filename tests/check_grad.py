@@ -1,0 +1,171 @@
+"""`mpiprune scores` on the bundled stories260K against a float64 reference: Hugging Face
+transformers in float64, with a mask variable on every query head's attention output and on
+every FFN neuron, per-window losses backpropagated by autograd. Checks the loss and every
+head's, KV group's and neuron's fisher, nvit and taylor score (relative 1e-6), on 1 and 2 ranks
+(which must agree bit for bit).
+
+usage: check_grad.py MPIEXEC MPIPRUNE MODEL_DIR CALIB WORK
+"""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import torch
+from transformers import AutoModelForCausalLM
+
+TOL = 1e-6
+N, T = 4, 128
+
+
+def run_scores(mpiexec, cli, model, calib, ranks):
+    cmd = [cli, "scores", "--model", model, "--data", calib, "--seqlen", str(T),
+           "--nsamples", str(N), "--quiet"]
+    if ranks > 1:
+        cmd = [mpiexec, "-n", str(ranks), "--bind-to", "none"] + cmd
+    out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True).stdout
+    return json.loads(out)
+
+
+def true_float64():
+    """Hugging Face's LLaMA computes RMSNorm and the attention softmax in float32 even in a
+    float64 model; a float64 reference must not (its RoPE cos/sin stay float32, as ours)."""
+    from transformers.models.llama import modeling_llama
+
+    def rms(self, x):
+        return self.weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True)
+                                              + self.variance_epsilon))
+    modeling_llama.LlamaRMSNorm.forward = rms
+    orig = torch.nn.functional.softmax
+
+    def softmax(x, dim=None, dtype=None, **kw):
+        return orig(x, dim=dim) if x.dtype == torch.float64 else orig(x, dim=dim, dtype=dtype)
+    torch.nn.functional.softmax = softmax
+
+    # RoPE: the angles in float32 as Hugging Face computes them, their cos/sin rounded to
+    # float32 from the exact values (torch's float32 cos is within 1 ulp of that, which moves
+    # the gradients by ~1e-6 relative; mpiprune rounds the exact value).
+    def rotary(self, x, position_ids):
+        inv = self.inv_freq[None, :, None].float().expand(position_ids.shape[0], -1, 1)
+        freqs = (inv @ position_ids[:, None, :].float()).transpose(1, 2)
+        emb = torch.cat((freqs, freqs), dim=-1).double()
+        return (emb.cos().float().to(x.dtype) * self.attention_scaling,
+                emb.sin().float().to(x.dtype) * self.attention_scaling)
+    modeling_llama.LlamaRotaryEmbedding.forward = rotary
+
+
+def reference(model_dir, calib):
+    torch.set_grad_enabled(True)
+    true_float64()
+    m = AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=torch.float64)
+    m.eval()
+    cfg = m.config
+    nh, nkv = cfg.num_attention_heads, cfg.num_key_value_heads
+    hd = getattr(cfg, "head_dim", None) or cfg.hidden_size // nh
+    G = nh // nkv
+    side = json.load(open(os.path.splitext(calib)[0] + ".json"))
+    dt = {"uint16": np.uint16, "uint32": np.uint32, "int32": np.int32}[side.get("dtype", "uint32")]
+    ids = np.fromfile(calib, dtype=dt).astype(np.int64)
+    layers = m.model.layers
+    hmask = [torch.ones(nh, dtype=torch.float64, requires_grad=True) for _ in layers]
+    fmask = [torch.ones(l.mlp.down_proj.in_features, dtype=torch.float64, requires_grad=True)
+             for l in layers]
+    for i, l in enumerate(layers):
+        def o_pre(mod, args, i=i):
+            x = args[0]
+            sh = x.shape
+            return (x.view(*sh[:-1], nh, hd) * hmask[i].view(nh, 1)).view(sh),
+        def d_pre(mod, args, i=i):
+            return (args[0] * fmask[i],)
+        l.self_attn.o_proj.register_forward_pre_hook(o_pre)
+        l.mlp.down_proj.register_forward_pre_hook(d_pre)
+    per = []  # per window: [block] -> dict of per-unit numbers
+    losses = []
+    for s in range(N):
+        x = torch.tensor(ids[s * T:(s + 1) * T]).view(1, T)
+        logits = m(x).logits[0, :-1]
+        loss = torch.nn.functional.cross_entropy(logits, x[0, 1:])
+        params = []
+        for l in layers:
+            a, f = l.self_attn, l.mlp
+            params += [a.q_proj.weight, a.k_proj.weight, a.v_proj.weight, a.o_proj.weight,
+                       f.gate_proj.weight, f.up_proj.weight, f.down_proj.weight]
+        grads = torch.autograd.grad(loss, hmask + fmask + params)
+        gh, gf = grads[:len(layers)], grads[len(layers):2 * len(layers)]
+        gp = grads[2 * len(layers):]
+        rows = []
+        for b, l in enumerate(layers):
+            wq, wk, wv, wo, wg, wu, wd = params[7 * b:7 * b + 7]
+            dq, dk, dv, do, dg, du, dd = gp[7 * b:7 * b + 7]
+            q_rows = (wq * dq).sum(1).view(nh, hd).sum(1)
+            o_cols = (wo * do).sum(0).view(nh, hd).sum(1)
+            kv_rows = ((wk * dk).sum(1) + (wv * dv).sum(1)).view(nkv, hd).sum(1)
+            head_wg = q_rows + o_cols
+            kv_wg = kv_rows + head_wg.view(nkv, G).sum(1)
+            ffn_wg = (wg * dg).sum(1) + (wu * du).sum(1) + (wd * dd).sum(0)
+            rows.append({"gm_head": gh[b].detach(), "gm_ffn": gf[b].detach(),
+                         "head_wg": head_wg.detach(), "kv_wg": kv_wg.detach(),
+                         "ffn_wg": ffn_wg.detach(), "o_cols": o_cols.detach()})
+        per.append(rows)
+        losses.append(loss.item())
+    out = []
+    for b in range(len(layers)):
+        r = [p[b] for p in per]
+        gmh = torch.stack([x["gm_head"] for x in r])
+        gmf = torch.stack([x["gm_ffn"] for x in r])
+        hw = torch.stack([x["head_wg"] for x in r])
+        kw = torch.stack([x["kv_wg"] for x in r])
+        fw = torch.stack([x["ffn_wg"] for x in r])
+        # the o_proj columns' Σ w·g equals the mask gradient (a sanity check of the hooks)
+        oc = torch.stack([x["o_cols"] for x in r])
+        assert torch.allclose(oc, gmh, rtol=1e-9, atol=1e-14), "hook/mask mismatch"
+        out.append({
+            "heads": {"fisher": (gmh ** 2).sum(0), "nvit": (hw ** 2).sum(0),
+                      "taylor": hw.sum(0).abs()},
+            "kv_groups": {"fisher": (gmh ** 2).sum(0).view(nkv, G).sum(1),
+                          "nvit": (kw ** 2).sum(0), "taylor": kw.sum(0).abs()},
+            "ffn": {"fisher": (gmf ** 2).sum(0), "nvit": (fw ** 2).sum(0),
+                    "taylor": fw.sum(0).abs()},
+        })
+    return float(np.mean(losses)), out
+
+
+def main():
+    mpiexec, cli, model, calib, work = sys.argv[1:6]
+    os.makedirs(work, exist_ok=True)
+    got1 = run_scores(mpiexec, cli, model, calib, 1)
+    got2 = run_scores(mpiexec, cli, model, calib, 2)
+    for k in ("seconds", "ranks"):
+        got1.pop(k)
+        got2.pop(k)
+    if got1 != got2:
+        sys.exit("FAIL: scores differ between 1 and 2 ranks")
+    loss, ref = reference(model, calib)
+    fails = 0
+    if abs(got1["loss"] - loss) > TOL * abs(loss):
+        print(f"FAIL: loss {got1['loss']!r} vs reference {loss!r}")
+        fails += 1
+    worst = 0.0
+    for b, rb in enumerate(ref):
+        for unit, kinds in rb.items():
+            for kind, want in kinds.items():
+                want = want.numpy()
+                have = np.array(got1["blocks"][b][unit][kind])
+                if have.shape != want.shape:
+                    sys.exit(f"FAIL: block {b} {unit} {kind}: shape {have.shape} vs {want.shape}")
+                # relative to each value, floored at 1e-3 of the array's largest
+                scale = np.maximum(np.abs(want), 1e-3 * np.abs(want).max())
+                rel = np.abs(have - want) / scale
+                worst = max(worst, float(rel.max()))
+                if rel.max() > TOL:
+                    i = int(rel.argmax())
+                    print(f"FAIL: block {b} {unit} {kind}[{i}]: {have[i]!r} vs {want[i]!r} "
+                          f"(rel {rel[i]:.3g})")
+                    fails += 1
+    print(f"loss {got1['loss']:.12f} (reference {loss:.12f}); worst relative error {worst:.3g}")
+    sys.exit(1 if fails else 0)
+
+
+if __name__ == "__main__":
+    main()
