@@ -15,7 +15,8 @@
 #   env: NSAMPLES (128), MAX_WINDOWS (128), BUDGETS ("0.8 0.6"), RANKS (2), METHODS, WORK,
 #        MODEL, CALIB, EVAL, SEQLEN (512); METHODS may also name search-NORM (e.g.
 #        search-zscore, search-probe), search-rounds-N (N rounds), search-bias (the search
-#        with --bias-compensation) and flap-nobias
+#        with --bias-compensation), flap-nobias and search-fisher, search-nvit, search-taylor
+#        (the search with a gradient scorer, no normalisation)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${1:-build}
@@ -95,6 +96,8 @@ for m in $METHODS; do
       wanda-sp) prune "wanda-sp-$k" --method structured --target "params=$k" \
                   --score wanda-sp --allocation uniform --rounds 1 --compensation none ;;
       search) prune "search-$k" --method structured --target "params=$k" ;;
+      search-fisher|search-nvit|search-taylor) prune "$m-$k" --method structured \
+                         --target "params=$k" --score "${m#search-}" ;;
       search-rounds-*) prune "$m-$k" --method structured --target "params=$k" \
                          --rounds "${m#search-rounds-}" ;;
       search-*) prune "$m-$k" --method structured --target "params=$k" \

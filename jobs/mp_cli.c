@@ -142,13 +142,16 @@ static int cmd_prune(int argc, char **argv, const mp_comm *comm)
          "structured: floors per block (default kv=1,heads=1,ffn=--ffn-multiple)", false, 0, 0,
          NULL},
         {"score", MP_OPT_CHOICE, &o.st.score_name, "obs", NULL, "structured: importance (obs: "
-         "structured OBS error with Schur downdates; flap; wanda-sp; magnitude)", false, 0, 0,
-         "obs|flap|wanda-sp|magnitude"},
-        {"normalize", MP_OPT_CHOICE, &o.st.normalize_name, "residual", NULL, "structured: how "
-         "scores of different layers are made comparable (relative: over the layer's output "
+         "structured OBS error with Schur downdates; flap; wanda-sp; magnitude; from a float64 "
+         "backward pass each round: fisher, Kwon et al.'s Fisher of mask variables; nvit, "
+         "NViT's (sum w*dL/dw)^2 per window; taylor, LLM-Pruner's |sum w*dL/dw|)", false, 0, 0,
+         "obs|flap|wanda-sp|magnitude|fisher|nvit|taylor"},
+        {"normalize", MP_OPT_CHOICE, &o.st.normalize_name, "auto", NULL, "structured: how "
+         "scores of different layers are made comparable (auto: residual for the Hessian "
+         "scorers, none for the gradient ones; relative: over the layer's output "
          "energy; residual: over the residual stream's energy at the layer; zscore: per-layer "
          "standardisation; probe: a loss-calibrated scale per layer, measured in the first "
-         "round)", false, 0, 0, "none|relative|residual|zscore|probe"},
+         "round)", false, 0, 0, "auto|none|relative|residual|zscore|probe"},
         {"probe-fraction", MP_OPT_DOUBLE, &o.st.probe_fraction, "0.25", "F", "structured, "
          "--normalize probe: share of each layer's cost its probe removes", false, 0.0, 1.0,
          NULL},

@@ -14,6 +14,7 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "mp_gradscore.h"
 #include "mp_hessian.h"
 #include "mp_model.h"
 #include "mp_modeldir.h"
@@ -180,16 +181,23 @@ static mp_status memory_plan(job *J)
         double sv = 4.0 * maxd * maxd * 8.0;
         solve = sv > solve ? sv : solve;
     }
-    double total = weights + (head > hidden ? head : hidden) + act + hess + solve + kept;
+    /* A gradient scorer's pass (mp_gradscore.h) runs while the hidden states are held. */
+    double grad = o->method == MP_METHOD_STRUCTURED && mp_structured_gradient(o->st.chain.scorer)
+                      ? mp_gscores_memory(c, J->s1 - J->s0, o->seqlen, MP_GRAD_MEMORY)
+                      : 0.0;
+    double total = weights + (head > hidden ? head : hidden) + act + hess + solve + kept + grad;
     double limit = o->max_memory_gib > 0 ? o->max_memory_gib * 1073741824.0
                                          : mem_available_bytes() / (double)J->P;
     /* ScaLAPACK from the dimension whose serial factorisation (about three n x n float64
      * matrices) would take more than half of a rank's memory, unless given. */
     J->scalapack_min = o->scalapack_min_dim > 0 ? o->scalapack_min_dim
                        : limit > 0 ? (int64_t)sqrt(limit / 2.0 / 24.0) : INT64_MAX;
-    char held[96] = "";
+    char held[160] = "";
     if (kept > 0)
         snprintf(held, sizeof held, " (+ %.1f MiB held for the round's chains)", kept / MiB);
+    if (grad > 0)
+        snprintf(held + strlen(held), sizeof held - strlen(held), ", gradient pass %.1f MiB",
+                 grad / MiB);
     mp_progress_note(&J->pg, "memory plan per rank: block weights %.1f MiB, hidden states %.1f "
                      "MiB (embeddings %.1f MiB at start), Hessians %.1f MiB%s, solve workspace "
                      "%.1f MiB, activations %.1f MiB: %.1f MiB of %.1f MiB available",

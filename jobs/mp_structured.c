@@ -10,6 +10,7 @@
 
 #include "mp_alloc.h"
 #include "mp_chain.h"
+#include "mp_gradscore.h"
 #include "mp_hessian.h"
 #include "mp_prune_ckpt_internal.h"
 #include "mp_search.h"
@@ -122,9 +123,14 @@ mp_status mp_structured_parse(mp_prune_opts *o)
     c->min_ffn = c->ffn_multiple;
     if (s->min_keep_text)
         RET_IF(parse_list("min-keep", s->min_keep_text, floor_item, c));
-    static const char *const scores[] = {"obs", "flap", "wanda-sp", "magnitude"};
-    RET_IF(parse_choice("score", s->score_name, scores, 4, &k));
+    static const char *const scores[] = {"obs",    "flap", "wanda-sp", "magnitude",
+                                         "fisher", "nvit", "taylor"};
+    RET_IF(parse_choice("score", s->score_name, scores, 7, &k));
     c->scorer = (mp_scorer)k;
+    /* Gradient scores are comparable across layers by construction (each is a change of the
+     * same loss); the Hessian-based ones need a scale. */
+    if (strcmp(s->normalize_name, "auto") == 0)
+        s->normalize_name = mp_structured_gradient(c->scorer) ? "none" : "residual";
     RET_IF(mp_search_norm_parse(s->normalize_name, &s->norm));
     if (!(s->max_remove > 0.0 && s->max_remove <= 1.0))
         return mp_error(MP_ERR_ARG, "mpiprune prune: --max-remove %g is not in (0, 1]",
@@ -178,6 +184,36 @@ bool mp_structured_options_json(const mp_prune_opts *o, cJSON *obj)
            (s->norm != MP_NORM_PROBE ||
             cJSON_AddNumberToObject(x, "probe_fraction", s->probe_fraction)) &&
            cJSON_AddStringToObject(x, "then", s->then_sparsegpt ? "sparsegpt" : "none");
+}
+
+bool mp_structured_gradient(mp_scorer s)
+{
+    return s == MP_SCORE_FISHER || s == MP_SCORE_NVIT || s == MP_SCORE_TAYLOR;
+}
+
+/* ---- gradient scores ---- */
+
+/* The per-column scores of sub-block s (attention: a head's score over its head_dim columns;
+ * FFN: a neuron's) from the gradient pass, for the chain of block b. */
+static mp_status grad_columns(const job *J, const mp_gscores *gs, int64_t s, double **out)
+{
+    const mp_model_config *c = &J->md.cfg;
+    int64_t b = s / 2, hd = c->head_dim;
+    const mp_block_shape *sh = &gs->shape[b];
+    mp_gscore kind = J->o->st.chain.scorer == MP_SCORE_FISHER ? MP_GSCORE_FISHER
+                     : J->o->st.chain.scorer == MP_SCORE_NVIT ? MP_GSCORE_NVIT
+                                                              : MP_GSCORE_TAYLOR;
+    bool attn = s % 2 == 0;
+    int64_t n = attn ? sh->n_heads * hd : sh->ffn;
+    double *v = mp_malloc((size_t)(n + 1) * sizeof *v);
+    if (!v)
+        return mp_error(MP_ERR_NOMEM, "block %lld: cannot allocate its column scores",
+                        (long long)b);
+    for (int64_t j = 0; j < n; j++)
+        v[j] = attn ? gs->head[b][kind * sh->n_heads + j / hd] / (double)hd
+                    : gs->ffn[b][kind * sh->ffn + j];
+    *out = v;
+    return MP_OK;
 }
 
 /* ---- costs ---- */
@@ -874,6 +910,8 @@ static mp_status search_round(job *J, int64_t r, const double *cum, const int *o
     double *pscale = mp_calloc((size_t)nsub, sizeof *pscale);
     float *ph = NULL;
     mp_head *head = NULL;
+    mp_gscores gsc = {0};
+    double *given = NULL;
     if (!hs || !bc || !ch || !sbuf || !taken || !cur || !resid || !pscale)
         local = mp_error(MP_ERR_NOMEM, "cannot allocate the search round");
     if (local == MP_OK)
@@ -912,6 +950,18 @@ static mp_status search_round(job *J, int64_t r, const double *cum, const int *o
     double loss = 0.0;
     MP_TRY(trace_loss(J, &loss));
 
+    /* Gradient scorers: a float64 forward and backward pass over the calibration windows of
+     * the model as the plan masks it (mp_gradscore.h). */
+    if (mp_structured_gradient(so->chain.scorer)) {
+        double tg = mp_comm_wtime();
+        mp_progress_note(pg, "round %lld/%lld: gradient pass (float64 forward and backward)",
+                         (long long)r + 1, (long long)so->rounds);
+        MP_TRY(mp_gscores_compute(c, &J->md.src, &J->plan, J->tok.ids + J->s0 * J->o->seqlen,
+                                  J->s1 - J->s0, J->o->seqlen, MP_GRAD_MEMORY, J->comm, NULL,
+                                  &gsc));
+        J->t_stage[ST_FORWARD] += mp_comm_wtime() - tg;
+    }
+
     /* The chains of this rank's sub-blocks, from the current plan on. */
     double t = mp_comm_wtime();
     mp_chain_opts co = so->chain;
@@ -927,6 +977,12 @@ static mp_status search_round(job *J, int64_t r, const double *cum, const int *o
         if (local == MP_OK && so->bias_comp && co.scorer == MP_SCORE_OBS) {
             mp_struct_center(hs[s].H, hs[s].mean, hs[s].dim);
             hs[s].centered = true;
+        }
+        if (local == MP_OK && gsc.n_blocks > 0) {
+            free(given);
+            given = NULL;
+            local = grad_columns(J, &gsc, s, &given);
+            co.given = given;
         }
         if (local == MP_OK)
             local = mp_block_chain_build_from(c, blk, s % 2 == 0, hs[s].H, hs[s].mean, &co,
@@ -1079,6 +1135,8 @@ done:
     free(resid);
     free(pscale);
     free(ph);
+    free(given);
+    mp_gscores_free(&gsc);
     mp_head_free(&head);
     return st;
 }

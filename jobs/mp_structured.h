@@ -36,6 +36,11 @@
 
 #include "mp_prune_state_internal.h"
 
+/* Saved block inputs (float64) of the windows a rank backpropagates together, per round of a
+ * gradient scorer. */
+#define MP_GRAD_MEMORY ((int64_t)1 << 30)
+/* Whether the scorer ranks by gradients (fisher, nvit, taylor: a gradient pass per round). */
+bool mp_structured_gradient(mp_scorer s);
 /* Parses o->st's texts (target, units, floors, scorer, ...) into its fields; MP_ERR_ARG with
  * the option's name otherwise. Not collective. */
 MP_NODISCARD mp_status mp_structured_parse(mp_prune_opts *o);

@@ -364,6 +364,11 @@ mp_status mp_block_chain_build_from(const mp_model_config *cfg, const mp_block *
         if (o->scorer == MP_SCORE_FLAP && !mean)
             MP_FAIL(MP_ERR_INTERNAL, "block %lld: FLAP needs the input means",
                     (long long)blk->index);
+        bool given = o->scorer == MP_SCORE_FISHER || o->scorer == MP_SCORE_NVIT ||
+                     o->scorer == MP_SCORE_TAYLOR;
+        if (given && !o->given)
+            MP_FAIL(MP_ERR_INTERNAL, "block %lld: a gradient scorer without its scores",
+                    (long long)blk->index);
         for (int64_t j = 0; j < cols; j++) {
             double w2 = 0.0, wa = 0.0;
             for (int64_t r = 0; r < rows; r++) {
@@ -380,6 +385,9 @@ mp_status mp_block_chain_build_from(const mp_model_config *cfg, const mp_block *
             case MP_SCORE_WANDA_SP:
                 x.colscore[j] = (rows > 0 ? wa / (double)rows : 0.0) * sqrt(ex2);
                 break;
+            case MP_SCORE_FISHER:
+            case MP_SCORE_NVIT:
+            case MP_SCORE_TAYLOR: x.colscore[j] = o->given[j]; break;
             default: x.colscore[j] = w2; break;
             }
         }

@@ -18,6 +18,9 @@
  *     means), summed over a unit's columns; fixed order, no update.
  *   MP_SCORE_WANDA_SP: Wanda-sp's mean over rows of |W_ij|·‖x_j‖, summed over the columns.
  *   MP_SCORE_MAGNITUDE: ‖W_{:,j}‖² summed over the unit's columns.
+ *   MP_SCORE_FISHER, MP_SCORE_NVIT, MP_SCORE_TAYLOR: a score per input column given by the
+ *     caller (src/mp_gradscore.h: a head's score spread evenly over its head_dim columns, a
+ *     neuron's on its column), summed over the unit's columns; fixed order, no update.
  * For the fixed-order scorers a head slot removes, in every group, the kept head of least
  * score, and the chain takes its units by least score per cost.
  *
@@ -35,7 +38,15 @@
 #include "mp_plan.h"
 #include "mp_status.h"
 
-typedef enum { MP_SCORE_OBS, MP_SCORE_FLAP, MP_SCORE_WANDA_SP, MP_SCORE_MAGNITUDE } mp_scorer;
+typedef enum {
+    MP_SCORE_OBS,
+    MP_SCORE_FLAP,
+    MP_SCORE_WANDA_SP,
+    MP_SCORE_MAGNITUDE,
+    MP_SCORE_FISHER, /* the gradient scorers: column scores given (mp_chain_opts.given) */
+    MP_SCORE_NVIT,
+    MP_SCORE_TAYLOR
+} mp_scorer;
 typedef enum { MP_UNIT_KV_GROUP, MP_UNIT_HEAD_SLOT, MP_UNIT_NEURONS } mp_unit_kind;
 
 typedef struct {
@@ -47,6 +58,8 @@ typedef struct {
                                               sublayers is set) */
     bool flops;                  /* costs in FLOPs per token rather than parameters */
     double damp;                 /* OBS damping, fraction of mean(diag H) */
+    const double *given;         /* gradient scorers: [in] a score per input column of the
+                                    layer (set per chain; not owned) */
 } mp_chain_opts;
 
 typedef struct {

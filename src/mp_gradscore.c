@@ -42,6 +42,26 @@ void mp_gscores_free(mp_gscores *s)
     memset(s, 0, sizeof *s);
 }
 
+double mp_gscores_memory(const mp_model_config *c, int64_t n_loc, int64_t T, int64_t mem_bytes)
+{
+    int64_t L = c->n_layers, d = c->d;
+    double per_seq = (double)(L * T * d) * 8.0, chunk = (double)mem_bytes / per_seq;
+    chunk = chunk < 1.0 ? 1.0 : chunk > (double)n_loc ? (double)n_loc : (double)(int64_t)chunk;
+    double head = (double)(c->vocab * c->word_embed_proj_dim) * (c->tie_embeddings ? 12.0 : 24.0);
+    double blk = 0.0, act = 0.0, stats = 0.0;
+    for (int64_t b = 0; b < L; b++) {
+        mp_block_shape s = mp_layer_shape(c, b);
+        double w = (double)mp_block_bytes(c, b) * 3.0; /* float32 read + float64 copy */
+        double qd = (double)(s.n_heads * c->head_dim), kd = (double)(s.n_kv_heads * c->head_dim);
+        double a = (double)T * (8.0 * (double)d + 6.0 * qd + 6.0 * kd + 6.0 * (double)s.ffn) *
+                   8.0 + 2.0 * (double)(T * T) * 8.0;
+        blk = w > blk ? w : blk;
+        act = a > act ? a : act;
+        stats += (double)(n_loc * (2 * s.n_heads + s.n_kv_heads + 2 * s.ffn)) * 8.0;
+    }
+    return head + blk + act + stats + chunk * per_seq + (chunk + 1.0) * (double)(T * d) * 8.0;
+}
+
 /* Per sequence and block, the numbers of mp_grad_stats laid out as
  * [gm_head nh | wg_q nh | wg_kv nkv | gm_ffn F | wg_in F]. */
 static int64_t stat_len(const mp_block_shape *s)

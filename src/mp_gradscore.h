@@ -58,6 +58,10 @@ MP_NODISCARD mp_status mp_gscores_compute(const mp_model_config *cfg, const mp_w
                                           const mp_comm *comm, const mp_gscore_progress *pg,
                                           mp_gscores *out);
 void mp_gscores_free(mp_gscores *s);
+/* Bytes mp_gscores_compute holds on a rank at most (float64 head and block, saved inputs,
+ * gradients, activations, the per-window numbers): for the memory plan. */
+double mp_gscores_memory(const mp_model_config *cfg, int64_t n_loc, int64_t T,
+                         int64_t mem_bytes);
 
 /* The masks a plan gives block b (as read at shape s): head_mask[nh], ffn_mask[ffn], 1 kept. */
 void mp_gscore_masks(const mp_block_plan *bp, const mp_block_shape *s, double *head_mask,

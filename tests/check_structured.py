@@ -30,6 +30,7 @@ Needs torch, transformers and safetensors (scripts/install-deps.sh --test); run 
 usage: check_structured.py MPIEXEC MPIPRUNE MAKE_PRUNED_MODEL FIXTURE WORKDIR
 """
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -253,6 +254,32 @@ if not (pb == pg == pk) or not (cback.get("o_proj_bias") and cback.get("down_pro
     fail("flap-bias: the GGUF conversion and back do not keep the model and its biases")
 print(f"flap-bias: {nb} o_proj/down_proj biases; eval_dev perplexity {perplexity(outb):.4f}, "
       f"without the biases {perplexity(prune('flap', 1, '--target', 'params=0.8', '--score', 'flap', '--normalize', 'zscore', '--rounds', '1', '--compensation', 'none')[0]):.4f}")
+
+# ---- a gradient scorer: --score fisher (a float64 backward pass per round) ----
+# The same plan and bytes on 1 and 2 ranks (the per-window numbers are summed on rank 0 in window
+# order), no normalisation by default, the budget met, and a working model.
+outf1, repf1 = prune("fisher_p1", 1, "--target", "params=0.8", "--score", "fisher")
+outf2, repf2 = prune("fisher_p2", 2, "--target", "params=0.8", "--score", "fisher")
+sf = repf1["structured"]
+if repf1["options"]["structured"]["normalize"] != "none":
+    fail(f"fisher: --normalize auto gave {repf1['options']['structured']['normalize']!r}, "
+         "not none")
+if sf["plan"] != repf2["structured"]["plan"]:
+    fail("fisher: the plan differs between 1 and 2 ranks")
+with open(os.path.join(outf1, "model.safetensors"), "rb") as f1, \
+        open(os.path.join(outf2, "model.safetensors"), "rb") as f2:
+    if f1.read() != f2.read():
+        fail("fisher: the weights differ between 1 and 2 ranks")
+bf = sf["budget"]
+if not (bf["removed"] >= bf["remove_asked"] - 1e-6 and
+        bf["removed"] - bf["remove_asked"] < largest):
+    fail(f"fisher: budget not met to one unit: removed {bf['removed']} for "
+         f"{bf['remove_asked']}")
+pf = perplexity(outf1)
+print(f"fisher: kept {bf['keep_met']:.4f}, eval_dev perplexity {pf:.4f} (dense "
+      f"{perplexity(fixture):.4f})")
+if not (math.isfinite(pf) and pf < 3 * perplexity(fixture)):
+    fail(f"fisher: perplexity {pf} of the pruned model is not sane")
 
 if failures:
     sys.exit(f"{len(failures)} failure(s)")
