@@ -17,3 +17,12 @@ add_test(NAME grad_scores_reference
                  ${CMAKE_CURRENT_BINARY_DIR}/work/grad_scores)
 set_tests_properties(grad_scores_reference PROPERTIES TIMEOUT 300 LABELS "model;grad;python;hf"
                      PROCESSORS 2 ENVIRONMENT "${MP_TEST_ENV}")
+# `scores` refuses bad input with one line.
+mp_add_fail_test(scores_missing_data EXIT 3 REGEX "/nonexistent/calib.bin: no such file"
+  COMMAND ${MP_CLI} scores --model ${MP_FIXTURE_DIR} --data /nonexistent/calib.bin --seqlen 64)
+mp_add_fail_test(scores_seqlen_max_pos EXIT 3 REGEX "config.json: --seqlen 100000 exceeds"
+  COMMAND ${MP_CLI} scores --model ${MP_FIXTURE_DIR} --data ${MP_FIXTURE_DIR}/calib.bin
+          --seqlen 100000)
+mp_add_fail_test(scores_bad_memory EXIT 2 REGEX "--max-memory: 0 is outside"
+  COMMAND ${MP_CLI} scores --model ${MP_FIXTURE_DIR} --data ${MP_FIXTURE_DIR}/calib.bin
+          --max-memory 0)
