@@ -54,6 +54,25 @@ done:
     return st;
 }
 
+mp_status mp_eval_open(const char *model, const char *data, int64_t seqlen, int64_t max_windows,
+                       mp_modeldir *md, mp_tokens *tok, int64_t *nw)
+{
+    mp_status st = mp_modeldir_open(model, md);
+    if (st == MP_OK)
+        st = mp_modeldir_check_seqlen(md, seqlen);
+    if (st == MP_OK)
+        st = mp_tokens_load(data, tok);
+    if (st == MP_OK)
+        st = mp_tokens_windows(tok, seqlen, data, nw);
+    if (st == MP_OK) {
+        if (max_windows > 0 && *nw > max_windows)
+            *nw = max_windows;
+        mp_tokens view = {.ids = tok->ids, .count = *nw * seqlen};
+        st = mp_tokens_check_vocab(&view, md->cfg.vocab, data);
+    }
+    return st;
+}
+
 /* Rank r's windows [*w0, *w1) of nw: whole batches, spread evenly over P ranks. The one rule
  * both the evaluation and the gathering use. */
 static void eval_share(int64_t nw, int64_t batch, int r, int P, int64_t *w0, int64_t *w1)
@@ -77,19 +96,7 @@ mp_status mp_eval_run(const mp_eval_opts *o, const mp_comm *comm, mp_eval_result
     double t0 = mp_comm_wtime();
 
     /* Local phase: every failure here is reported once, by the lowest failing rank. */
-    st = mp_modeldir_open(o->model, &md);
-    if (st == MP_OK)
-        st = mp_modeldir_check_seqlen(&md, o->seqlen);
-    if (st == MP_OK)
-        st = mp_tokens_load(o->data, &tok);
-    if (st == MP_OK)
-        st = mp_tokens_windows(&tok, o->seqlen, o->data, &nw);
-    if (st == MP_OK) {
-        if (o->max_windows > 0 && nw > o->max_windows)
-            nw = o->max_windows;
-        mp_tokens view = {.ids = tok.ids, .count = nw * o->seqlen};
-        st = mp_tokens_check_vocab(&view, md.cfg.vocab, o->data);
-    }
+    st = mp_eval_open(o->model, o->data, o->seqlen, o->max_windows, &md, &tok, &nw);
     if (st == MP_OK) {
         eval_share(nw, o->batch, rank, P, &w0, &w1);
         nll = mp_malloc((size_t)(w1 - w0 + 1) * sizeof(double));

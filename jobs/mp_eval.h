@@ -17,6 +17,8 @@
 #include <stdint.h>
 
 #include "mp_comm.h"
+#include "mp_modeldir.h"
+#include "mp_tokens.h"
 #include "mp_status.h"
 
 typedef struct {
@@ -36,6 +38,13 @@ typedef struct {
     int64_t predicted;   /* windows × (seqlen − 1) */
     double seconds;
 } mp_eval_result;
+
+/* Opens the model and the token file and counts its windows of seqlen (at most max_windows
+ * when > 0), checking their ids against the vocabulary: what eval and scores start with. Not
+ * collective; the caller closes md and frees tok, also on failure. */
+MP_NODISCARD mp_status mp_eval_open(const char *model, const char *data, int64_t seqlen,
+                                    int64_t max_windows, mp_modeldir *md, mp_tokens *tok,
+                                    int64_t *n_windows);
 
 /* The result is valid on rank 0 only. */
 MP_NODISCARD mp_status mp_eval_run(const mp_eval_opts *o, const mp_comm *comm,

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "mp_eval.h"
 #include "mp_gradscore.h"
 #include "mp_modeldir.h"
 #include "mp_progress.h"
@@ -47,19 +48,7 @@ mp_status mp_scores_run(const mp_scores_opts *o, const mp_comm *comm)
     mp_gscores sc = {0};
     step_ctx sx = {0};
     int64_t nw = 0;
-    st = mp_modeldir_open(o->model, &md);
-    if (st == MP_OK)
-        st = mp_modeldir_check_seqlen(&md, o->seqlen);
-    if (st == MP_OK)
-        st = mp_tokens_load(o->data, &tok);
-    if (st == MP_OK)
-        st = mp_tokens_windows(&tok, o->seqlen, o->data, &nw);
-    if (st == MP_OK) {
-        if (o->nsamples > 0 && nw > o->nsamples)
-            nw = o->nsamples;
-        mp_tokens view = {.ids = tok.ids, .count = nw * o->seqlen};
-        st = mp_tokens_check_vocab(&view, md.cfg.vocab, o->data);
-    }
+    st = mp_eval_open(o->model, o->data, o->seqlen, o->nsamples, &md, &tok, &nw);
     MP_TRY(mp_comm_agree(comm, st, &gst, &who));
     if (gst != MP_OK) {
         st = gst;
