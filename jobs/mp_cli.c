@@ -123,8 +123,9 @@ static int cmd_prune(int argc, char **argv, const mp_comm *comm)
         {"out", MP_OPT_STR, &o.out, NULL, "DIR", "output model directory (must not exist)", true,
          0, 0, NULL},
         {"method", MP_OPT_CHOICE, &o.method_name, "sparsegpt", NULL, "pruning method "
-         "(structured: remove heads, KV groups and FFN neurons by a global search; the model "
-         "comes out smaller)", false, 0, 0, "sparsegpt|wanda|magnitude|structured"},
+         "(structured: remove heads, KV groups and FFN neurons by a global search; kwon: Kwon "
+         "et al.'s Fisher mask search, mask rearrangement and mask tuning; both make the model "
+         "smaller)", false, 0, 0, "sparsegpt|wanda|magnitude|structured|kwon"},
         {"sparsity", MP_OPT_DOUBLE, &o.sp.sparsity, "0.5", "F",
          "unstructured fraction of weights to zero", false, 0.0, 0.999, NULL},
         {"nm", MP_OPT_STR, &nm, NULL, "N:M", "semi-structured: N zeros in every M inputs (e.g. "
@@ -161,9 +162,11 @@ static int cmd_prune(int argc, char **argv, const mp_comm *comm)
         {"max-remove", MP_OPT_DOUBLE, &o.st.max_remove, "1", "F", "structured: the most of "
          "one layer's parameters (FLOPs) the search may remove (1: no bound beyond the floors)",
          false, 0.0, 1.0, NULL},
-        {"compensation", MP_OPT_CHOICE, &o.st.compensation_name, "ls", NULL, "structured: "
-         "least-squares refit of o_proj/down_proj on the calibration inputs, or none", false, 0,
-         0, "ls|none"},
+        {"compensation", MP_OPT_CHOICE, &o.st.compensation_name, "auto", NULL, "structured: "
+         "what compensates the removals (auto: ls for structured, scale for kwon; ls: "
+         "least-squares refit of o_proj/down_proj on the calibration inputs; scale: Kwon et al.'s "
+         "mask tuning, one least-squares scale per kept head and neuron towards the unpruned "
+         "model's outputs, --method kwon only; none)", false, 0, 0, "auto|ls|none|scale"},
         {"bias-compensation", MP_OPT_FLAG, &o.st.bias_comp, NULL, NULL, "structured: FLAP's "
          "bias compensation: o_proj/down_proj get the removed inputs' mean contribution as a "
          "bias (with --compensation ls, the refit on the inputs' covariance and its intercept)",

@@ -34,7 +34,9 @@ mp_status mp_prune_method_parse(const char *name, mp_method *out)
 {
     static const struct { const char *name; mp_method m; } methods[] = {
         {"sparsegpt", MP_METHOD_SPARSEGPT}, {"wanda", MP_METHOD_WANDA},
-        {"magnitude", MP_METHOD_MAGNITUDE}, {"structured", MP_METHOD_STRUCTURED}};
+        {"magnitude", MP_METHOD_MAGNITUDE}, {"structured", MP_METHOD_STRUCTURED},
+        /* Kwon et al.'s pipeline: a structured job whose plan comes from its mask search */
+        {"kwon", MP_METHOD_STRUCTURED}};
     for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++)
         if (strcmp(name, methods[i].name) == 0) {
             *out = methods[i].m;
@@ -177,7 +179,9 @@ static mp_status memory_plan(job *J)
             maxd = a > maxd ? a : maxd;
             maxd = f > maxd ? f : maxd;
         }
-        hidden *= 1.5;
+        /* Mask tuning (--method kwon) holds three more: the unpruned model's states, their
+         * scratch and the tuning target. */
+        hidden *= o->st.tune ? 3.0 : 1.5;
         double sv = 4.0 * maxd * maxd * 8.0;
         solve = sv > solve ? sv : solve;
     }
@@ -185,6 +189,11 @@ static mp_status memory_plan(job *J)
     double grad = o->method == MP_METHOD_STRUCTURED && mp_structured_gradient(o->st.chain.scorer)
                       ? mp_gscores_memory(c, J->s1 - J->s0, o->seqlen, MP_GRAD_MEMORY)
                       : 0.0;
+    /* --method kwon: rank 0 holds every sequence's mask gradients for the rearrangement. */
+    for (int64_t l = 0; o->st.kwon && J->rank == 0 && l < c->n_layers; l++) {
+        mp_block_shape s = mp_layer_shape(c, l);
+        grad += (double)(o->nsamples * (s.n_heads + s.ffn)) * 8.0 * 2.0;
+    }
     double total = weights + (head > hidden ? head : hidden) + act + hess + solve + kept + grad;
     double limit = o->max_memory_gib > 0 ? o->max_memory_gib * 1073741824.0
                                          : mem_available_bytes() / (double)J->P;
@@ -805,6 +814,7 @@ mp_status mp_prune_run(const mp_prune_opts *o, const mp_comm *comm)
 
     J->resumed_from = -1;
     J->snapshot_block = -1;
+    J->ht_block = -1;
     local = mp_signals_install();
     if (local == MP_OK)
         local = setup_local(J);
@@ -989,6 +999,9 @@ done:
     free(J->h);
     free(J->hwork);
     free(J->hwork2);
+    free(J->ht);
+    free(J->ht2);
+    free(J->ytgt);
     cJSON_Delete(J->search);
     free(J->block_sel);
     free(J->recs);

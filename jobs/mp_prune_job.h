@@ -36,7 +36,7 @@ typedef struct {
     const char *score_name;       /* obs | flap | wanda-sp | magnitude */
     const char *normalize_name;   /* none | relative | zscore | probe */
     const char *allocation_name;  /* global | uniform */
-    const char *compensation_name;/* ls | none */
+    const char *compensation_name;/* auto | ls | none | scale */
     const char *then_name;        /* NULL | sparsegpt */
     double keep;                  /* fraction of the blocks' linear parameters (FLOPs) kept */
     int64_t rounds;               /* scoring rounds of the search */
@@ -48,6 +48,8 @@ typedef struct {
     mp_chain_opts chain;
     mp_norm_mode norm;
     bool uniform, compensate, then_sparsegpt;
+    bool kwon;                    /* --method kwon: the plan from Kwon et al.'s mask search */
+    bool tune;                    /* --compensation scale: Kwon et al.'s mask tuning */
 } mp_struct_opts;
 
 /* The method of a --method name; MP_ERR_ARG for an unknown name (no silent default). */
@@ -55,7 +57,7 @@ MP_NODISCARD mp_status mp_prune_method_parse(const char *name, mp_method *out);
 
 typedef struct {
     const char *model, *calib, *out;
-    const char *method_name;   /* sparsegpt | wanda | magnitude | structured */
+    const char *method_name;   /* sparsegpt | wanda | magnitude | structured | kwon */
     mp_method method;
     mp_sparsity sp;
     const char *nm_text;       /* "2:4" or NULL */

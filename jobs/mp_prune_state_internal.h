@@ -76,6 +76,9 @@ typedef struct {
     int64_t search_round;      /* search rounds done */
     cJSON *search;             /* rank 0: the search's trace, {"rounds": [...]} */
     float *hwork2;             /* [n_loc, T, d] scratch of the structured block pass */
+    /* --compensation scale (Kwon et al.'s mask tuning): the unpruned model's hidden states */
+    float *ht, *ht2, *ytgt;    /* [n_loc, T, d]: the input of block ht_block, scratch, target */
+    int64_t ht_block;          /* -1: ht not computed */
 } job;
 
 /* Agrees on a failure across ranks (collective); see mp_comm_agree. */

@@ -12,6 +12,7 @@
 #include "mp_chain.h"
 #include "mp_gradscore.h"
 #include "mp_hessian.h"
+#include "mp_kwon.h"
 #include "mp_prune_ckpt_internal.h"
 #include "mp_search.h"
 #include "mp_signals.h"
@@ -123,6 +124,27 @@ mp_status mp_structured_parse(mp_prune_opts *o)
     c->min_ffn = c->ffn_multiple;
     if (s->min_keep_text)
         RET_IF(parse_list("min-keep", s->min_keep_text, floor_item, c));
+    s->kwon = o->method_name && strcmp(o->method_name, "kwon") == 0;
+    if (s->kwon) {
+        /* Kwon et al.'s method is defined by the Fisher of mask variables, in one pass. */
+        if (strcmp(s->score_name, "obs") != 0 && strcmp(s->score_name, "fisher") != 0)
+            return mp_error(MP_ERR_ARG, "mpiprune prune: --method kwon ranks by the Fisher of "
+                            "mask variables; --score %s is for --method structured",
+                            s->score_name);
+        if (strcmp(s->allocation_name, "global") != 0)
+            return mp_error(MP_ERR_ARG, "mpiprune prune: --method kwon searches globally; "
+                            "--allocation %s is for --method structured", s->allocation_name);
+        if (s->bias_comp)
+            return mp_error(MP_ERR_ARG, "mpiprune prune: --method kwon compensates by its mask "
+                            "tuning; --bias-compensation is for --method structured");
+        if (c->sublayers)
+            return mp_error(MP_ERR_ARG, "mpiprune prune: --method kwon removes KV groups and "
+                            "neurons down to the floors of --min-keep; --units sublayers is for "
+                            "--method structured");
+        s->score_name = "fisher";
+        s->normalize_name = "none";
+        s->rounds = 1;
+    }
     static const char *const scores[] = {"obs",    "flap", "wanda-sp", "magnitude",
                                          "fisher", "nvit", "taylor"};
     RET_IF(parse_choice("score", s->score_name, scores, 7, &k));
@@ -144,9 +166,15 @@ mp_status mp_structured_parse(mp_prune_opts *o)
     static const char *const allocs[] = {"global", "uniform"};
     RET_IF(parse_choice("allocation", s->allocation_name, allocs, 2, &k));
     s->uniform = k == 1;
-    static const char *const comps[] = {"ls", "none"};
-    RET_IF(parse_choice("compensation", s->compensation_name, comps, 2, &k));
+    if (strcmp(s->compensation_name, "auto") == 0)
+        s->compensation_name = s->kwon ? "scale" : "ls";
+    static const char *const comps[] = {"ls", "none", "scale"};
+    RET_IF(parse_choice("compensation", s->compensation_name, comps, 3, &k));
     s->compensate = k == 0;
+    s->tune = k == 2;
+    if (s->tune && !s->kwon)
+        return mp_error(MP_ERR_ARG, "mpiprune prune: --compensation scale (mask tuning) is "
+                        "part of --method kwon; --method structured refits (ls) or not (none)");
     s->then_sparsegpt = false;
     if (s->then_name) {
         static const char *const thens[] = {"sparsegpt"};
@@ -273,6 +301,10 @@ typedef struct {
     mp_in_group g;
     mp_hessian hs;
     double *colsum; /* [dim] sums of the inputs (FLAP's means) or NULL */
+    const float *y; /* mask tuning: the target rows [rows, out] of the layer's output (the
+                       next batch's), */
+    const mp_linear *lin; /* the layer, */
+    double *cross;  /* and [dim] Σ x ∘ (Wᵀ y) (mp_struct_scales); NULL without tuning */
 } collect_ctx;
 
 static mp_status collect_hook(void *ud, mp_in_group g, const float *x, int64_t rows, int64_t dim)
@@ -286,6 +318,10 @@ static mp_status collect_hook(void *ud, mp_in_group g, const float *x, int64_t r
         for (int64_t r = 0; r < rows; r++)
             for (int64_t j = 0; j < dim; j++)
                 c->colsum[j] += (double)x[r * dim + j];
+    if (st == MP_OK && c->cross) {
+        st = mp_struct_cross_add(x, c->y, c->lin->w, rows, dim, c->lin->out, c->cross);
+        c->y += rows * c->lin->out; /* the forward runs in batches of sequences, in order */
+    }
     c->J->t_stage[ST_HESSIAN] += mp_comm_wtime() - t;
     return st;
 }
@@ -295,6 +331,7 @@ static mp_status collect_hook(void *ud, mp_in_group g, const float *x, int64_t r
 typedef struct {
     int64_t dim;
     double *H, *mean;
+    double *cross; /* mask tuning: (2/N) Σ x ∘ (Wᵀ y) [dim], or NULL */
     double resid; /* 2·E‖h‖² of the residual stream at the sub-block's input, outlier channels
                      left out (collect) */
     bool centered; /* H is centred (mp_struct_center): the OBS chains of --bias-compensation */
@@ -304,7 +341,8 @@ static void hstat_free(hstat *h)
 {
     free(h->H);
     free(h->mean);
-    h->H = h->mean = NULL;
+    free(h->cross);
+    h->H = h->mean = h->cross = NULL;
 }
 
 enum { TAG_SUB = 300 };
@@ -316,12 +354,13 @@ static int cmp_double(const void *a, const void *b)
 }
 
 /* Runs `view` on h (in place) accumulating input group g; sums the partial sums in rank order
- * on `owner`, which gets *out. Collective. */
+ * on `owner`, which gets *out. With y (mask tuning: the target of lin's output, [rows, d]),
+ * also out->cross. Collective. */
 static mp_status collect(job *J, const mp_block *view, float *h, mp_in_group g, int64_t dim,
-                         int owner, hstat *out)
+                         int owner, const float *y, const mp_linear *lin, hstat *out)
 {
     mp_status st = MP_OK, local = MP_OK;
-    int64_t D = J->md.cfg.d, nn = dim * dim, n = nn + dim + D;
+    int64_t D = J->md.cfg.d, nn = dim * dim, nx = y ? dim : 0, n = nn + dim + D + nx;
     int64_t rows = (J->s1 - J->s0) * J->o->seqlen;
     double *pack = NULL, *tot = NULL, *buf = NULL;
     /* The residual stream's energy per channel at the input (h before the view runs). */
@@ -331,10 +370,12 @@ static mp_status collect(job *J, const mp_block *view, float *h, mp_in_group g, 
     for (int64_t r = 0; chan && r < rows; r++)
         for (int64_t j = 0; j < D; j++)
             chan[j] += (double)h[r * D + j] * (double)h[r * D + j];
-    collect_ctx cx = {.J = J, .g = g};
+    collect_ctx cx = {.J = J, .g = g, .y = y, .lin = lin};
     out->dim = dim;
     if (local == MP_OK)
         local = mp_hessian_init(&cx.hs, dim);
+    if (local == MP_OK && y && !(cx.cross = mp_calloc((size_t)dim, sizeof(double))))
+        local = mp_error(MP_ERR_NOMEM, "cannot allocate tuning sums of %lld", (long long)dim);
     if (local == MP_OK && !(cx.colsum = mp_calloc((size_t)dim, sizeof(double))))
         local = mp_error(MP_ERR_NOMEM, "cannot allocate input sums of %lld", (long long)dim);
     if (local == MP_OK) {
@@ -350,14 +391,18 @@ static mp_status collect(job *J, const mp_block *view, float *h, mp_in_group g, 
         memcpy(pack, cx.hs.sum, (size_t)nn * sizeof *pack);
         memcpy(pack + nn, cx.colsum, (size_t)dim * sizeof *pack);
         memcpy(pack + nn + dim, chan, (size_t)D * sizeof *pack);
+        if (nx)
+            memcpy(pack + nn + dim + D, cx.cross, (size_t)nx * sizeof *pack);
     }
     mp_hessian_free(&cx.hs);
     free(cx.colsum);
-    cx.colsum = NULL;
+    free(cx.cross);
+    cx.colsum = cx.cross = NULL;
     if (local == MP_OK && J->rank == owner &&
         (!(tot = mp_calloc((size_t)n, sizeof *tot)) || !(buf = mp_malloc((size_t)n * sizeof *buf)) ||
          !(out->H = mp_malloc((size_t)nn * sizeof *out->H)) ||
-         !(out->mean = mp_malloc((size_t)dim * sizeof *out->mean))))
+         !(out->mean = mp_malloc((size_t)dim * sizeof *out->mean)) ||
+         (nx && !(out->cross = mp_malloc((size_t)nx * sizeof *out->cross)))))
         local = mp_error(MP_ERR_NOMEM, "cannot allocate a %lld x %lld Hessian", (long long)dim,
                          (long long)dim);
     MP_TRY(mp_prune_agree(J, local));
@@ -378,6 +423,8 @@ static mp_status collect(job *J, const mp_block *view, float *h, mp_in_group g, 
         mp_hessian_finish(&fin, out->H);
         for (int64_t j = 0; j < dim; j++)
             out->mean[j] = tot[nn + j] / N;
+        for (int64_t j = 0; j < nx; j++)
+            out->cross[j] = 2.0 * tot[nn + dim + D + j] / N;
         /* The stream's energy without its massive-activation channels: many LLMs carry a
          * few channels hundreds of times the others' size (a constant, sink-like feature)
          * that would dominate E‖h‖² and make errors look cheap where they appear. Channels
@@ -455,9 +502,33 @@ done:
     return st;
 }
 
-/* The owner compensates l for keeping keep[in] (fit), then every rank gets the weights and
- * the bias. Collective. */
-static mp_status compensate(job *J, mp_linear *l, const bool *keep, const hstat *hs, int owner)
+/* Kwon et al.'s mask tuning of Wd[rows, cols] on the owner: W is Wd with each kept unit's
+ * `unit` columns scaled by its least-squares scale (mp_struct_scales), the removed ones 0. */
+static mp_status tune(const double *Wd, int64_t rows, int64_t cols, const hstat *hs,
+                      const bool *keep, int64_t unit, double damp, double *W)
+{
+    int64_t nu = cols / unit;
+    bool *ku = mp_malloc((size_t)(nu + 1) * sizeof *ku);
+    double *m = mp_malloc((size_t)(nu + 1) * sizeof *m);
+    mp_status st = ku && m ? MP_OK
+                           : mp_error(MP_ERR_NOMEM, "cannot allocate the scales of %lld units",
+                                      (long long)nu);
+    for (int64_t i = 0; st == MP_OK && i < nu; i++)
+        ku[i] = keep[i * unit];
+    if (st == MP_OK)
+        st = mp_struct_scales(Wd, rows, cols, hs->H, hs->cross, unit, ku, damp, m);
+    for (int64_t r = 0; st == MP_OK && r < rows; r++)
+        for (int64_t j = 0; j < cols; j++)
+            W[r * cols + j] = m[j / unit] * Wd[r * cols + j];
+    free(ku);
+    free(m);
+    return st;
+}
+
+/* The owner compensates l for keeping keep[in] (fit, or the mask tuning of units of `unit`
+ * columns), then every rank gets the weights and the bias. Collective. */
+static mp_status compensate(job *J, mp_linear *l, const bool *keep, const hstat *hs, int owner,
+                            int64_t unit)
 {
     mp_status st = MP_OK, local = MP_OK;
     const mp_struct_opts *so = &J->o->st;
@@ -465,7 +536,9 @@ static mp_status compensate(job *J, mp_linear *l, const bool *keep, const hstat 
     double *Wd = NULL, *W = NULL, *b = NULL;
     for (int64_t j = 0; j < cols; j++)
         nk += keep[j];
-    if ((!so->compensate && !so->bias_comp) || nk == cols || nk == 0)
+    /* Mask tuning rescales the kept units also where none was removed (earlier layers' removals
+     * changed the inputs). */
+    if ((!so->compensate && !so->bias_comp && !so->tune) || (nk == cols && !so->tune) || nk == 0)
         return MP_OK;
     double t = mp_comm_wtime();
     if (J->rank == owner) {
@@ -478,9 +551,10 @@ static mp_status compensate(job *J, mp_linear *l, const bool *keep, const hstat 
         if (local == MP_OK) {
             for (int64_t i = 0; i < rows * cols; i++)
                 Wd[i] = (double)l->w[i];
-            local = fit(J, Wd, rows, cols, hs, keep, W, b);
+            local = so->tune ? tune(Wd, rows, cols, hs, keep, unit, J->o->damp, W)
+                             : fit(J, Wd, rows, cols, hs, keep, W, b);
         }
-        if (local == MP_OK && so->compensate)
+        if (local == MP_OK && (so->compensate || so->tune))
             for (int64_t i = 0; i < rows * cols; i++)
                 l->w[i] = (float)W[i];
         if (local == MP_OK && so->bias_comp)
@@ -490,7 +564,7 @@ static mp_status compensate(job *J, mp_linear *l, const bool *keep, const hstat 
     J->t_stage[ST_SOLVE] += mp_comm_wtime() - t;
     MP_TRY(mp_prune_agree(J, local));
     t = mp_comm_wtime();
-    if (so->compensate)
+    if (so->compensate || so->tune)
         MP_TRY(mp_comm_bcast(J->comm, l->w, rows * cols * (int64_t)sizeof(float), owner));
     if (so->bias_comp)
         MP_TRY(mp_comm_bcast(J->comm, l->b, rows * (int64_t)sizeof(float), owner));
@@ -500,6 +574,68 @@ done:
     free(W);
     free(b);
     return st;
+}
+
+/* ---- mask tuning's teacher: the unpruned model's hidden states ---- */
+
+/* J->ht becomes the unpruned model's input of block b on this rank's sequences: kept from the
+ * previous block, or (first block, or after a resume) computed from the embeddings through
+ * the dense blocks before b. Collective. */
+static mp_status teacher_at(job *J, int64_t b)
+{
+    mp_status st = MP_OK, local = MP_OK;
+    const mp_model_config *c = &J->md.cfg;
+    int64_t T = J->o->seqlen, n = J->s1 - J->s0, nh = n * T * c->d;
+    mp_head *head = NULL;
+    mp_block *blk = NULL;
+    if (J->ht_block == b)
+        return MP_OK;
+    size_t bytes = (size_t)(nh ? nh : 1) * sizeof(float);
+    if ((!J->ht && !(J->ht = mp_malloc(bytes))) || (!J->ht2 && !(J->ht2 = mp_malloc(bytes))) ||
+        (!J->ytgt && !(J->ytgt = mp_malloc(bytes))))
+        local = mp_error(MP_ERR_NOMEM, "mask tuning: cannot allocate the unpruned model's hidden "
+                         "states for %lld sequences", (long long)n);
+    if (local == MP_OK)
+        local = mp_head_load(c, &J->md.src, &head);
+    if (local == MP_OK && n > 0)
+        local = mp_embed_forward(c, head, J->tok.ids + J->s0 * T, n, T, J->ht);
+    mp_head_free(&head);
+    MP_TRY(mp_prune_agree(J, local));
+    if (b > 0)
+        mp_progress_note(&J->pg, "mask tuning: the unpruned model's hidden states through "
+                         "blocks 0-%lld", (long long)b - 1);
+    for (int64_t k = 0; k < b; k++) {
+        MP_TRY(mp_prune_agree(J, mp_block_load(c, &J->md.src, k, &blk)));
+        double t = mp_comm_wtime();
+        MP_TRY(mp_prune_agree(J, mp_prune_run_block(J, blk, J->ht, NULL)));
+        J->t_stage[ST_FORWARD] += mp_comm_wtime() - t;
+        mp_block_free(&blk);
+    }
+    J->ht_block = b;
+done:
+    mp_block_free(&blk);
+    mp_head_free(&head);
+    return st;
+}
+
+/* Mask tuning's target of a sub-block's output projection l: the teacher's stream after the
+ * dense sub-block (J->ht2, computed here in place from `from`) less the student's input h and
+ * l's bias: what l's kept, rescaled units should add. Collective. */
+static mp_status teacher_sub(job *J, const mp_block *view, const float *from, const float *h,
+                             const mp_linear *l)
+{
+    int64_t D = J->md.cfg.d, rows = (J->s1 - J->s0) * J->o->seqlen;
+    if (from != J->ht2)
+        memcpy(J->ht2, from, (size_t)(rows * D) * sizeof(float));
+    double t = mp_comm_wtime();
+    mp_status st = mp_prune_agree(J, mp_prune_run_block(J, view, J->ht2, NULL));
+    J->t_stage[ST_FORWARD] += mp_comm_wtime() - t;
+    if (st != MP_OK)
+        return st;
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t j = 0; j < D; j++)
+            J->ytgt[r * D + j] = J->ht2[r * D + j] - h[r * D + j] - (l->b ? l->b[j] : 0.0f);
+    return MP_OK;
 }
 
 /* Block pass of one block: see mp_structured.h. own[2] are the owners of the attention and
@@ -528,13 +664,22 @@ static mp_status struct_block(job *J, mp_block *blk, const int own[2], hstat *ke
     MP_TRY(mp_prune_agree(J, local));
     for (int64_t i = 0; i <= width; i++)
         iota[i] = i;
+    bool tune = J->o->st.tune;
+    if (tune) {
+        MP_TRY(teacher_at(J, blk->index));
+        if (s0.n_heads == 0)
+            memcpy(J->ht2, J->ht, hbytes);
+    }
 
     /* 1-2. Attention: the dense heads' o_proj inputs, then o_proj refit to the kept heads. */
     if (s0.n_heads > 0) {
         mp_block view = *blk;
         view.shape.ffn = 0;
+        if (tune)
+            MP_TRY(teacher_sub(J, &view, J->ht, J->h, &blk->lin[MP_LIN_O]));
         memcpy(J->hwork, J->h, hbytes);
-        MP_TRY(collect(J, &view, J->hwork, MP_IN_O, s0.n_heads * hd, own[0], &ha));
+        MP_TRY(collect(J, &view, J->hwork, MP_IN_O, s0.n_heads * hd, own[0],
+                       tune ? J->ytgt : NULL, &blk->lin[MP_LIN_O], &ha));
         memset(kmask, 0, (size_t)(s0.n_heads * hd) * sizeof *kmask);
         for (int64_t i = 0; i < bp->n_kv; i++)
             for (int64_t j = 0; j < bp->q_per_kv; j++) {
@@ -543,15 +688,16 @@ static mp_status struct_block(job *J, mp_block *blk, const int own[2], hstat *ke
                     kmask[head * hd + t] = true;
             }
         if (bp->n_kv > 0)
-            MP_TRY(compensate(J, &blk->lin[MP_LIN_O], kmask, &ha, own[0]));
+            MP_TRY(compensate(J, &blk->lin[MP_LIN_O], kmask, &ha, own[0], hd));
         mp_block_plan attn = {bp->n_kv, bp->kv, bp->q_per_kv, bp->q, s0.ffn, iota};
         MP_TRY(mp_prune_agree(J, mp_block_apply_plan(c, &attn, blk)));
     }
     /* The pruned attention's output: the FFN's input (hwork). A block whose heads all stay
      * has it already: the dense run above left h + attention(h) in hwork, and the identity
      * cut computes the same products. */
-    bool attn_whole = s0.n_heads > 0 && bp->n_kv == s0.n_kv_heads && bp->q_per_kv == G;
-    bool ffn_whole = s0.ffn > 0 && bp->n_ffn == s0.ffn;
+    /* (Mask tuning rescales whole sub-blocks too: their outputs change.) */
+    bool attn_whole = s0.n_heads > 0 && bp->n_kv == s0.n_kv_heads && bp->q_per_kv == G && !tune;
+    bool ffn_whole = s0.ffn > 0 && bp->n_ffn == s0.ffn && !tune;
     if (!attn_whole)
         memcpy(J->hwork, J->h, hbytes);
     if (blk->shape.n_heads > 0 && !attn_whole) {
@@ -566,13 +712,16 @@ static mp_status struct_block(job *J, mp_block *blk, const int own[2], hstat *ke
     if (s0.ffn > 0) {
         mp_block view = *blk;
         view.shape.n_heads = view.shape.n_kv_heads = 0;
+        if (tune)
+            MP_TRY(teacher_sub(J, &view, J->ht2, J->hwork, &blk->lin[MP_LIN_DOWN]));
         memcpy(J->hwork2, J->hwork, hbytes);
-        MP_TRY(collect(J, &view, J->hwork2, MP_IN_DOWN, s0.ffn, own[1], &hf));
+        MP_TRY(collect(J, &view, J->hwork2, MP_IN_DOWN, s0.ffn, own[1],
+                       tune ? J->ytgt : NULL, &blk->lin[MP_LIN_DOWN], &hf));
         memset(kmask, 0, (size_t)s0.ffn * sizeof *kmask);
         for (int64_t i = 0; i < bp->n_ffn; i++)
             kmask[bp->ffn[i]] = true;
         if (bp->n_ffn > 0)
-            MP_TRY(compensate(J, &blk->lin[MP_LIN_DOWN], kmask, &hf, own[1]));
+            MP_TRY(compensate(J, &blk->lin[MP_LIN_DOWN], kmask, &hf, own[1], 1));
         int64_t nkv = blk->shape.n_kv_heads, qpk = nkv > 0 ? blk->shape.n_heads / nkv : 0;
         for (int64_t i = 0; i < nkv; i++)
             for (int64_t j = 0; j < qpk; j++)
@@ -597,6 +746,13 @@ static mp_status struct_block(job *J, mp_block *blk, const int own[2], hstat *ke
         float *tmp = J->h;
         J->h = J->hwork;
         J->hwork = tmp;
+    }
+    if (tune) {
+        /* The teacher's block output (ht2) is the next block's teacher input. */
+        float *tmp = J->ht;
+        J->ht = J->ht2;
+        J->ht2 = tmp;
+        J->ht_block = blk->index + 1;
     }
     if (keep) {
         keep[0] = ha;
@@ -1141,6 +1297,265 @@ done:
     return st;
 }
 
+/* ---- --method kwon ---- */
+
+/* Rank 0: the kwon round's trace record. */
+static mp_status kwon_trace(job *J, double loss, double target, double freed, double after,
+                            double kept_fisher, int64_t att_total, const cJSON *layers)
+{
+    cJSON *rounds = cJSON_GetObjectItemCaseSensitive(J->search, "rounds");
+    cJSON *x = cJSON_CreateObject();
+    bool ok = x && cJSON_AddNumberToObject(x, "round", 0) &&
+              cJSON_AddStringToObject(x, "method", "kwon") &&
+              cJSON_AddNumberToObject(x, "calib_loss_before", loss) &&
+              cJSON_AddNumberToObject(x, "target_removed_so_far", target) &&
+              cJSON_AddNumberToObject(x, "removed_this_round", freed) &&
+              cJSON_AddNumberToObject(x, "cost_after", after) &&
+              cJSON_AddNumberToObject(x, "kept_fisher", kept_fisher) &&
+              cJSON_AddNumberToObject(x, "attention_units_kept", (double)att_total) &&
+              mp_json_add(x, "removed", cJSON_Duplicate(layers, 1));
+    if (!ok || !cJSON_IsArray(rounds) || !cJSON_AddItemToArray(rounds, x)) {
+        cJSON_Delete(x);
+        return mp_error(MP_ERR_NOMEM, "cannot grow the search trace");
+    }
+    return MP_OK;
+}
+
+/* Rank 0: the mask search and rearrangement on the gradient pass's numbers; newp gets the plan
+ * and `removed` one record per sub-block. u[2L] are the unit costs (a KV group with its heads,
+ * a neuron), budget what the units may keep. */
+static mp_status kwon_plan(const job *J, const mp_gscores *gs, const double *u, double budget,
+                           mp_plan *newp, cJSON *removed, double *kept_fisher,
+                           int64_t *att_total)
+{
+    mp_status st = MP_OK;
+    const mp_model_config *c = &J->md.cfg;
+    const mp_chain_opts *co = &J->o->st.chain;
+    int64_t L = c->n_layers, nb = gs->n_win, maxw = 1;
+    for (int64_t b = 0; b < L; b++) {
+        mp_block_shape s = gs->shape[b];
+        maxw = s.n_kv_heads > maxw ? s.n_kv_heads : maxw;
+        maxw = s.ffn > maxw ? s.ffn : maxw;
+    }
+    mp_kwon_layer *ly = mp_calloc((size_t)L, sizeof *ly);
+    double *fa = mp_malloc((size_t)(L * maxw) * sizeof *fa), *ff = mp_malloc((size_t)(L * maxw) * sizeof *ff);
+    double *g = mp_malloc((size_t)(nb * maxw + 1) * sizeof *g);
+    int64_t *ak = mp_malloc((size_t)L * sizeof *ak), *fk = mp_malloc((size_t)L * sizeof *fk);
+    int64_t *kv = mp_malloc((size_t)(maxw + 1) * sizeof *kv), *q = NULL, *fn = NULL;
+    bool *keep = mp_malloc((size_t)(maxw + 1) * sizeof *keep);
+    if (!ly || !fa || !ff || !g || !ak || !fk || !kv || !keep)
+        MP_FAIL(MP_ERR_NOMEM, "kwon: cannot allocate the mask search");
+    bool att_on = co->kv_groups || co->heads;
+    for (int64_t b = 0; b < L; b++) {
+        mp_block_shape s = gs->shape[b];
+        int64_t nh = s.n_heads, nkv = s.n_kv_heads, F = s.ffn, w = nh + F;
+        int64_t G = nkv > 0 ? nh / nkv : 0;
+        double *a = fa + b * maxw, *f = ff + b * maxw;
+        /* A KV group's mask multiplies all its heads: its gradient is the sum of theirs. */
+        for (int64_t k = 0; k < nkv; k++) {
+            a[k] = 0.0;
+            for (int64_t t = 0; t < nb; t++) {
+                double v = 0.0;
+                for (int64_t h = k * G; h < (k + 1) * G; h++)
+                    v += gs->win[b][t * w + h];
+                a[k] += v * v;
+            }
+        }
+        for (int64_t j = 0; j < F; j++)
+            f[j] = gs->ffn[b][MP_GSCORE_FISHER * F + j];
+        ly[b] = (mp_kwon_layer){
+            .n_att = nkv, .att_fisher = a, .att_cost = u[2 * b] > 0 ? u[2 * b] : 1.0,
+            .att_min = att_on ? co->min_kv : nkv,
+            .n_ffn = F, .ffn_fisher = f, .ffn_cost = u[2 * b + 1] > 0 ? u[2 * b + 1] : 1.0,
+            .ffn_min = co->ffn ? co->min_ffn : F};
+    }
+    double kc = 0.0;
+    st = mp_kwon_search(ly, L, co->ffn_multiple, budget, ak, fk, kept_fisher, &kc, att_total);
+    if (st == MP_ERR_RANGE)
+        st = mp_error(MP_ERR_ARG, "mpiprune prune: --target %s cannot be met: the floors of "
+                      "--min-keep keep more (%s)", J->o->st.target_text, mp_error_message());
+    MP_TRY(st);
+    for (int64_t b = 0; b < L; b++) {
+        mp_block_shape s = gs->shape[b];
+        int64_t nh = s.n_heads, nkv = s.n_kv_heads, F = s.ffn, w = nh + F;
+        int64_t G = nkv > 0 ? nh / nkv : 0, swa = 0, swf = 0;
+        double lba = 0, laa = 0, lbf = 0, laf = 0;
+        /* Attention: the groups' gradient vectors, rearranged at the searched count. */
+        for (int64_t t = 0; t < nb; t++)
+            for (int64_t k = 0; k < nkv; k++) {
+                double v = 0.0;
+                for (int64_t h = k * G; h < (k + 1) * G; h++)
+                    v += gs->win[b][t * w + h];
+                g[t * nkv + k] = v;
+            }
+        MP_TRY(mp_kwon_rearrange(g, nb, nkv, ak[b], keep, &swa, &lba, &laa));
+        int64_t n_kv = 0;
+        for (int64_t k = 0; k < nkv; k++)
+            if (keep[k])
+                kv[n_kv++] = k;
+        free(q);
+        if (!(q = mp_malloc((size_t)(n_kv * G + 1) * sizeof *q)))
+            MP_FAIL(MP_ERR_NOMEM, "kwon: cannot allocate a plan");
+        for (int64_t i = 0; i < n_kv * G; i++)
+            q[i] = i % G;
+        double fa_rm = 0.0, ff_rm = 0.0;
+        for (int64_t k = 0; k < nkv; k++)
+            fa_rm += keep[k] ? 0.0 : fa[b * maxw + k];
+        /* FFN: each neuron's gradient vector. */
+        for (int64_t t = 0; t < nb; t++)
+            memcpy(g + t * F, gs->win[b] + t * w + nh, (size_t)F * sizeof *g);
+        bool *fkeep = mp_malloc((size_t)(F + 1) * sizeof *fkeep);
+        free(fn);
+        fn = mp_malloc((size_t)(F + 1) * sizeof *fn);
+        if (!fkeep || !fn) {
+            free(fkeep);
+            MP_FAIL(MP_ERR_NOMEM, "kwon: cannot allocate a plan");
+        }
+        st = mp_kwon_rearrange(g, nb, F, fk[b], fkeep, &swf, &lbf, &laf);
+        int64_t n_ffn = 0;
+        for (int64_t j = 0; st == MP_OK && j < F; j++) {
+            if (fkeep[j])
+                fn[n_ffn++] = j;
+            else
+                ff_rm += ff[b * maxw + j];
+        }
+        free(fkeep);
+        MP_TRY(st);
+        MP_TRY(mp_plan_set_block(newp, b, n_kv, kv, n_kv > 0 ? G : 0, q, n_ffn, fn));
+        for (int k = 0; k < 2; k++) {
+            int64_t units = k == 0 ? nkv - n_kv : F - n_ffn;
+            cJSON *x = cJSON_CreateObject();
+            bool ok = x && cJSON_AddNumberToObject(x, "block", (double)b) &&
+                      cJSON_AddStringToObject(x, "sub", k == 0 ? "attention" : "ffn") &&
+                      cJSON_AddNumberToObject(x, "units", (double)units) &&
+                      cJSON_AddNumberToObject(x, "score", k == 0 ? fa_rm : ff_rm) &&
+                      cJSON_AddNumberToObject(x, "cost", (double)units * u[2 * b + k]) &&
+                      cJSON_AddNumberToObject(x, "swaps", (double)(k == 0 ? swa : swf)) &&
+                      cJSON_AddNumberToObject(x, "fisher_loss_diagonal", k == 0 ? lba : lbf) &&
+                      cJSON_AddNumberToObject(x, "fisher_loss_rearranged", k == 0 ? laa : laf);
+            if (!ok || !mp_json_add(removed, NULL, x))
+                MP_FAIL(MP_ERR_NOMEM, "cannot grow the search trace");
+        }
+    }
+done:
+    free(ly);
+    free(fa);
+    free(ff);
+    free(g);
+    free(ak);
+    free(fk);
+    free(kv);
+    free(q);
+    free(fn);
+    free(keep);
+    return st;
+}
+
+/* --method kwon's one round: a gradient pass over the dense model (per-sequence mask
+ * gradients to the coordinator), the mask search and rearrangement there, the plan to every
+ * rank. Collective. */
+static mp_status kwon_round(job *J, const double *dense, double target_total, mp_progress *pg)
+{
+    mp_status st = MP_OK, local = MP_OK;
+    const mp_model_config *c = &J->md.cfg;
+    int64_t L = c->n_layers, nsub = 2 * L;
+    mp_gscores gs = {0};
+    mp_plan p1 = {0}, newp = {0};
+    double *c1 = mp_malloc((size_t)nsub * sizeof *c1), *u = mp_malloc((size_t)nsub * sizeof *u);
+    double *cur = mp_malloc((size_t)nsub * sizeof *cur);
+    int64_t *kv = NULL, *q = NULL, *fn = NULL;
+    cJSON *removed = NULL;
+    if (!c1 || !u || !cur)
+        local = mp_error(MP_ERR_NOMEM, "cannot allocate the kwon round");
+    /* Unit costs: the dense cost less that with one KV group and one neuron fewer per block
+     * (costs are affine in the counts). */
+    if (local == MP_OK)
+        local = mp_plan_identity(c, &p1);
+    for (int64_t b = 0; local == MP_OK && b < L; b++) {
+        mp_block_shape s = mp_layer_shape(c, b);
+        int64_t G = s.n_kv_heads > 0 ? s.n_heads / s.n_kv_heads : 0;
+        int64_t nkv = s.n_kv_heads > 0 ? s.n_kv_heads - 1 : 0, nf = s.ffn > 0 ? s.ffn - 1 : 0;
+        free(kv);
+        free(q);
+        free(fn);
+        kv = mp_malloc((size_t)(nkv + 1) * sizeof *kv);
+        q = mp_malloc((size_t)(nkv * G + 1) * sizeof *q);
+        fn = mp_malloc((size_t)(nf + 1) * sizeof *fn);
+        if (!kv || !q || !fn) {
+            local = mp_error(MP_ERR_NOMEM, "cannot allocate the kwon round");
+            break;
+        }
+        for (int64_t i = 0; i < nkv; i++)
+            kv[i] = i;
+        for (int64_t i = 0; i < nkv * G; i++)
+            q[i] = i % G;
+        for (int64_t i = 0; i < nf; i++)
+            fn[i] = i;
+        local = mp_plan_set_block(&p1, b, nkv, kv, nkv > 0 ? G : 0, q, nf, fn);
+    }
+    if (local == MP_OK)
+        local = plan_costs(J, &p1, false, c1);
+    double before = 0.0, consts = 0.0;
+    for (int64_t sb = 0; local == MP_OK && sb < nsub; sb++) {
+        mp_block_shape s = mp_layer_shape(c, sb / 2);
+        int64_t n = sb % 2 == 0 ? s.n_kv_heads : s.ffn;
+        u[sb] = dense[sb] - c1[sb];
+        before += dense[sb];
+        consts += dense[sb] - (double)n * u[sb];
+    }
+    MP_TRY(mp_prune_agree(J, local));
+
+    mp_progress_note(pg, "kwon: gradient pass (float64 forward and backward) over %lld "
+                     "sequences, then the Fisher mask search and rearrangement",
+                     (long long)J->o->nsamples);
+    double tg = mp_comm_wtime();
+    MP_TRY(mp_gscores_compute_windows(c, &J->md.src, NULL, J->tok.ids + J->s0 * J->o->seqlen,
+                                      J->s1 - J->s0, J->o->seqlen, MP_GRAD_MEMORY, J->comm,
+                                      NULL, &gs));
+    J->t_stage[ST_FORWARD] += mp_comm_wtime() - tg;
+    double t = mp_comm_wtime(), kept_fisher = 0.0, freed = 0.0, after = 0.0;
+    int64_t att_total = 0;
+    if (J->rank == 0) {
+        removed = cJSON_CreateArray();
+        local = removed ? mp_plan_identity(c, &newp)
+                        : mp_error(MP_ERR_NOMEM, "cannot allocate the search trace");
+        if (local == MP_OK)
+            local = kwon_plan(J, &gs, u, before - target_total - consts, &newp, removed,
+                              &kept_fisher, &att_total);
+        if (local == MP_OK)
+            local = plan_costs(J, &newp, true, cur);
+        for (int64_t sb = 0; local == MP_OK && sb < nsub; sb++)
+            after += cur[sb];
+        freed = before - after;
+        if (local == MP_OK)
+            local = kwon_trace(J, gs.loss, target_total, freed, after, kept_fisher, att_total,
+                               removed);
+    }
+    J->t_stage[ST_SOLVE] += mp_comm_wtime() - t;
+    MP_TRY(mp_prune_agree(J, local));
+    for (int64_t b = 0; b < L; b++)
+        for (int k = 0; k < 2; k++)
+            MP_TRY(share_part(J, b, k == 0, 0, J->rank == 0 ? &newp.b[b] : NULL));
+    MP_TRY(mp_prune_agree(J, mp_plan_check(c, &J->plan, "the mask search's plan")));
+    MP_TRY(mp_comm_bcast(J->comm, &freed, (int64_t)sizeof freed, 0));
+    mp_progress_note(pg, "kwon: calibration loss %.6f (float64); removed %.6g (%s), %.4f of the "
+                     "blocks' %s kept", gs.loss, freed,
+                     J->o->st.chain.flops ? "FLOPs/token" : "parameters", (before - freed) / before,
+                     J->o->st.chain.flops ? "FLOPs" : "parameters");
+done:
+    mp_gscores_free(&gs);
+    mp_plan_free(&p1);
+    mp_plan_free(&newp);
+    free(c1);
+    free(u);
+    free(cur);
+    free(kv);
+    free(q);
+    free(fn);
+    cJSON_Delete(removed);
+    return st;
+}
+
 mp_status mp_structured_search(job *J)
 {
     mp_status st = MP_OK, local = MP_OK;
@@ -1175,7 +1590,12 @@ mp_status mp_structured_search(job *J)
     double target_total = (1.0 - so->keep) * before;
     mp_progress_start(&pg, J->pg.enabled, "search", R * L);
     mp_progress_restart(&pg, J->search_round * L);
-    if (J->search_round < R)
+    if (J->search_round < R && so->kwon)
+        mp_progress_note(&pg, "kwon: %s, removing %.6g of %.6g %s (mask tuning: %s)",
+                         so->target_text, target_total, before,
+                         so->chain.flops ? "FLOPs per token" : "parameters",
+                         so->tune ? "yes" : so->compensation_name);
+    else if (J->search_round < R)
         mp_progress_note(&pg, "structured search: %lld round(s) over %lld blocks, %s, removing "
                          "%.6g of %.6g %s (%s allocation, %s scores, %s normalisation)%s",
                          (long long)R, (long long)L, so->target_text, target_total, before,
@@ -1183,7 +1603,10 @@ mp_status mp_structured_search(job *J)
                          so->allocation_name, so->score_name, so->normalize_name,
                          J->search_round > 0 ? ", resumed" : "");
     for (int64_t r = J->search_round; r < R; r++) {
-        MP_TRY(search_round(J, r, cum, owner, dense, target_total, &pg));
+        if (so->kwon)
+            MP_TRY(kwon_round(J, dense, target_total, &pg));
+        else
+            MP_TRY(search_round(J, r, cum, owner, dense, target_total, &pg));
         J->search_round = r + 1;
         bool last = r + 1 == R;
         mp_status sig = MP_OK;

@@ -34,7 +34,10 @@ void mp_gscores_free(mp_gscores *s)
             free(s->kv[b]);
         if (s->ffn)
             free(s->ffn[b]);
+        if (s->win)
+            free(s->win[b]);
     }
+    free(s->win);
     free(s->head);
     free(s->kv);
     free(s->ffn);
@@ -224,10 +227,10 @@ done:
     return st;
 }
 
-mp_status mp_gscores_compute(const mp_model_config *c, const mp_weight_source *src,
-                             const mp_plan *plan, const uint32_t *tokens, int64_t n_loc,
-                             int64_t T, int64_t mem_bytes, const mp_comm *comm,
-                             const mp_gscore_progress *pg, mp_gscores *out)
+static mp_status compute(const mp_model_config *c, const mp_weight_source *src,
+                         const mp_plan *plan, const uint32_t *tokens, int64_t n_loc, int64_t T,
+                         int64_t mem_bytes, const mp_comm *comm, const mp_gscore_progress *pg,
+                         bool windows, mp_gscores *out)
 {
     mp_status st = MP_OK, local = MP_OK, global = MP_OK;
     int rank = mp_comm_rank(comm), P = mp_comm_size(comm), who = -1;
@@ -256,6 +259,8 @@ mp_status mp_gscores_compute(const mp_model_config *c, const mp_weight_source *s
             local = mp_error(MP_ERR_NOMEM, "cannot allocate the gradient scores of block %lld",
                              (long long)b);
     }
+    if (local == MP_OK && windows && !(out->win = mp_calloc((size_t)L, sizeof *out->win)))
+        local = mp_error(MP_ERR_NOMEM, "cannot allocate the mask gradients");
     if (local == MP_OK)
         local = local_pass(c, src, plan, tokens, n_loc, T, mem_bytes, rank == 0 ? pg : NULL,
                            loc, loss);
@@ -297,6 +302,22 @@ mp_status mp_gscores_compute(const mp_model_config *c, const mp_weight_source *s
         MP_TRY(mp_comm_gatherv_f64(comm, loc[b], n_loc * m, all, cnt, 0));
         if (rank == 0)
             block_scores(s, all, n_total, out->head[b], out->kv[b], out->ffn[b]);
+        if (rank == 0 && windows) {
+            int64_t nh = s->n_heads, F = s->ffn, w = nh + F;
+            if (!(out->win[b] = mp_malloc((size_t)(n_total * w + 1) * sizeof(double))))
+                local = mp_error(MP_ERR_NOMEM, "cannot allocate the mask gradients of %lld "
+                                 "sequences", (long long)n_total);
+            for (int64_t q = 0; local == MP_OK && q < n_total; q++) {
+                const double *gm = all + q * m, *gf = gm + 2 * nh + s->n_kv_heads;
+                memcpy(out->win[b] + q * w, gm, (size_t)nh * sizeof(double));
+                memcpy(out->win[b] + q * w + nh, gf, (size_t)F * sizeof(double));
+            }
+        }
+        MP_TRY(mp_comm_agree(comm, local, &global, &who));
+        if (global != MP_OK) {
+            st = global;
+            goto done;
+        }
         MP_TRY(mp_comm_bcast(comm, out->head[b],
                              (int64_t)(MP_GSCORE_COUNT * s->n_heads * sizeof(double)), 0));
         MP_TRY(mp_comm_bcast(comm, out->kv[b],
@@ -305,6 +326,7 @@ mp_status mp_gscores_compute(const mp_model_config *c, const mp_weight_source *s
                              (int64_t)(MP_GSCORE_COUNT * s->ffn * sizeof(double)), 0));
     }
     out->seconds = mp_comm_wtime() - t0;
+    out->n_win = rank == 0 && windows ? n_total : 0;
 done:
     for (int64_t b = 0; loc && b < L; b++)
         free(loc[b]);
@@ -316,4 +338,20 @@ done:
     if (st != MP_OK || local != MP_OK)
         mp_gscores_free(out);
     return st != MP_OK ? st : local;
+}
+
+mp_status mp_gscores_compute(const mp_model_config *c, const mp_weight_source *src,
+                             const mp_plan *plan, const uint32_t *tokens, int64_t n_loc,
+                             int64_t T, int64_t mem_bytes, const mp_comm *comm,
+                             const mp_gscore_progress *pg, mp_gscores *out)
+{
+    return compute(c, src, plan, tokens, n_loc, T, mem_bytes, comm, pg, false, out);
+}
+
+mp_status mp_gscores_compute_windows(const mp_model_config *c, const mp_weight_source *src,
+                                     const mp_plan *plan, const uint32_t *tokens, int64_t n_loc,
+                                     int64_t T, int64_t mem_bytes, const mp_comm *comm,
+                                     const mp_gscore_progress *pg, mp_gscores *out)
+{
+    return compute(c, src, plan, tokens, n_loc, T, mem_bytes, comm, pg, true, out);
 }

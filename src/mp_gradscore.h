@@ -39,6 +39,9 @@ typedef struct {
     double **kv;                     /* [b][kind · nkv + g] */
     double **ffn;                    /* [b][kind · ffn + j] */
     double loss;                     /* mean float64 loss over all sequences */
+    int64_t n_win;                   /* mp_gscores_compute_windows, rank 0: sequences, and */
+    double **win;                    /* [b][s · (nh + ffn) + u] each sequence's ∂L_s/∂m of the
+                                        block's heads, then neurons, in sequence order */
     double seconds;                  /* this rank's time in the pass */
 } mp_gscores;
 
@@ -57,6 +60,15 @@ MP_NODISCARD mp_status mp_gscores_compute(const mp_model_config *cfg, const mp_w
                                           int64_t n_loc, int64_t T, int64_t mem_bytes,
                                           const mp_comm *comm, const mp_gscore_progress *pg,
                                           mp_gscores *out);
+/* The same, and on rank 0 every sequence's mask gradients (n_win, win): the minibatch
+ * gradient vectors of Kwon et al.'s mask rearrangement. */
+MP_NODISCARD mp_status mp_gscores_compute_windows(const mp_model_config *cfg,
+                                                  const mp_weight_source *src,
+                                                  const mp_plan *plan, const uint32_t *tokens,
+                                                  int64_t n_loc, int64_t T, int64_t mem_bytes,
+                                                  const mp_comm *comm,
+                                                  const mp_gscore_progress *pg,
+                                                  mp_gscores *out);
 void mp_gscores_free(mp_gscores *s);
 /* Bytes mp_gscores_compute holds on a rank at most (float64 head and block, saved inputs,
  * gradients, activations, the per-window numbers): for the memory plan. */

@@ -256,6 +256,103 @@ done:
     return st;
 }
 
+mp_status mp_struct_scales(const double *W, int64_t rows, int64_t cols, const double *H,
+                           const double *cross, int64_t unit, const bool *keep, double damp,
+                           double *m)
+{
+    mp_status st = check_dims(rows, cols);
+    if (st != MP_OK)
+        return st;
+    if (unit < 1 || cols % unit != 0)
+        return mp_error(MP_ERR_ARG, "mask tuning: %lld columns are not units of %lld",
+                        (long long)cols, (long long)unit);
+    int64_t nu = cols / unit, nk = 0;
+    for (int64_t i = 0; i < nu; i++) {
+        m[i] = 0.0;
+        nk += keep[i];
+    }
+    if (nk == 0)
+        return MP_OK;
+    int64_t kc = nk * unit;
+    int64_t *u = mp_malloc((size_t)nk * sizeof *u);
+    double *WK = mp_malloc((size_t)(rows * kc) * sizeof *WK); /* W[:, kept columns] */
+    double *WW = mp_malloc((size_t)(kc * kc) * sizeof *WW);   /* its Gram WKᵀ WK */
+    double *A = mp_malloc((size_t)(nk * nk) * sizeof *A);
+    double *r = mp_malloc((size_t)nk * sizeof *r);
+    if (!u || !WK || !WW || !A || !r)
+        MP_FAIL(MP_ERR_NOMEM, "mask tuning: cannot allocate a %lld-unit system", (long long)nk);
+    for (int64_t i = 0, n = 0; i < nu; i++)
+        if (keep[i])
+            u[n++] = i;
+    for (int64_t t = 0; t < rows; t++)
+        for (int64_t i = 0; i < nk; i++)
+            memcpy(WK + t * kc + i * unit, W + t * cols + u[i] * unit,
+                   (size_t)unit * sizeof *WK);
+    cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)kc, (int)kc, (int)rows, 1.0, WK,
+                (int)kc, WK, (int)kc, 0.0, WW, (int)kc);
+    double mean = 0.0;
+    for (int64_t i = 0; i < nk; i++) {
+        r[i] = 0.0;
+        for (int64_t a = 0; a < unit; a++)
+            r[i] += cross[u[i] * unit + a];
+        for (int64_t j = 0; j < nk; j++) {
+            double g = 0.0;
+            for (int64_t a = 0; a < unit; a++) {
+                const double *ww = WW + (i * unit + a) * kc + j * unit;
+                const double *hh = H + (u[i] * unit + a) * cols + u[j] * unit;
+                for (int64_t b = 0; b < unit; b++)
+                    g += ww[b] * hh[b];
+            }
+            A[i * nk + j] = g;
+        }
+        if (A[i * nk + i] == 0.0)
+            A[i * nk + i] = 1.0; /* a dead unit: no output, its scale stays 1 */
+        mean += A[i * nk + i];
+    }
+    mean /= (double)nk;
+    for (int64_t i = 0; i < nk; i++) {
+        A[i * nk + i] += damp * mean;
+        r[i] += damp * mean;
+    }
+    int N = (int)nk, one = 1, info = 0;
+    dposv_("L", &N, &one, A, &N, r, &N, &info, 1);
+    if (info != 0)
+        MP_FAIL(MP_ERR_NUMERIC, "mask tuning: the Gram matrix of the %lld kept units is not "
+                "positive definite with damping %g", (long long)nk, damp);
+    for (int64_t i = 0; i < nk; i++)
+        m[u[i]] = r[i];
+done:
+    free(u);
+    free(WK);
+    free(WW);
+    free(A);
+    free(r);
+    return st;
+}
+
+mp_status mp_struct_cross_add(const float *x, const float *y, const float *W, int64_t rows,
+                              int64_t dim, int64_t out, double *cross)
+{
+    enum { CHUNK = 2048 };
+    if (rows <= 0 || dim <= 0)
+        return MP_OK;
+    int64_t n = rows < CHUNK ? rows : CHUNK;
+    float *u = mp_malloc((size_t)(n * dim) * sizeof *u);
+    if (!u)
+        return mp_error(MP_ERR_NOMEM, "mask tuning: cannot allocate %lld x %lld products",
+                        (long long)n, (long long)dim);
+    for (int64_t r0 = 0; r0 < rows; r0 += CHUNK) {
+        int64_t m = rows - r0 < CHUNK ? rows - r0 : CHUNK;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)dim, (int)out, 1.0f,
+                    y + r0 * out, (int)out, W, (int)dim, 0.0f, u, (int)dim);
+        for (int64_t t = 0; t < m; t++)
+            for (int64_t a = 0; a < dim; a++)
+                cross[a] += (double)x[(r0 + t) * dim + a] * (double)u[t * dim + a];
+    }
+    free(u);
+    return MP_OK;
+}
+
 void mp_struct_center(double *H, const double *mean, int64_t n)
 {
     for (int64_t i = 0; i < n; i++)

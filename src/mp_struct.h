@@ -53,6 +53,25 @@ MP_NODISCARD mp_status mp_struct_refit(const double *Wd, int64_t rows, int64_t c
                                        const double *H, const bool *keep, double damp,
                                        double *W);
 
+/* Kwon et al.'s mask tuning: one scale per kept unit (a group of `unit` consecutive columns)
+ * instead of a refit of every weight. With the kept units' columns scaled by m_i, the output
+ * W diag(s) x is fitted to a target y (the unpruned model's), given H = (2/N) Σ x xᵀ and
+ * cross[cols] = (2/N) Σ_t x_t ∘ (Wᵀ y_t):
+ *     G m = r,  G_ij = Σ_{a∈i, b∈j} (WᵀW)_ab H_ab,  r_i = Σ_{a∈i} cross_a,
+ * damped towards the untuned masks: (G + λI) m = r + λ·1, λ = damp · mean(diag G), so a
+ * direction the data does not determine keeps its scale 1. keep[cols / unit] says which units
+ * are kept; m[cols / unit] gets their scales (0 for the removed ones). Not collective. */
+MP_NODISCARD mp_status mp_struct_scales(const double *W, int64_t rows, int64_t cols,
+                                        const double *H, const double *cross, int64_t unit,
+                                        const bool *keep, double damp, double *m);
+
+/* cross[dim] += Σ_t x_t ∘ (Wᵀ y_t) over rows t, for x[rows, dim], y[rows, out] and the
+ * layer's W[out, dim] in float32 (the right-hand side of mp_struct_scales before its 2/N),
+ * in chunks of rows. Not collective. */
+MP_NODISCARD mp_status mp_struct_cross_add(const float *x, const float *y, const float *W,
+                                           int64_t rows, int64_t dim, int64_t out,
+                                           double *cross);
+
 /* FLAP's bias compensation, generalised to the refit. With the inputs' means μ[n], the centred
  * H − 2 μμᵀ (in place) is 2 × their covariance: a refit on it (mp_struct_refit) plus the
  * intercept bias[rows] = (Wd − W) μ (mp_struct_intercept) is the least-squares fit of x Wdᵀ by

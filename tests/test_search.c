@@ -14,6 +14,7 @@
 
 #include "test_util.h"
 
+#include "mp_kwon.h"
 #include "mp_search.h"
 
 static void fail_st(const char *what, mp_status st)
@@ -172,10 +173,103 @@ static void test_select_uniform(void **state)
                      MP_ERR_RANGE);
 }
 
+/* Kwon et al.'s mask search against brute force over every subset of units: with one cost per
+ * attention unit and one per neuron, the sweep over the number of kept attention units is the
+ * exact optimum of the kept Fisher under the budget (floors included). */
+static void test_kwon_search_vs_brute_force(void **state)
+{
+    (void)state;
+    prng r = {11};
+    enum { L = 2 };
+    const int64_t na[L] = {2, 3}, nf[L] = {3, 4};
+    for (int trial = 0; trial < 40; trial++) {
+        double fa[L][3], ff[L][4];
+        mp_kwon_layer ly[L];
+        int64_t amin = trial % 3 == 0 ? 1 : 0, fmin = trial % 4 == 0 ? 1 : 0;
+        for (int l = 0; l < L; l++) {
+            for (int i = 0; i < na[l]; i++) fa[l][i] = prng_uniform(&r, 0.0, 4.0);
+            for (int i = 0; i < nf[l]; i++) ff[l][i] = prng_uniform(&r, 0.0, 1.0);
+            ly[l] = (mp_kwon_layer){na[l], fa[l], 5.0, amin, nf[l], ff[l], 2.0, fmin};
+        }
+        double budget = prng_uniform(&r, 12.0, 38.0);
+        int64_t ak[L], fk[L], at = 0;
+        double kf = 0.0, kc = 0.0;
+        fail_st("search", mp_kwon_search(ly, L, 1, budget, ak, fk, &kf, &kc, &at));
+        /* Brute force: 12 units, each kept or not. */
+        double best = -1.0;
+        for (int mask = 0; mask < 1 << 12; mask++) {
+            double f = 0.0, c = 0.0;
+            int bit = 0;
+            bool ok = true;
+            for (int l = 0; l < L; l++) {
+                int ka = 0, kn = 0;
+                for (int i = 0; i < na[l]; i++, bit++)
+                    if (mask >> bit & 1) f += fa[l][i], c += 5.0, ka++;
+                for (int i = 0; i < nf[l]; i++, bit++)
+                    if (mask >> bit & 1) f += ff[l][i], c += 2.0, kn++;
+                ok = ok && ka >= amin && kn >= fmin;
+            }
+            if (ok && c <= budget && f > best) best = f;
+        }
+        if (!(fabs(kf - best) <= 1e-12 * best))
+            fail_msg("trial %d: kept Fisher %.15g, brute force %.15g", trial, kf, best);
+        double cost = 0.0;
+        int64_t tot = 0;
+        for (int l = 0; l < L; l++) {
+            cost += 5.0 * (double)ak[l] + 2.0 * (double)fk[l];
+            tot += ak[l];
+            if (ak[l] < amin || fk[l] < fmin) fail_msg("trial %d: floors broken", trial);
+        }
+        if (!(cost <= budget) || cost != kc || tot != at)
+            fail_msg("trial %d: cost %g (reported %g) of budget %g", trial, cost, kc, budget);
+    }
+    /* Buckets of 2 neurons: kept widths stay multiples of 2 (or whole), within the budget. */
+    double a2[2] = {1.0, 2.0}, f2[5] = {0.5, 0.1, 0.4, 0.3, 0.2};
+    mp_kwon_layer one = {2, a2, 5.0, 1, 5, f2, 1.0, 1};
+    int64_t ak, fk;
+    fail_st("buckets", mp_kwon_search(&one, 1, 2, 8.0, &ak, &fk, NULL, NULL, NULL));
+    if (ak != 1 || fk != 2) fail_msg("buckets: kept %lld heads, %lld neurons (want 1, 2)", (long long)ak, (long long)fk);
+    if (mp_kwon_search(&one, 1, 2, 4.0, &ak, &fk, NULL, NULL, NULL) != MP_ERR_RANGE)
+        fail_msg("floors above the budget were accepted");
+}
+
+/* The rearrangement: a case the diagonal gets wrong (two units whose gradients cancel), and on
+ * random gradients a loss never above the diagonal choice's, at the same count. */
+static void test_kwon_rearrange(void **state)
+{
+    (void)state;
+    /* Units: g0 = (1, 0), g1 = (-1, 0), g2 = (0.5, 0.5); Fisher 1, 1, 0.5. Keeping one, the
+     * diagonal prunes {2, 0} (loss 2.5); pruning {0, 1} costs nothing. */
+    const double g[6] = {1.0, -1.0, 0.5, 0.0, 0.0, 0.5};
+    bool keep[3];
+    int64_t sw = -1;
+    double lb = 0.0, la = -1.0;
+    fail_st("rearrange", mp_kwon_rearrange(g, 2, 3, 1, keep, &sw, &lb, &la));
+    if (keep[0] || keep[1] || !keep[2] || sw != 2 || !(fabs(lb - 2.5) <= 1e-15) || la != 0.0)
+        fail_msg("rearranged keep %d%d%d, %lld swaps, loss %g -> %g (want 001, 2, 2.5 -> 0)",
+                 keep[0], keep[1], keep[2], (long long)sw, lb, la);
+    prng r = {5};
+    enum { NB = 16, NU = 20 };
+    double *G = dalloc(NB * NU);
+    for (int trial = 0; trial < 20; trial++) {
+        for (int i = 0; i < NB * NU; i++) G[i] = prng_uniform(&r, -1.0, 1.0) + (i % NU == 3 ? 0.8 : 0.0);
+        int64_t k = trial % NU;
+        bool kp[NU];
+        fail_st("rearrange", mp_kwon_rearrange(G, NB, NU, k, kp, &sw, &lb, &la));
+        int64_t n = 0;
+        for (int u = 0; u < NU; u++) n += kp[u];
+        if (n != k) fail_msg("trial %d: %lld kept, not %lld", trial, (long long)n, (long long)k);
+        if (!(la <= lb * (1.0 + 1e-12))) fail_msg("trial %d: loss rose %g -> %g", trial, lb, la);
+    }
+    free(G);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_select_vs_brute_force),
+        cmocka_unit_test(test_kwon_search_vs_brute_force),
+        cmocka_unit_test(test_kwon_rearrange),
         cmocka_unit_test(test_select_costs_and_ties),
         cmocka_unit_test(test_select_uniform),
         cmocka_unit_test(test_schedule),

@@ -349,12 +349,95 @@ static void test_errors(void **state)
                      MP_ERR_INTERNAL);
 }
 
+/* Kwon et al.'s mask tuning (mp_struct_scales with mp_struct_cross_add) against the normal
+ * equations of the explicit least-squares problem: one column per kept unit, the unit's output
+ * W[:, unit] x_unit over every row, fitted to the targets y. The cross term runs through
+ * float32 products (sgemm), hence the tolerance 1e-4 here. */
+static void test_mask_tuning(void **state)
+{
+    (void)state;
+    enum { N = 64, COLS = 12, ROWS = 5, U = 4, NU = COLS / U };
+    prng r = {7};
+    float *X = falloc(N * COLS), *W = falloc(ROWS * COLS), *Y = falloc(N * ROWS);
+    for (int64_t i = 0; i < N * COLS; i++) X[i] = (float)prng_uniform(&r, -1.0, 1.0);
+    for (int64_t i = 0; i < ROWS * COLS; i++) W[i] = (float)prng_uniform(&r, -1.0, 1.0);
+    for (int64_t t = 0; t < N; t++)
+        for (int64_t o = 0; o < ROWS; o++) {
+            double v = 0.0;
+            for (int64_t a = 0; a < COLS; a++) v += (double)W[o * COLS + a] * X[t * COLS + a];
+            Y[t * ROWS + o] = (float)(0.7 * v + prng_uniform(&r, -0.3, 0.3));
+        }
+    double *H = dalloc(COLS * COLS), *Wd = dalloc(ROWS * COLS), *cross = dalloc(COLS);
+    for (int64_t a = 0; a < COLS; a++)
+        for (int64_t b = 0; b < COLS; b++) {
+            double v = 0.0;
+            for (int64_t t = 0; t < N; t++) v += (double)X[t * COLS + a] * X[t * COLS + b];
+            H[a * COLS + b] = 2.0 * v / N;
+        }
+    for (int64_t i = 0; i < ROWS * COLS; i++) Wd[i] = W[i];
+    /* Two calls of half the rows each: the accumulation over batches. */
+    fail_st("cross", mp_struct_cross_add(X, Y, W, N / 2, COLS, ROWS, cross));
+    fail_st("cross", mp_struct_cross_add(X + N / 2 * COLS, Y + N / 2 * ROWS, W, N / 2, COLS, ROWS,
+                                         cross));
+    for (int64_t a = 0; a < COLS; a++) cross[a] *= 2.0 / N;
+    bool keep[NU] = {true, false, true};
+    double m[NU];
+    fail_st("scales", mp_struct_scales(Wd, ROWS, COLS, H, cross, U, keep, 0.0, m));
+    /* The reference: A[(t, o), i] = Σ_{a∈i} W[o, a] x[t, a] for the kept i. */
+    int64_t K[NU], nk = 0;
+    for (int64_t i = 0; i < NU; i++) if (keep[i]) K[nk++] = i;
+    double *G = dalloc(nk * nk), *rhs = dalloc(nk);
+    for (int64_t t = 0; t < N; t++)
+        for (int64_t o = 0; o < ROWS; o++) {
+            double A[NU];
+            for (int64_t i = 0; i < nk; i++) {
+                A[i] = 0.0;
+                for (int64_t a = K[i] * U; a < (K[i] + 1) * U; a++)
+                    A[i] += (double)W[o * COLS + a] * X[t * COLS + a];
+            }
+            for (int64_t i = 0; i < nk; i++) {
+                rhs[i] += A[i] * Y[t * ROWS + o];
+                for (int64_t j = 0; j < nk; j++) G[i * nk + j] += A[i] * A[j];
+            }
+        }
+    double *Gi = ref_inverse(G, nk);
+    for (int64_t i = 0; i < nk; i++) {
+        double ref = 0.0;
+        for (int64_t j = 0; j < nk; j++) ref += Gi[i * nk + j] * rhs[j];
+        double e = fabs(m[K[i]] - ref) / fabs(ref);
+        if (!(e <= 1e-4)) fail_msg("unit %lld: scale %.9g, reference %.9g", (long long)K[i], m[K[i]], ref);
+    }
+    if (m[1] != 0.0) fail_msg("the removed unit has scale %g, not 0", m[1]);
+    /* Damping pulls every scale towards 1 (the untuned mask). */
+    fail_st("scales", mp_struct_scales(Wd, ROWS, COLS, H, cross, U, keep, 1e8, m));
+    for (int64_t i = 0; i < nk; i++)
+        if (!(fabs(m[K[i]] - 1.0) <= 1e-6)) fail_msg("damped scale %.9g is not 1", m[K[i]]);
+    /* Targets the layer itself produces with every unit kept: every scale is 1. */
+    for (int64_t t = 0; t < N; t++)
+        for (int64_t o = 0; o < ROWS; o++) {
+            double v = 0.0;
+            for (int64_t a = 0; a < COLS; a++) v += (double)W[o * COLS + a] * X[t * COLS + a];
+            Y[t * ROWS + o] = (float)v;
+        }
+    memset(cross, 0, COLS * sizeof *cross);
+    fail_st("cross", mp_struct_cross_add(X, Y, W, N, COLS, ROWS, cross));
+    for (int64_t a = 0; a < COLS; a++) cross[a] *= 2.0 / N;
+    bool all[NU] = {true, true, true};
+    fail_st("scales", mp_struct_scales(Wd, ROWS, COLS, H, cross, U, all, 0.0, m));
+    for (int64_t i = 0; i < NU; i++)
+        if (!(fabs(m[i] - 1.0) <= 1e-4)) fail_msg("self-target scale %.9g is not 1", m[i]);
+    if (mp_struct_scales(Wd, ROWS, COLS, H, cross, 5, all, 0.0, m) != MP_ERR_ARG)
+        fail_msg("12 columns in units of 5 were accepted");
+    free(X), free(W), free(Y), free(H), free(Wd), free(cross), free(G), free(rhs), free(Gi);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_remove_vs_least_squares),
         cmocka_unit_test(test_greedy_order),
         cmocka_unit_test(test_intercept),
+        cmocka_unit_test(test_mask_tuning),
         cmocka_unit_test(test_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
