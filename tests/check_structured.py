@@ -23,7 +23,15 @@
                   W[:, removed] · mean(x[removed]) of a float64 forward on the calibration
                   sequences (rel 1e-5), and the model passes the checks of the search above;
                   `mpiprune convert` to GGUF (deci, with attn_output.bias and ffn_down.bias)
-                  and back evaluates bit for bit as the output.
+                  and back evaluates bit for bit as the output;
+  fisher          --score fisher (a float64 gradient pass per round): the same plan and bytes
+                  on 1 and 2 ranks, no normalisation, the budget met, a sane perplexity;
+  kwon            --method kwon (Kwon et al.'s Fisher mask search, mask rearrangement, mask
+                  tuning): the same plan and bytes on 1 and 2 ranks, the budget met to one
+                  unit, one round in the trace, every layer's rearranged Fisher loss at most
+                  its diagonal choice's with some swaps made, mask tuning (--compensation
+                  scale, the default) below no compensation in perplexity, and the model passes
+                  the float64-reference and transformers checks of the search above.
 Needs torch, transformers and safetensors (scripts/install-deps.sh --test); run with
 /usr/bin/python3.
 
@@ -283,6 +291,47 @@ print(f"fisher: kept {bf['keep_met']:.4f}, eval_dev perplexity {pf:.4f} (dense "
       f"{perplexity(fixture):.4f})")
 if not (math.isfinite(pf) and pf < 3 * perplexity(fixture)):
     fail(f"fisher: perplexity {pf} of the pruned model is not sane")
+
+# ---- --method kwon: Kwon et al.'s post-training pipeline ----
+outk1, repk1 = prune("kwon_p1", 1, "--method", "kwon", "--target", "params=0.8",
+                     "--nsamples", "16")
+outk2, repk2 = prune("kwon_p2", 2, "--method", "kwon", "--target", "params=0.8",
+                     "--nsamples", "16")
+outkn, repkn = prune("kwon_none", 2, "--method", "kwon", "--target", "params=0.8",
+                     "--nsamples", "16", "--compensation", "none")
+sk = repk1["structured"]
+if repk1["options"]["structured"]["compensation"] != "scale":
+    fail(f"kwon: --compensation auto gave {repk1['options']['structured']['compensation']!r}")
+if sk["plan"] != repk2["structured"]["plan"] or sk["plan"] != repkn["structured"]["plan"]:
+    fail("kwon: the plan differs between 1 and 2 ranks, or with the compensation")
+with open(os.path.join(outk1, "model.safetensors"), "rb") as f1, \
+        open(os.path.join(outk2, "model.safetensors"), "rb") as f2:
+    if f1.read() != f2.read():
+        fail("kwon: the weights differ between 1 and 2 ranks")
+bk = sk["budget"]
+if not (bk["removed"] >= bk["remove_asked"] - 1e-6 and
+        bk["removed"] - bk["remove_asked"] < largest):
+    fail(f"kwon: budget not met to one unit: removed {bk['removed']} for "
+         f"{bk['remove_asked']}")
+rk = sk["rounds"]
+if len(rk) != 1 or rk[0].get("method") != "kwon" or len(rk[0]["removed"]) != 2 * L:
+    fail(f"kwon: trace {rk!r:.300} is not one kwon round with a record per sub-block")
+else:
+    swaps = sum(x["swaps"] for x in rk[0]["removed"])
+    worse = [x for x in rk[0]["removed"]
+             if x["fisher_loss_rearranged"] > x["fisher_loss_diagonal"] * (1 + 1e-12)]
+    print(f"kwon: kept {bk['keep_met']:.4f}, {swaps} units swapped by the rearrangement")
+    if worse or swaps == 0:
+        fail(f"kwon: rearrangement raised the Fisher loss in {worse!r:.300} or swapped nothing")
+pk, pn = perplexity(outk1), perplexity(outkn)
+print(f"kwon: eval_dev perplexity {pk:.4f} with mask tuning, {pn:.4f} without")
+if not (pk < pn):
+    fail(f"kwon: mask tuning ({pk}) does not beat no compensation ({pn})")
+cfgk = json.load(open(os.path.join(outk1, "config.json")))
+hx.failures.clear()
+hx.check_model("kwon", outk1, make, cli, tokens, work,
+               hx.load_remote if "per_layer_widths" in cfgk else hx.load_stock)
+failures += hx.failures
 
 if failures:
     sys.exit(f"{len(failures)} failure(s)")

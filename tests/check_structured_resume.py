@@ -6,9 +6,12 @@ byte (weights, config.json, report.svg; report.json's plan and trace):
   - kill -9 of every rank during the final block pass: the same command resumes from the
     block checkpoint.
 EXTRA options go to every run (--bias-compensation: the block checkpoints then carry the
-o_proj/down_proj biases, which the output must have).
+o_proj/down_proj biases, which the output must have). With `kwon` first, the run is --method
+kwon instead: one round (its mask search has no search checkpoint to stop at), so only the
+kill -9 in the final pass is tested; its mask tuning then recomputes the unpruned model's hidden
+states up to the resumed block, and must reach the same bytes.
 
-usage: check_structured_resume.py MPIEXEC MPIPRUNE FIXTURE_DIR WORKDIR P [EXTRA...]
+usage: check_structured_resume.py MPIEXEC MPIPRUNE FIXTURE_DIR WORKDIR P [kwon] [EXTRA...]
 """
 import hashlib
 import json
@@ -23,9 +26,12 @@ mpiexec, exe, fixture, work = sys.argv[1:5]
 P = int(sys.argv[5])
 shutil.rmtree(work, ignore_errors=True)
 os.makedirs(work)
+KWON = sys.argv[6:7] == ["kwon"]
+EXTRA = sys.argv[7:] if KWON else sys.argv[6:]
+METHOD = ["--method", "kwon"] if KWON else ["--method", "structured", "--rounds", "3"]
 OPTS = ["prune", "--model", fixture, "--calib", os.path.join(fixture, "calib.bin"),
-        "--seqlen", "256", "--nsamples", "32", "--method", "structured",
-        "--target", "params=0.75", "--rounds", "3", "--snapshot-blocks", "2"] + sys.argv[6:]
+        "--seqlen", "256", "--nsamples", "32", "--target", "params=0.75",
+        "--snapshot-blocks", "2"] + METHOD + EXTRA
 
 
 def launch(out, ckpt, *extra):
@@ -88,32 +94,33 @@ if "--bias-compensation" in OPTS:
     if not (c.get("o_proj_bias") and c.get("down_proj_bias")):
         sys.exit("FAIL: --bias-compensation wrote no o_proj/down_proj biases")
 
-# SIGTERM inside the search.
-out, ck = os.path.join(work, "term"), os.path.join(work, "term.h5")
-p = launch(out, ck)
-wait_for(p, "round 1/3: calibration loss")
-# To the ranks, as a batch system signals them (mpirun would kill them on its own SIGTERM).
-for pid in rank_pids(out):
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        pass
-_, err = p.communicate()
-print(f"SIGTERM during the search: exit {p.returncode}")
-if p.returncode != 75 or not os.path.exists(ck):
-    failures.append(f"SIGTERM: exit {p.returncode} (want 75) or no checkpoint; {err[-500:]}")
-st = subprocess.run([exe, "status", ck], capture_output=True, text=True)
-print(st.stdout.strip())
-if "phase 1" not in st.stdout:
-    failures.append(f"status does not show the search phase: {st.stdout}{st.stderr}")
-p = launch(out, ck)
-_, err = p.communicate()
-if p.returncode != 0 or "search rounds done" not in err:
-    failures.append(f"resume after SIGTERM: exit {p.returncode}; {err[-800:]}")
-elif digest(out) != want:
-    failures.append("the output resumed after SIGTERM differs from the uninterrupted run")
-else:
-    print("resumed after SIGTERM: identical output")
+# SIGTERM inside the search (a structured search of 3 rounds).
+if not KWON:
+    out, ck = os.path.join(work, "term"), os.path.join(work, "term.h5")
+    p = launch(out, ck)
+    wait_for(p, "round 1/3: calibration loss")
+    # To the ranks, as a batch system signals them (mpirun would kill them on its own SIGTERM).
+    for pid in rank_pids(out):
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    _, err = p.communicate()
+    print(f"SIGTERM during the search: exit {p.returncode}")
+    if p.returncode != 75 or not os.path.exists(ck):
+        failures.append(f"SIGTERM: exit {p.returncode} (want 75) or no checkpoint; {err[-500:]}")
+    st = subprocess.run([exe, "status", ck], capture_output=True, text=True)
+    print(st.stdout.strip())
+    if "phase 1" not in st.stdout:
+        failures.append(f"status does not show the search phase: {st.stdout}{st.stderr}")
+    p = launch(out, ck)
+    _, err = p.communicate()
+    if p.returncode != 0 or "search rounds done" not in err:
+        failures.append(f"resume after SIGTERM: exit {p.returncode}; {err[-800:]}")
+    elif digest(out) != want:
+        failures.append("the output resumed after SIGTERM differs from the uninterrupted run")
+    else:
+        print("resumed after SIGTERM: identical output")
 
 # kill -9 inside the final block pass.
 out, ck = os.path.join(work, "kill"), os.path.join(work, "kill.h5")

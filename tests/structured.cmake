@@ -43,3 +43,24 @@ mp_pio_fail_test(structured_budget_unreachable EXIT 2 REGEX "--target params=0.0
 mp_pio_fail_test(structured_then_nm_width EXIT 2 REGEX "--nm 2:64: .* not a multiple of 64"
   ARGS --method structured --target params=0.9 --rounds 1 --units ffn --ffn-multiple 8
        --then sparsegpt --nm 2:64)
+
+# --method kwon (Kwon et al.'s mask search, rearrangement and mask tuning): killed in the final
+# pass on 2 ranks, the resumed job recomputes the unpruned model's hidden states for its mask
+# tuning and writes the same bytes.
+add_test(NAME structured_resume_kwon
+         COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/check_structured_resume.py
+                 ${MPIEXEC_EXECUTABLE} ${MP_CLI} ${MP_FIXTURE_DIR}
+                 ${CMAKE_CURRENT_BINARY_DIR}/work/structured_resume_kwon 2 kwon)
+set_tests_properties(structured_resume_kwon PROPERTIES TIMEOUT 600 LABELS "structured;ckpt"
+                     PROCESSORS 2 ENVIRONMENT "${MP_TEST_ENV}")
+mp_pio_fail_test(kwon_bad_score EXIT 2 REGEX "--method kwon ranks by the Fisher of mask variables"
+  ARGS --method kwon --score nvit)
+mp_pio_fail_test(kwon_bad_allocation EXIT 2 REGEX "--method kwon searches globally"
+  ARGS --method kwon --allocation uniform)
+mp_pio_fail_test(kwon_bad_sublayers EXIT 2 REGEX "--units sublayers is for --method structured"
+  ARGS --method kwon --units kv-groups,ffn,sublayers)
+mp_pio_fail_test(structured_bad_scale EXIT 2 REGEX "--compensation scale \\(mask tuning\\) is part of --method kwon"
+  ARGS --method structured --compensation scale)
+# Floors above the budget: refused after the gradient pass, before OUT exists.
+mp_pio_fail_test(kwon_budget_unreachable EXIT 2 REGEX "--target params=0.05 cannot be met"
+  NP 2 ARGS --method kwon --target params=0.05)
