@@ -16,7 +16,8 @@
 #        MODEL, CALIB, EVAL, SEQLEN (512); METHODS may also name search-NORM (e.g.
 #        search-zscore, search-probe), search-rounds-N (N rounds), search-bias (the search
 #        with --bias-compensation), flap-nobias and search-fisher, search-nvit, search-taylor
-#        (the search with a gradient scorer, no normalisation); kwon (Kwon et al.'s mask
+#        (the search with a gradient scorer, no normalisation), search-ema-fisher,
+#        search-ema-nvit, search-ema-taylor (the same with --score-ema 0.5); kwon (Kwon et al.'s mask
 #        search, rearrangement and mask tuning: --method kwon), kwon-ls and kwon-none (its plan
 #        with the least-squares refit, or no compensation)
 set -euo pipefail
@@ -100,6 +101,8 @@ for m in $METHODS; do
       search) prune "search-$k" --method structured --target "params=$k" ;;
       search-fisher|search-nvit|search-taylor) prune "$m-$k" --method structured \
                          --target "params=$k" --score "${m#search-}" ;;
+      search-ema-fisher|search-ema-nvit|search-ema-taylor) prune "$m-$k" --method structured \
+                         --target "params=$k" --score "${m#search-ema-}" --score-ema 0.5 ;;
       kwon) prune "kwon-$k" --method kwon --target "params=$k" ;;
       kwon-ls|kwon-none) prune "$m-$k" --method kwon --target "params=$k" \
                            --compensation "${m#kwon-}" ;;

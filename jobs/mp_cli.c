@@ -175,6 +175,10 @@ static int cmd_prune(int argc, char **argv, const mp_comm *comm)
          "over all blocks; shares 1/2, 3/4, ..., 1 of the budget)", false, 1, 64, NULL},
         {"loss-samples", MP_OPT_INT, &o.st.loss_samples, "4", "N", "structured: calibration "
          "sequences whose loss is traced before each round", false, 0, 1 << 24, NULL},
+        {"score-ema", MP_OPT_DOUBLE, &o.st.score_ema, "0", "B", "structured, gradient "
+         "scorers: a unit's score in round r is B x its score of round r-1 + (1 - B) x the new "
+         "one (NViT's EMA across pruning steps; 0: each round rescored from scratch)", false, 0.0,
+         0.99, NULL},
         {"then", MP_OPT_CHOICE, &o.st.then_name, NULL, NULL, "structured: prune the remaining "
          "weights in the same run (with --sparsity or --nm)", false, 0, 0, "sparsegpt"},
         {"seqlen", MP_OPT_INT, &o.seqlen, "2048", "N", "tokens per calibration sequence", false,

@@ -41,6 +41,7 @@ typedef struct {
     double keep;                  /* fraction of the blocks' linear parameters (FLOPs) kept */
     int64_t rounds;               /* scoring rounds of the search */
     int64_t loss_samples;         /* calibration sequences whose loss is traced per round */
+    double score_ema;             /* gradient scorers: EMA weight of the previous rounds' scores */
     double probe_fraction;        /* --normalize probe: share of a layer's cost the probe removes */
     double max_remove;            /* the most of one layer's cost the search may remove */
     bool bias_comp;               /* --bias-compensation: o_proj/down_proj biases (FLAP) */

@@ -157,6 +157,10 @@ mp_status mp_structured_parse(mp_prune_opts *o)
     if (!(s->max_remove > 0.0 && s->max_remove <= 1.0))
         return mp_error(MP_ERR_ARG, "mpiprune prune: --max-remove %g is not in (0, 1]",
                         s->max_remove);
+    if (s->score_ema != 0.0 && !mp_structured_gradient(c->scorer))
+        return mp_error(MP_ERR_ARG, "mpiprune prune: --score-ema averages gradient scores "
+                        "across rounds; --score %s is recomputed on the compensated model",
+                        s->score_name);
     if (s->norm == MP_NORM_PROBE && s->loss_samples < 1)
         return mp_error(MP_ERR_ARG, "mpiprune prune: --normalize probe measures the loss of "
                         "--loss-samples sequences: give at least 1");
@@ -209,6 +213,7 @@ bool mp_structured_options_json(const mp_prune_opts *o, cJSON *obj)
            cJSON_AddNumberToObject(x, "rounds", (double)s->rounds) &&
            cJSON_AddNumberToObject(x, "max_remove", s->max_remove) &&
            cJSON_AddNumberToObject(x, "loss_samples", (double)s->loss_samples) &&
+           (s->score_ema == 0.0 || cJSON_AddNumberToObject(x, "score_ema", s->score_ema)) &&
            (s->norm != MP_NORM_PROBE ||
             cJSON_AddNumberToObject(x, "probe_fraction", s->probe_fraction)) &&
            cJSON_AddStringToObject(x, "then", s->then_sparsegpt ? "sparsegpt" : "none");
@@ -242,6 +247,64 @@ static mp_status grad_columns(const job *J, const mp_gscores *gs, int64_t s, dou
                     : gs->ffn[b][kind * sh->ffn + j];
     *out = v;
     return MP_OK;
+}
+
+/* NViT's EMA across rounds (--score-ema B): on rank 0 each block's head and neuron scores
+ * become B x the previous round's (kept in the search trace's "ema", so a resumed search has
+ * them) + (1 - B) x this round's, and every rank gets the result. The first round keeps its
+ * own. Collective. */
+static mp_status grad_ema(job *J, mp_gscores *gs)
+{
+    mp_status st = MP_OK, local = MP_OK;
+    double B = J->o->st.score_ema;
+    int64_t L = gs->n_blocks;
+    if (B == 0.0)
+        return MP_OK;
+    if (J->rank == 0) {
+        cJSON *ema = cJSON_GetObjectItemCaseSensitive(J->search, "ema");
+        bool have = cJSON_IsArray(ema) && cJSON_GetArraySize(ema) == (int)L;
+        cJSON *next = cJSON_CreateArray();
+        for (int64_t b = 0; next && local == MP_OK && b < L; b++) {
+            const mp_block_shape *s = &gs->shape[b];
+            int64_t n[2] = {MP_GSCORE_COUNT * s->n_heads, MP_GSCORE_COUNT * s->ffn};
+            double *v[2] = {gs->head[b], gs->ffn[b]};
+            cJSON *prev = have ? cJSON_GetArrayItem(ema, (int)b) : NULL, *e = cJSON_CreateArray();
+            for (int k = 0; e && k < 2; k++) {
+                cJSON *p = prev ? cJSON_GetArrayItem(prev, k) : NULL;
+                if (p && cJSON_GetArraySize(p) != (int)n[k])
+                    local = mp_error(MP_ERR_FORMAT, "the score EMA of block %lld has %d values, "
+                                     "not %lld", (long long)b, cJSON_GetArraySize(p),
+                                     (long long)n[k]);
+                for (int64_t i = 0; local == MP_OK && p && i < n[k]; i++)
+                    v[k][i] = B * cJSON_GetArrayItem(p, (int)i)->valuedouble + (1.0 - B) * v[k][i];
+                if (!mp_json_add(e, NULL, cJSON_CreateDoubleArray(v[k], (int)n[k])))
+                    local = mp_error(MP_ERR_NOMEM, "cannot grow the search trace");
+            }
+            if (!e || !mp_json_add(next, NULL, e))
+                local = mp_error(MP_ERR_NOMEM, "cannot grow the search trace");
+        }
+        if (!next)
+            local = mp_error(MP_ERR_NOMEM, "cannot grow the search trace");
+        if (local == MP_OK) {
+            cJSON_DeleteItemFromObjectCaseSensitive(J->search, "ema");
+            if (!cJSON_AddItemToObject(J->search, "ema", next)) {
+                cJSON_Delete(next);
+                local = mp_error(MP_ERR_NOMEM, "cannot grow the search trace");
+            }
+        } else {
+            cJSON_Delete(next);
+        }
+    }
+    MP_TRY(mp_prune_agree(J, local));
+    for (int64_t b = 0; b < L; b++) {
+        const mp_block_shape *s = &gs->shape[b];
+        MP_TRY(mp_comm_bcast(J->comm, gs->head[b],
+                             (int64_t)(MP_GSCORE_COUNT * s->n_heads * sizeof(double)), 0));
+        MP_TRY(mp_comm_bcast(J->comm, gs->ffn[b],
+                             (int64_t)(MP_GSCORE_COUNT * s->ffn * sizeof(double)), 0));
+    }
+done:
+    return st;
 }
 
 /* ---- costs ---- */
@@ -1116,6 +1179,7 @@ static mp_status search_round(job *J, int64_t r, const double *cum, const int *o
                                   J->s1 - J->s0, J->o->seqlen, MP_GRAD_MEMORY, J->comm, NULL,
                                   &gsc));
         J->t_stage[ST_FORWARD] += mp_comm_wtime() - tg;
+        MP_TRY(grad_ema(J, &gsc));
     }
 
     /* The chains of this rank's sub-blocks, from the current plan on. */

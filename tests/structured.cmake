@@ -44,6 +44,18 @@ mp_pio_fail_test(structured_then_nm_width EXIT 2 REGEX "--nm 2:64: .* not a mult
   ARGS --method structured --target params=0.9 --rounds 1 --units ffn --ffn-multiple 8
        --then sparsegpt --nm 2:64)
 
+# NViT's EMA of gradient scores across rounds (--score-ema): the EMA state travels in the
+# search checkpoint, so a search stopped after round 1 resumes to the same bytes.
+add_test(NAME structured_resume_ema
+         COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/check_structured_resume.py
+                 ${MPIEXEC_EXECUTABLE} ${MP_CLI} ${MP_FIXTURE_DIR}
+                 ${CMAKE_CURRENT_BINARY_DIR}/work/structured_resume_ema 1 --score nvit
+                 --score-ema 0.5)
+set_tests_properties(structured_resume_ema PROPERTIES TIMEOUT 600 LABELS "structured;ckpt"
+                     PROCESSORS 1 ENVIRONMENT "${MP_TEST_ENV}")
+mp_pio_fail_test(structured_bad_ema EXIT 2 REGEX "--score-ema averages gradient scores"
+  ARGS --method structured --score obs --score-ema 0.5)
+
 # --method kwon (Kwon et al.'s mask search, rearrangement and mask tuning): killed in the final
 # pass on 2 ranks, the resumed job recomputes the unpruned model's hidden states for its mask
 # tuning and writes the same bytes.
