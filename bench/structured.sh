@@ -16,7 +16,8 @@
 #        MODEL, CALIB, EVAL, SEQLEN (512); METHODS may also name search-NORM (e.g.
 #        search-zscore, search-probe), search-rounds-N (N rounds), search-bias (the search
 #        with --bias-compensation), flap-nobias and search-fisher, search-nvit, search-taylor
-#        (the search with a gradient scorer, no normalisation), search-ema-fisher,
+#        search-taylor-element (the search with a gradient scorer, no normalisation),
+#        search-ema-fisher,
 #        search-ema-nvit, search-ema-taylor (the same with --score-ema 0.5); kwon (Kwon et al.'s mask
 #        search, rearrangement and mask tuning: --method kwon), kwon-ls and kwon-none (its plan
 #        with the least-squares refit, or no compensation)
@@ -99,7 +100,7 @@ for m in $METHODS; do
       wanda-sp) prune "wanda-sp-$k" --method structured --target "params=$k" \
                   --score wanda-sp --allocation uniform --rounds 1 --compensation none ;;
       search) prune "search-$k" --method structured --target "params=$k" ;;
-      search-fisher|search-nvit|search-taylor) prune "$m-$k" --method structured \
+      search-fisher|search-nvit|search-taylor|search-taylor-element) prune "$m-$k" --method structured \
                          --target "params=$k" --score "${m#search-}" ;;
       search-ema-fisher|search-ema-nvit|search-ema-taylor) prune "$m-$k" --method structured \
                          --target "params=$k" --score "${m#search-ema-}" --score-ema 0.5 ;;

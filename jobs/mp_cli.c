@@ -145,11 +145,12 @@ static int cmd_prune(int argc, char **argv, const mp_comm *comm)
         {"score", MP_OPT_CHOICE, &o.st.score_name, "obs", NULL, "structured: importance (obs: "
          "structured OBS error with Schur downdates; flap; wanda-sp; magnitude; from a float64 "
          "backward pass each round: fisher, Kwon et al.'s Fisher of mask variables; nvit, "
-         "NViT's (sum w*dL/dw)^2 per window; taylor, LLM-Pruner's |sum w*dL/dw|)", false, 0, 0,
-         "obs|flap|wanda-sp|magnitude|fisher|nvit|taylor"},
+         "NViT's (sum w*dL/dw)^2 per window; taylor, LLM-Pruner's |sum w*dL/dw| over the unit; "
+         "taylor-element, its element-wise sum |w*dL/dw| over the unit's weights)", false, 0, 0,
+         "obs|flap|wanda-sp|magnitude|fisher|nvit|taylor|taylor-element"},
         {"normalize", MP_OPT_CHOICE, &o.st.normalize_name, "auto", NULL, "structured: how "
          "scores of different layers are made comparable (auto: residual for the Hessian "
-         "scorers, none for the gradient ones; relative: over the layer's output "
+         "scorers, none for fisher, nvit and taylor, zscore for taylor-element; relative: over the layer's output "
          "energy; residual: over the residual stream's energy at the layer; zscore: per-layer "
          "standardisation; probe: a loss-calibrated scale per layer, measured in the first "
          "round)", false, 0, 0, "auto|none|relative|residual|zscore|probe"},
@@ -305,6 +306,10 @@ static int cmd_scores(int argc, char **argv, const mp_comm *comm)
         {"max-memory", MP_OPT_INT, &o.max_memory, "1024", "MIB", "bound on the saved block "
          "inputs of the windows backpropagated together (float64, all blocks)", false, 1, 1e9,
          NULL},
+        {"element-wise", MP_OPT_FLAG, &o.element, NULL, NULL, "also taylor_element, LLM-Pruner's "
+         "element-wise sum |w*dL/dw| over a unit's weights (holds every block's weight "
+         "gradients in float64; depends on the rank count in float64 rounding)", false, 0, 0,
+         NULL},
         {"quiet", MP_OPT_FLAG, &quiet, NULL, NULL, "no progress lines on stderr", false, 0, 0,
          NULL},
     };
@@ -316,8 +321,9 @@ static int cmd_scores(int argc, char **argv, const mp_comm *comm)
                           "one JSON object:\nthe mean loss and, per block, each query head's, KV "
                           "group's and FFN neuron's\nfisher (sum over windows of (dL/dm)^2 of its "
                           "mask), nvit (sum of (sum w*dL/dw)^2 over\nits weights) and taylor "
-                          "(|sum over windows of sum w*dL/dw|). The same for any\nnumber of "
-                          "ranks.",
+                          "(|sum over windows of sum w*dL/dw|); with --element-wise\nalso "
+                          "taylor_element (sum over its weights of |w*dL/dw|). The same for any\n"
+                          "number of ranks (taylor_element: to float64 rounding).",
                           opts, NOPTS(opts));
         return 0;
     }

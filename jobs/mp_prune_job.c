@@ -187,7 +187,8 @@ static mp_status memory_plan(job *J)
     }
     /* A gradient scorer's pass (mp_gradscore.h) runs while the hidden states are held. */
     double grad = o->method == MP_METHOD_STRUCTURED && mp_structured_gradient(o->st.chain.scorer)
-                      ? mp_gscores_memory(c, J->s1 - J->s0, o->seqlen, MP_GRAD_MEMORY)
+                      ? mp_gscores_memory(c, J->s1 - J->s0, o->seqlen, MP_GRAD_MEMORY,
+                                          mp_structured_grad_flags(o->st.chain.scorer))
                       : 0.0;
     /* --method kwon: rank 0 holds every sequence's mask gradients for the rearrangement. */
     for (int64_t l = 0; o->st.kwon && J->rank == 0 && l < c->n_layers; l++) {

@@ -30,12 +30,13 @@ static void print_arr(const char *key, const double *v, int64_t n, bool comma)
     printf("]%s", comma ? ", " : "");
 }
 
-static void print_kinds(const char *key, const double *v, int64_t n, bool comma)
+static void print_kinds(const char *key, const double *v, int64_t n, int nk, bool comma)
 {
-    static const char *const kinds[MP_GSCORE_COUNT] = {"fisher", "nvit", "taylor"};
+    static const char *const kinds[MP_GSCORE_COUNT] = {"fisher", "nvit", "taylor",
+                                                       "taylor_element"};
     printf("\"%s\": {", key);
-    for (int k = 0; k < MP_GSCORE_COUNT; k++)
-        print_arr(kinds[k], v + k * n, n, k + 1 < MP_GSCORE_COUNT);
+    for (int k = 0; k < nk; k++)
+        print_arr(kinds[k], v + k * n, n, k + 1 < nk);
     printf("}%s", comma ? ", " : "");
 }
 
@@ -62,8 +63,10 @@ mp_status mp_scores_run(const mp_scores_opts *o, const mp_comm *comm)
     mp_progress_note(&sx.pg, "gradient scores on %lld windows of %lld tokens, %d rank(s), model %s",
                      (long long)nw, (long long)o->seqlen, P, o->model);
     mp_gscore_progress cb = {.fn = on_step, .ud = &sx};
-    st = mp_gscores_compute(&md.cfg, &md.src, NULL, tok.ids + s0 * o->seqlen, s1 - s0,
-                            o->seqlen, o->max_memory * 1048576, comm, &cb, &sc);
+    st = mp_gscores_compute_ex(&md.cfg, &md.src, NULL, tok.ids + s0 * o->seqlen, s1 - s0,
+                               o->seqlen, o->max_memory * 1048576, comm, &cb,
+                               o->element ? MP_GSCORE_ELEMENT : 0, &sc);
+    int nk = o->element ? MP_GSCORE_COUNT : MP_GSCORE_TAYLOR_ELEM;
     if (st != MP_OK)
         goto done;
     if (rank == 0) {
@@ -73,9 +76,9 @@ mp_status mp_scores_run(const mp_scores_opts *o, const mp_comm *comm)
         for (int64_t b = 0; b < sc.n_blocks; b++) {
             const mp_block_shape *s = &sc.shape[b];
             printf("%s{", b ? ", " : "");
-            print_kinds("heads", sc.head[b], s->n_heads, true);
-            print_kinds("kv_groups", sc.kv[b], s->n_kv_heads, true);
-            print_kinds("ffn", sc.ffn[b], s->ffn, false);
+            print_kinds("heads", sc.head[b], s->n_heads, nk, true);
+            print_kinds("kv_groups", sc.kv[b], s->n_kv_heads, nk, true);
+            print_kinds("ffn", sc.ffn[b], s->ffn, nk, false);
             printf("}");
         }
         printf("]}\n");

@@ -18,6 +18,7 @@ typedef struct {
     int64_t seqlen;
     int64_t nsamples;   /* the first N windows (0: all) */
     int64_t max_memory; /* MiB for a chunk's saved block inputs */
+    bool element;       /* also taylor_element (every weight's gradient) */
     bool progress;
 } mp_scores_opts;
 

@@ -146,13 +146,15 @@ mp_status mp_structured_parse(mp_prune_opts *o)
         s->rounds = 1;
     }
     static const char *const scores[] = {"obs",    "flap", "wanda-sp", "magnitude",
-                                         "fisher", "nvit", "taylor"};
-    RET_IF(parse_choice("score", s->score_name, scores, 7, &k));
+                                         "fisher", "nvit", "taylor", "taylor-element"};
+    RET_IF(parse_choice("score", s->score_name, scores, 8, &k));
     c->scorer = (mp_scorer)k;
     /* Gradient scores are comparable across layers by construction (each is a change of the
-     * same loss); the Hessian-based ones need a scale. */
+     * same loss); the Hessian-based ones need a scale, and so does taylor-element, a sum of
+     * magnitudes that no longer cancel (measured: README, "Structured pruning"). */
     if (strcmp(s->normalize_name, "auto") == 0)
-        s->normalize_name = mp_structured_gradient(c->scorer) ? "none" : "residual";
+        s->normalize_name = c->scorer == MP_SCORE_TAYLOR_ELEM ? "zscore"
+                            : mp_structured_gradient(c->scorer) ? "none" : "residual";
     RET_IF(mp_search_norm_parse(s->normalize_name, &s->norm));
     if (!(s->max_remove > 0.0 && s->max_remove <= 1.0))
         return mp_error(MP_ERR_ARG, "mpiprune prune: --max-remove %g is not in (0, 1]",
@@ -221,7 +223,13 @@ bool mp_structured_options_json(const mp_prune_opts *o, cJSON *obj)
 
 bool mp_structured_gradient(mp_scorer s)
 {
-    return s == MP_SCORE_FISHER || s == MP_SCORE_NVIT || s == MP_SCORE_TAYLOR;
+    return s == MP_SCORE_FISHER || s == MP_SCORE_NVIT || s == MP_SCORE_TAYLOR ||
+           s == MP_SCORE_TAYLOR_ELEM;
+}
+
+int mp_structured_grad_flags(mp_scorer s)
+{
+    return s == MP_SCORE_TAYLOR_ELEM ? MP_GSCORE_ELEMENT : 0;
 }
 
 /* ---- gradient scores ---- */
@@ -233,9 +241,11 @@ static mp_status grad_columns(const job *J, const mp_gscores *gs, int64_t s, dou
     const mp_model_config *c = &J->md.cfg;
     int64_t b = s / 2, hd = c->head_dim;
     const mp_block_shape *sh = &gs->shape[b];
-    mp_gscore kind = J->o->st.chain.scorer == MP_SCORE_FISHER ? MP_GSCORE_FISHER
-                     : J->o->st.chain.scorer == MP_SCORE_NVIT ? MP_GSCORE_NVIT
-                                                              : MP_GSCORE_TAYLOR;
+    mp_scorer sc = J->o->st.chain.scorer;
+    mp_gscore kind = sc == MP_SCORE_FISHER ? MP_GSCORE_FISHER
+                     : sc == MP_SCORE_NVIT ? MP_GSCORE_NVIT
+                     : sc == MP_SCORE_TAYLOR ? MP_GSCORE_TAYLOR
+                                             : MP_GSCORE_TAYLOR_ELEM;
     bool attn = s % 2 == 0;
     int64_t n = attn ? sh->n_heads * hd : sh->ffn;
     double *v = mp_malloc((size_t)(n + 1) * sizeof *v);
@@ -1175,9 +1185,10 @@ static mp_status search_round(job *J, int64_t r, const double *cum, const int *o
         double tg = mp_comm_wtime();
         mp_progress_note(pg, "round %lld/%lld: gradient pass (float64 forward and backward)",
                          (long long)r + 1, (long long)so->rounds);
-        MP_TRY(mp_gscores_compute(c, &J->md.src, &J->plan, J->tok.ids + J->s0 * J->o->seqlen,
-                                  J->s1 - J->s0, J->o->seqlen, MP_GRAD_MEMORY, J->comm, NULL,
-                                  &gsc));
+        MP_TRY(mp_gscores_compute_ex(c, &J->md.src, &J->plan,
+                                     J->tok.ids + J->s0 * J->o->seqlen, J->s1 - J->s0,
+                                     J->o->seqlen, MP_GRAD_MEMORY, J->comm, NULL,
+                                     mp_structured_grad_flags(so->chain.scorer), &gsc));
         J->t_stage[ST_FORWARD] += mp_comm_wtime() - tg;
         MP_TRY(grad_ema(J, &gsc));
     }
@@ -1573,9 +1584,9 @@ static mp_status kwon_round(job *J, const double *dense, double target_total, mp
                      "sequences, then the Fisher mask search and rearrangement",
                      (long long)J->o->nsamples);
     double tg = mp_comm_wtime();
-    MP_TRY(mp_gscores_compute_windows(c, &J->md.src, NULL, J->tok.ids + J->s0 * J->o->seqlen,
-                                      J->s1 - J->s0, J->o->seqlen, MP_GRAD_MEMORY, J->comm,
-                                      NULL, &gs));
+    MP_TRY(mp_gscores_compute_ex(c, &J->md.src, NULL, J->tok.ids + J->s0 * J->o->seqlen,
+                                 J->s1 - J->s0, J->o->seqlen, MP_GRAD_MEMORY, J->comm, NULL,
+                                 MP_GSCORE_WINDOWS, &gs));
     J->t_stage[ST_FORWARD] += mp_comm_wtime() - tg;
     double t = mp_comm_wtime(), kept_fisher = 0.0, freed = 0.0, after = 0.0;
     int64_t att_total = 0;

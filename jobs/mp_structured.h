@@ -41,6 +41,8 @@
 #define MP_GRAD_MEMORY ((int64_t)1 << 30)
 /* Whether the scorer ranks by gradients (fisher, nvit, taylor: a gradient pass per round). */
 bool mp_structured_gradient(mp_scorer s);
+/* The mp_gscores_compute_ex flags the scorer needs (taylor-element: MP_GSCORE_ELEMENT). */
+int mp_structured_grad_flags(mp_scorer s);
 /* Parses o->st's texts (target, units, floors, scorer, ...) into its fields; MP_ERR_ARG with
  * the option's name otherwise. Not collective. */
 MP_NODISCARD mp_status mp_structured_parse(mp_prune_opts *o);

@@ -365,7 +365,7 @@ mp_status mp_block_chain_build_from(const mp_model_config *cfg, const mp_block *
             MP_FAIL(MP_ERR_INTERNAL, "block %lld: FLAP needs the input means",
                     (long long)blk->index);
         bool given = o->scorer == MP_SCORE_FISHER || o->scorer == MP_SCORE_NVIT ||
-                     o->scorer == MP_SCORE_TAYLOR;
+                     o->scorer == MP_SCORE_TAYLOR || o->scorer == MP_SCORE_TAYLOR_ELEM;
         if (given && !o->given)
             MP_FAIL(MP_ERR_INTERNAL, "block %lld: a gradient scorer without its scores",
                     (long long)blk->index);

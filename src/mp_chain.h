@@ -45,7 +45,8 @@ typedef enum {
     MP_SCORE_MAGNITUDE,
     MP_SCORE_FISHER, /* the gradient scorers: column scores given (mp_chain_opts.given) */
     MP_SCORE_NVIT,
-    MP_SCORE_TAYLOR
+    MP_SCORE_TAYLOR,
+    MP_SCORE_TAYLOR_ELEM /* LLM-Pruner's element-wise first-order importance */
 } mp_scorer;
 typedef enum { MP_UNIT_KV_GROUP, MP_UNIT_HEAD_SLOT, MP_UNIT_NEURONS } mp_unit_kind;
 

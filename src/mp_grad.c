@@ -369,6 +369,33 @@ static void lin(const mp_gblock *g, int id, const double *x, int64_t T, double *
                 (int)in, g->w[id], (int)in, g->b[id] ? 1.0 : 0.0, y, (int)o);
 }
 
+/* g->gw[id] += dyᵀ (x ∘ mask) and g->gb[id] += Σ_t dy (when accumulated): the weight gradient
+ * of y = (x ∘ mask) Wᵀ + b, mask (may be NULL) over groups of `unit` input columns. */
+static mp_status lin_wgrad(const mp_gblock *g, int id, const double *dy, const double *x,
+                           const double *mask, int64_t unit, int64_t T)
+{
+    int64_t o = g->out[id], in = g->in[id];
+    if (!g->gw[id])
+        return MP_OK;
+    double *xm = NULL;
+    if (mask) {
+        if (!(xm = mp_malloc((size_t)(T * in) * sizeof *xm)))
+            return mp_error(MP_ERR_NOMEM, "block %lld: cannot allocate a weight gradient's "
+                            "inputs", (long long)g->index);
+        for (int64_t t = 0; t < T; t++)
+            for (int64_t j = 0; j < in; j++)
+                xm[t * in + j] = x[t * in + j] * mask[j / unit];
+        x = xm;
+    }
+    cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)o, (int)in, (int)T, 1.0, dy,
+                (int)o, x, (int)in, 1.0, g->gw[id], (int)in);
+    for (int64_t t = 0; g->gb[id] && g->b[id] && t < T; t++)
+        for (int64_t r = 0; r < o; r++)
+            g->gb[id][r] += dy[t * o + r];
+    free(xm);
+    return MP_OK;
+}
+
 /* dx[T, in] (+)= dy[T, out] W_id. */
 static void lin_bwd(const mp_gblock *g, int id, const double *dy, int64_t T, double *dx,
                     bool add)
@@ -577,6 +604,9 @@ static mp_status attn_bwd(const mp_gblock *g, const sub_acts *s, double *dh, int
     else
         memcpy(dsum, dh, (size_t)(T * d) * sizeof(double));
     lin_bwd(g, MP_LIN_O, dsum, T, dao, false); /* ∂L/∂(masked output) */
+    st = lin_wgrad(g, MP_LIN_O, dsum, s->ao, g->head_mask, hd, T);
+    if (st != MP_OK)
+        goto done;
     for (int64_t t = 0; t < T; t++)
         for (int64_t j = 0; j < qd; j++) {
             double gm = s->ao[t * qd + j] * dao[t * qd + j];
@@ -604,6 +634,10 @@ static mp_status attn_bwd(const mp_gblock *g, const sub_acts *s, double *dh, int
                                       s->v[t * kd + j] * dv[t * kd + j];
         }
     }
+    if ((st = lin_wgrad(g, MP_LIN_Q, dq, s->xn, NULL, 1, T)) != MP_OK ||
+        (st = lin_wgrad(g, MP_LIN_K, dk, s->xn, NULL, 1, T)) != MP_OK ||
+        (st = lin_wgrad(g, MP_LIN_V, dv, s->xn, NULL, 1, T)) != MP_OK)
+        goto done;
     lin_bwd(g, MP_LIN_Q, dq, T, dxn, false);
     lin_bwd(g, MP_LIN_K, dk, T, dxn, true);
     lin_bwd(g, MP_LIN_V, dv, T, dxn, true);
@@ -645,6 +679,9 @@ static mp_status ffn_bwd(const mp_gblock *g, const sub_acts *s, double *dh, int6
     else
         memcpy(dsum, dh, (size_t)(T * d) * sizeof(double));
     lin_bwd(g, MP_LIN_DOWN, dsum, T, dact, false);
+    st = lin_wgrad(g, MP_LIN_DOWN, dsum, s->act, g->ffn_mask, 1, T);
+    if (st != MP_OK)
+        goto done;
     for (int64_t t = 0; t < T; t++)
         for (int64_t j = 0; j < F; j++) {
             int64_t i = t * F + j;
@@ -664,6 +701,11 @@ static mp_status ffn_bwd(const mp_gblock *g, const sub_acts *s, double *dh, int6
                     stt->wg_in[j] += s->a[i] * dact[i];
             }
         }
+    if (llama && ((st = lin_wgrad(g, MP_LIN_GATE, dact, s->xn, NULL, 1, T)) != MP_OK ||
+                  (st = lin_wgrad(g, MP_LIN_UP, db, s->xn, NULL, 1, T)) != MP_OK))
+        goto done;
+    if (!llama && (st = lin_wgrad(g, MP_LIN_UP, dact, s->xn, NULL, 1, T)) != MP_OK)
+        goto done;
     if (llama) {
         lin_bwd(g, MP_LIN_GATE, dact, T, dxn, false);
         lin_bwd(g, MP_LIN_UP, db, T, dxn, true);

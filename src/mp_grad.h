@@ -8,8 +8,9 @@
  *     o_proj columns;
  *   the rows of a projection z = x Wᵀ + b that belong to a unit (q rows of a head, k/v rows of
  *     a KV group, gate/up rows of a neuron): Σ_rows (w·∂L/∂w + b·∂L/∂b) = Σ_t ⟨z[t], ∂L/∂z[t]⟩.
- * So no weight gradient is ever formed: a block's backward leaves, per sequence, one number
- * per unit and kind (mp_grad_stats), and the caller sums them in a fixed order.
+ * So no weight gradient need be formed: a block's backward leaves, per sequence, one number
+ * per unit and kind (mp_grad_stats), and the caller sums them in a fixed order. Only
+ * LLM-Pruner's element-wise variant needs every weight's gradient (mp_gblock.gw/gb, optional).
  *
  * Everything here is float64 (the block's float32 weights converted), so that the gradient
  * matches a float64 reference to ~1e-10 rather than float32's ~1e-4; the forward is recomputed
@@ -36,6 +37,10 @@ typedef struct {
     double *n1w, *n1b, *n2w, *n2b;
     double *head_mask; /* [n_heads] */
     double *ffn_mask;  /* [ffn] */
+    /* Weight gradients added into by mp_gblock_backward where not NULL ([out, in] and [out],
+     * as w and b; not owned, not freed by mp_gblock_free): LLM-Pruner's element-wise Taylor
+     * importance needs Σ over the calibration loss of ∂L/∂w for every weight. */
+    double *gw[MP_LIN_COUNT], *gb[MP_LIN_COUNT];
 } mp_gblock;
 
 /* Embeddings, final norm and head in float64. */

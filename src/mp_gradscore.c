@@ -45,7 +45,26 @@ void mp_gscores_free(mp_gscores *s)
     memset(s, 0, sizeof *s);
 }
 
-double mp_gscores_memory(const mp_model_config *c, int64_t n_loc, int64_t T, int64_t mem_bytes)
+/* Offsets of every present linear's weight gradient (out·in) and bias gradient (out) in one
+ * block's float64 gradient buffer; returns its length. */
+static int64_t elem_layout(const mp_model_config *c, int64_t b, int64_t *ow, int64_t *ob)
+{
+    int64_t n = 0;
+    for (int id = 0; id < MP_LIN_COUNT; id++) {
+        int64_t o = 0, in = 0;
+        ow[id] = ob[id] = -1;
+        if (!mp_lin_present(c, b, (mp_lin_id)id))
+            continue;
+        mp_lin_dims(c, b, (mp_lin_id)id, &o, &in);
+        ow[id] = n;
+        ob[id] = n + o * in;
+        n += o * in + o;
+    }
+    return n;
+}
+
+double mp_gscores_memory(const mp_model_config *c, int64_t n_loc, int64_t T, int64_t mem_bytes,
+                         int flags)
 {
     int64_t L = c->n_layers, d = c->d;
     double per_seq = (double)(L * T * d) * 8.0, chunk = (double)mem_bytes / per_seq;
@@ -61,6 +80,10 @@ double mp_gscores_memory(const mp_model_config *c, int64_t n_loc, int64_t T, int
         blk = w > blk ? w : blk;
         act = a > act ? a : act;
         stats += (double)(n_loc * (2 * s.n_heads + s.n_kv_heads + 2 * s.ffn)) * 8.0;
+        if (flags & MP_GSCORE_ELEMENT) {
+            int64_t ow[MP_LIN_COUNT], ob[MP_LIN_COUNT];
+            stats += (double)elem_layout(c, b, ow, ob) * 8.0 * (b == 0 ? 2.0 : 1.0);
+        }
     }
     return head + blk + act + stats + chunk * per_seq + (chunk + 1.0) * (double)(T * d) * 8.0;
 }
@@ -155,7 +178,7 @@ static mp_status load_gblock(const mp_model_config *c, const mp_weight_source *s
 static mp_status local_pass(const mp_model_config *c, const mp_weight_source *src,
                             const mp_plan *plan, const uint32_t *tokens, int64_t n_loc,
                             int64_t T, int64_t mem_bytes, const mp_gscore_progress *pg,
-                            double **loc, double *loss)
+                            double **loc, double *loss, double **grad)
 {
     mp_status st = MP_OK;
     int64_t L = c->n_layers, d = c->d;
@@ -203,6 +226,15 @@ static mp_status local_pass(const mp_model_config *c, const mp_weight_source *sr
         }
         for (int64_t b = L - 1; b >= 0; b--) {
             MP_TRY(load_gblock(c, src, plan, b, &g));
+            if (grad) {
+                int64_t ow[MP_LIN_COUNT], ob[MP_LIN_COUNT];
+                elem_layout(c, b, ow, ob);
+                for (int id = 0; id < MP_LIN_COUNT; id++)
+                    if (ow[id] >= 0 && g.w[id]) {
+                        g.gw[id] = grad[b] + ow[id];
+                        g.gb[id] = grad[b] + ob[id];
+                    }
+            }
             MP_TRY(mp_grad_stats_alloc(&g.shape, &gs));
             int64_t m = stat_len(&g.shape);
             for (int64_t q = 0; q < n; q++) {
@@ -227,11 +259,68 @@ done:
     return st;
 }
 
+/* Rank 0: block b's taylor_element scores from its summed gradients G (elem_layout) and
+ * weights: Σ |w·G| over each unit's weights and biases. */
+static mp_status elem_scores(const mp_model_config *c, const mp_weight_source *src, int64_t b,
+                             const double *G, const mp_block_shape *s, double *head, double *kv,
+                             double *ffn)
+{
+    mp_block *blk = NULL;
+    int64_t ow[MP_LIN_COUNT], ob[MP_LIN_COUNT], hd = c->head_dim;
+    int64_t nh = s->n_heads, nkv = s->n_kv_heads, F = s->ffn, G1 = nkv > 0 ? nh / nkv : 0;
+    mp_status st = mp_block_load(c, src, b, &blk);
+    if (st != MP_OK)
+        return st;
+    elem_layout(c, b, ow, ob);
+    double *eh = head + MP_GSCORE_TAYLOR_ELEM * nh, *ek = kv + MP_GSCORE_TAYLOR_ELEM * nkv;
+    double *ef = ffn + MP_GSCORE_TAYLOR_ELEM * F;
+    memset(eh, 0, (size_t)nh * sizeof *eh);
+    memset(ek, 0, (size_t)nkv * sizeof *ek);
+    memset(ef, 0, (size_t)F * sizeof *ef);
+    for (int id = 0; id < MP_LIN_COUNT; id++) {
+        const mp_linear *l = &blk->lin[id];
+        if (ow[id] < 0 || !l->present)
+            continue;
+        const double *gw = G + ow[id], *gb = G + ob[id];
+        bool cols = id == MP_LIN_O || id == MP_LIN_DOWN;
+        for (int64_t r = 0; r < l->out; r++) {
+            for (int64_t j = 0; j < l->in; j++) {
+                double v = fabs((double)l->w[r * l->in + j] * gw[r * l->in + j]);
+                int64_t u = cols ? j : r;
+                if (id == MP_LIN_O || id == MP_LIN_Q)
+                    eh[u / hd] += v;
+                else if (id == MP_LIN_K || id == MP_LIN_V)
+                    ek[u / hd] += v;
+                else
+                    ef[u] += v;
+            }
+            /* A row's bias belongs to the row's unit; o_proj's and down_proj's to none. */
+            if (l->b && !cols) {
+                double v = fabs((double)l->b[r] * gb[r]);
+                if (id == MP_LIN_Q)
+                    eh[r / hd] += v;
+                else if (id == MP_LIN_K || id == MP_LIN_V)
+                    ek[r / hd] += v;
+                else
+                    ef[r] += v;
+            }
+        }
+    }
+    /* A KV group: its k/v rows and all its heads. */
+    for (int64_t k = 0; k < nkv; k++)
+        for (int64_t h = k * G1; h < (k + 1) * G1; h++)
+            ek[k] += eh[h];
+    mp_block_free(&blk);
+    return MP_OK;
+}
+
 static mp_status compute(const mp_model_config *c, const mp_weight_source *src,
                          const mp_plan *plan, const uint32_t *tokens, int64_t n_loc, int64_t T,
                          int64_t mem_bytes, const mp_comm *comm, const mp_gscore_progress *pg,
-                         bool windows, mp_gscores *out)
+                         int flags, mp_gscores *out)
 {
+    bool windows = flags & MP_GSCORE_WINDOWS, elem = flags & MP_GSCORE_ELEMENT;
+    double **grad = NULL, *gbuf = NULL;
     mp_status st = MP_OK, local = MP_OK, global = MP_OK;
     int rank = mp_comm_rank(comm), P = mp_comm_size(comm), who = -1;
     int64_t L = c->n_layers, n_total = 0;
@@ -261,9 +350,23 @@ static mp_status compute(const mp_model_config *c, const mp_weight_source *src,
     }
     if (local == MP_OK && windows && !(out->win = mp_calloc((size_t)L, sizeof *out->win)))
         local = mp_error(MP_ERR_NOMEM, "cannot allocate the mask gradients");
+    /* Element-wise Taylor: every block's weight gradients, summed over this rank's sequences
+     * (the chunks revisit every block), and on rank 0 a buffer for another rank's. */
+    int64_t gmax = 1;
+    if (local == MP_OK && elem && !(grad = mp_calloc((size_t)L, sizeof *grad)))
+        local = mp_error(MP_ERR_NOMEM, "cannot allocate the weight gradients");
+    for (int64_t b = 0; local == MP_OK && elem && b < L; b++) {
+        int64_t ow[MP_LIN_COUNT], ob[MP_LIN_COUNT], n = elem_layout(c, b, ow, ob);
+        gmax = n > gmax ? n : gmax;
+        if (!(grad[b] = mp_calloc((size_t)(n + 1), sizeof(double))))
+            local = mp_error(MP_ERR_NOMEM, "cannot allocate the weight gradients of block %lld "
+                             "(%lld values)", (long long)b, (long long)n);
+    }
+    if (local == MP_OK && elem && rank == 0 && !(gbuf = mp_malloc((size_t)gmax * sizeof *gbuf)))
+        local = mp_error(MP_ERR_NOMEM, "cannot allocate a weight-gradient buffer");
     if (local == MP_OK)
         local = local_pass(c, src, plan, tokens, n_loc, T, mem_bytes, rank == 0 ? pg : NULL,
-                           loc, loss);
+                           loc, loss, grad);
     MP_TRY(mp_comm_agree(comm, local, &global, &who));
     if (global != MP_OK) {
         st = global; /* the failing rank holds the message (mp_comm_agree) */
@@ -302,6 +405,29 @@ static mp_status compute(const mp_model_config *c, const mp_weight_source *src,
         MP_TRY(mp_comm_gatherv_f64(comm, loc[b], n_loc * m, all, cnt, 0));
         if (rank == 0)
             block_scores(s, all, n_total, out->head[b], out->kv[b], out->ffn[b]);
+        if (elem) {
+            /* The ranks' gradient sums in rank order on rank 0. */
+            int64_t ow[MP_LIN_COUNT], ob[MP_LIN_COUNT], n = elem_layout(c, b, ow, ob);
+            for (int r = 1; r < P; r++) {
+                if (rank == r)
+                    MP_TRY(mp_comm_send_f64(comm, grad[b], n, 0, 700));
+                if (rank == 0) {
+                    MP_TRY(mp_comm_recv_f64(comm, gbuf, n, r, 700));
+                    for (int64_t i = 0; i < n; i++)
+                        grad[b][i] += gbuf[i];
+                }
+            }
+            if (rank == 0)
+                local = elem_scores(c, src, b, grad[b], s, out->head[b], out->kv[b],
+                                    out->ffn[b]);
+            MP_TRY(mp_comm_agree(comm, local, &global, &who));
+            if (global != MP_OK) {
+                st = global;
+                goto done;
+            }
+            free(grad[b]);
+            grad[b] = NULL;
+        }
         if (rank == 0 && windows) {
             int64_t nh = s->n_heads, F = s->ffn, w = nh + F;
             if (!(out->win[b] = mp_malloc((size_t)(n_total * w + 1) * sizeof(double))))
@@ -330,6 +456,10 @@ static mp_status compute(const mp_model_config *c, const mp_weight_source *src,
 done:
     for (int64_t b = 0; loc && b < L; b++)
         free(loc[b]);
+    for (int64_t b = 0; grad && b < L; b++)
+        free(grad[b]);
+    free(grad);
+    free(gbuf);
     free(loc);
     free(counts);
     free(cnt);
@@ -345,13 +475,13 @@ mp_status mp_gscores_compute(const mp_model_config *c, const mp_weight_source *s
                              int64_t T, int64_t mem_bytes, const mp_comm *comm,
                              const mp_gscore_progress *pg, mp_gscores *out)
 {
-    return compute(c, src, plan, tokens, n_loc, T, mem_bytes, comm, pg, false, out);
+    return compute(c, src, plan, tokens, n_loc, T, mem_bytes, comm, pg, 0, out);
 }
 
-mp_status mp_gscores_compute_windows(const mp_model_config *c, const mp_weight_source *src,
-                                     const mp_plan *plan, const uint32_t *tokens, int64_t n_loc,
-                                     int64_t T, int64_t mem_bytes, const mp_comm *comm,
-                                     const mp_gscore_progress *pg, mp_gscores *out)
+mp_status mp_gscores_compute_ex(const mp_model_config *c, const mp_weight_source *src,
+                                const mp_plan *plan, const uint32_t *tokens, int64_t n_loc,
+                                int64_t T, int64_t mem_bytes, const mp_comm *comm,
+                                const mp_gscore_progress *pg, int flags, mp_gscores *out)
 {
-    return compute(c, src, plan, tokens, n_loc, T, mem_bytes, comm, pg, true, out);
+    return compute(c, src, plan, tokens, n_loc, T, mem_bytes, comm, pg, flags, out);
 }

@@ -16,7 +16,13 @@
  *   nvit(u)   = Σ_s wg_s(u)²        NViT's saliency (Σ_{w∈S} w g)² per minibatch, a minibatch
  *                                   being one calibration sequence;
  *   taylor(u) = |Σ_s wg_s(u)|       LLM-Pruner's first-order (vector-wise) importance of the
- *                                   whole calibration loss.
+ *                                   whole calibration loss;
+ *   taylor_element(u) = Σ_{w∈u} |w·Σ_s ∂L_s/∂w|   its element-wise variant (MP_GSCORE_ELEMENT
+ *                                   only): every weight's gradient of the whole loss, so each
+ *                                   block's weight gradients are summed over the rank's
+ *                                   sequences (float64, all blocks held until the last chunk)
+ *                                   and then over ranks in rank order on rank 0, which makes it
+ *                                   depend on the rank count in float64 rounding only.
  * Masks come from a plan (units it removes are masked to 0; their scores are those of putting
  * them back, and the search never takes them again). Collective.
  */
@@ -30,7 +36,19 @@
 #include "mp_plan.h"
 #include "mp_status.h"
 
-typedef enum { MP_GSCORE_FISHER, MP_GSCORE_NVIT, MP_GSCORE_TAYLOR, MP_GSCORE_COUNT } mp_gscore;
+typedef enum {
+    MP_GSCORE_FISHER,
+    MP_GSCORE_NVIT,
+    MP_GSCORE_TAYLOR,
+    MP_GSCORE_TAYLOR_ELEM, /* 0 unless computed with MP_GSCORE_ELEMENT */
+    MP_GSCORE_COUNT
+} mp_gscore;
+
+/* What mp_gscores_compute_ex computes beyond the three per-window scores. */
+enum {
+    MP_GSCORE_WINDOWS = 1, /* rank 0 keeps every sequence's mask gradients (n_win, win) */
+    MP_GSCORE_ELEMENT = 2, /* taylor_element, from every weight's gradient */
+};
 
 typedef struct {
     int64_t n_blocks;
@@ -60,20 +78,20 @@ MP_NODISCARD mp_status mp_gscores_compute(const mp_model_config *cfg, const mp_w
                                           int64_t n_loc, int64_t T, int64_t mem_bytes,
                                           const mp_comm *comm, const mp_gscore_progress *pg,
                                           mp_gscores *out);
-/* The same, and on rank 0 every sequence's mask gradients (n_win, win): the minibatch
- * gradient vectors of Kwon et al.'s mask rearrangement. */
-MP_NODISCARD mp_status mp_gscores_compute_windows(const mp_model_config *cfg,
-                                                  const mp_weight_source *src,
-                                                  const mp_plan *plan, const uint32_t *tokens,
-                                                  int64_t n_loc, int64_t T, int64_t mem_bytes,
-                                                  const mp_comm *comm,
-                                                  const mp_gscore_progress *pg,
-                                                  mp_gscores *out);
+/* The same with MP_GSCORE_* flags: WINDOWS keeps on rank 0 every sequence's mask gradients
+ * (n_win, win: the minibatch gradient vectors of Kwon et al.'s mask rearrangement); ELEMENT
+ * computes taylor_element. */
+MP_NODISCARD mp_status mp_gscores_compute_ex(const mp_model_config *cfg,
+                                             const mp_weight_source *src, const mp_plan *plan,
+                                             const uint32_t *tokens, int64_t n_loc, int64_t T,
+                                             int64_t mem_bytes, const mp_comm *comm,
+                                             const mp_gscore_progress *pg, int flags,
+                                             mp_gscores *out);
 void mp_gscores_free(mp_gscores *s);
 /* Bytes mp_gscores_compute holds on a rank at most (float64 head and block, saved inputs,
  * gradients, activations, the per-window numbers): for the memory plan. */
 double mp_gscores_memory(const mp_model_config *cfg, int64_t n_loc, int64_t T,
-                         int64_t mem_bytes);
+                         int64_t mem_bytes, int flags);
 
 /* The masks a plan gives block b (as read at shape s): head_mask[nh], ffn_mask[ffn], 1 kept. */
 void mp_gscore_masks(const mp_block_plan *bp, const mp_block_shape *s, double *head_mask,

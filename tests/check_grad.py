@@ -1,8 +1,9 @@
 """`mpiprune scores` on the bundled stories260K against a float64 reference: Hugging Face
 transformers in float64, with a mask variable on every query head's attention output and on
 every FFN neuron, per-window losses backpropagated by autograd. Checks the loss and every
-head's, KV group's and neuron's fisher, nvit and taylor score (relative 1e-6), on 1 and 2 ranks
-(which must agree bit for bit).
+head's, KV group's and neuron's fisher, nvit, taylor and (--element-wise) taylor_element score
+(relative 1e-6), on 1 and 2 ranks (which must agree bit for bit, but for taylor_element, whose
+weight gradients are summed over ranks: to 1e-12).
 
 usage: check_grad.py MPIEXEC MPIPRUNE MODEL_DIR CALIB WORK
 """
@@ -21,7 +22,7 @@ N, T = 4, 128
 
 def run_scores(mpiexec, cli, model, calib, ranks):
     cmd = [cli, "scores", "--model", model, "--data", calib, "--seqlen", str(T),
-           "--nsamples", str(N), "--quiet"]
+           "--nsamples", str(N), "--element-wise", "--quiet"]
     if ranks > 1:
         cmd = [mpiexec, "-n", str(ranks), "--bind-to", "none"] + cmd
     out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True).stdout
@@ -82,6 +83,7 @@ def reference(model_dir, calib):
         l.mlp.down_proj.register_forward_pre_hook(d_pre)
     per = []  # per window: [block] -> dict of per-unit numbers
     losses = []
+    gsum = None  # every weight's gradient of the whole loss (Σ over windows)
     for s in range(N):
         x = torch.tensor(ids[s * T:(s + 1) * T]).view(1, T)
         logits = m(x).logits[0, :-1]
@@ -94,6 +96,8 @@ def reference(model_dir, calib):
         grads = torch.autograd.grad(loss, hmask + fmask + params)
         gh, gf = grads[:len(layers)], grads[len(layers):2 * len(layers)]
         gp = grads[2 * len(layers):]
+        gsum = [g.detach().clone() for g in gp] if gsum is None else \
+            [a + g.detach() for a, g in zip(gsum, gp)]
         rows = []
         for b, l in enumerate(layers):
             wq, wk, wv, wo, wg, wu, wd = params[7 * b:7 * b + 7]
@@ -120,13 +124,22 @@ def reference(model_dir, calib):
         # the o_proj columns' Σ w·g equals the mask gradient (a sanity check of the hooks)
         oc = torch.stack([x["o_cols"] for x in r])
         assert torch.allclose(oc, gmh, rtol=1e-9, atol=1e-14), "hook/mask mismatch"
+        a, f = layers[b].self_attn, layers[b].mlp
+        ws = [a.q_proj.weight, a.k_proj.weight, a.v_proj.weight, a.o_proj.weight,
+              f.gate_proj.weight, f.up_proj.weight, f.down_proj.weight]
+        eq, ek, ev, eo, eg, eu, ed = [(w.detach() * g).abs()
+                                      for w, g in zip(ws, gsum[7 * b:7 * b + 7])]
+        he = eq.sum(1).view(nh, hd).sum(1) + eo.sum(0).view(nh, hd).sum(1)
+        ke = (ek.sum(1) + ev.sum(1)).view(nkv, hd).sum(1) + he.view(nkv, G).sum(1)
+        fe = eg.sum(1) + eu.sum(1) + ed.sum(0)
         out.append({
             "heads": {"fisher": (gmh ** 2).sum(0), "nvit": (hw ** 2).sum(0),
-                      "taylor": hw.sum(0).abs()},
+                      "taylor": hw.sum(0).abs(), "taylor_element": he},
             "kv_groups": {"fisher": (gmh ** 2).sum(0).view(nkv, G).sum(1),
-                          "nvit": (kw ** 2).sum(0), "taylor": kw.sum(0).abs()},
+                          "nvit": (kw ** 2).sum(0), "taylor": kw.sum(0).abs(),
+                          "taylor_element": ke},
             "ffn": {"fisher": (gmf ** 2).sum(0), "nvit": (fw ** 2).sum(0),
-                    "taylor": fw.sum(0).abs()},
+                    "taylor": fw.sum(0).abs(), "taylor_element": fe},
         })
     return float(np.mean(losses)), out
 
@@ -139,8 +152,19 @@ def main():
     for k in ("seconds", "ranks"):
         got1.pop(k)
         got2.pop(k)
-    if got1 != got2:
+    # taylor_element sums weight gradients over ranks (float64 rounding may differ)
+    strip = [{u: {k: v for k, v in kinds.items() if k != "taylor_element"}
+              for u, kinds in blk.items()} for blk in got1["blocks"]]
+    strip2 = [{u: {k: v for k, v in kinds.items() if k != "taylor_element"}
+               for u, kinds in blk.items()} for blk in got2["blocks"]]
+    if strip != strip2 or got1["loss"] != got2["loss"]:
         sys.exit("FAIL: scores differ between 1 and 2 ranks")
+    for b1, b2 in zip(got1["blocks"], got2["blocks"]):
+        for u in b1:
+            e1, e2 = np.array(b1[u]["taylor_element"]), np.array(b2[u]["taylor_element"])
+            if np.abs(e1 - e2).max() > 1e-12 * np.abs(e1).max():
+                sys.exit(f"FAIL: taylor_element of {u} differs between 1 and 2 ranks beyond "
+                         "1e-12")
     loss, ref = reference(model, calib)
     fails = 0
     if abs(got1["loss"] - loss) > TOL * abs(loss):

@@ -11,7 +11,7 @@ command makes more than MAX_RUNS allocations, the first MAX_RUNS/4 N are run and
 strided (the stride and the number of runs are printed). MPIPRUNE_OOM_RUNS in the environment
 overrides MAX_RUNS (0: every N), for a full sweep by hand.
 
-usage: check_oom_sweep.py eval|prune|structured|gradient MPIPRUNE FIXTURE_DIR WORKDIR MAX_RUNS
+usage: check_oom_sweep.py eval|prune|structured|gradient|kwon MPIPRUNE FIXTURE_DIR WORKDIR MAX_RUNS
 """
 import glob
 import os
@@ -33,6 +33,10 @@ def command(mode, cli, fixture, out):
         return [cli, "prune", "--model", fixture, "--calib", os.path.join(fixture, "calib.bin"),
                 "--seqlen", "32", "--nsamples", "2", "--method", "structured", "--target",
                 "params=0.7", "--rounds", "1", "--score", "fisher", "--out", out, "--quiet"]
+    if mode == "kwon":  # Kwon et al.'s pipeline: mask search, rearrangement, mask tuning
+        return [cli, "prune", "--model", fixture, "--calib", os.path.join(fixture, "calib.bin"),
+                "--seqlen", "32", "--nsamples", "2", "--method", "kwon", "--target",
+                "params=0.7", "--out", out, "--quiet"]
     if mode == "structured":
         return [cli, "prune", "--model", fixture, "--calib", os.path.join(fixture, "calib.bin"),
                 "--seqlen", "32", "--nsamples", "2", "--method", "structured", "--target",
@@ -85,7 +89,7 @@ def check(mode, n, rc, err, left_out, left_tmp):
 
 def main():
     if len(sys.argv) != 6:
-        sys.exit("usage: check_oom_sweep.py eval|prune|structured|gradient MPIPRUNE FIXTURE_DIR WORKDIR MAX_RUNS")
+        sys.exit("usage: check_oom_sweep.py eval|prune|structured|gradient|kwon MPIPRUNE FIXTURE_DIR WORKDIR MAX_RUNS")
     mode, cli, fixture, work, max_runs = sys.argv[1:5] + [int(sys.argv[5])]
     max_runs = int(os.environ.get("MPIPRUNE_OOM_RUNS", max_runs)) or 1 << 40
     shutil.rmtree(work, ignore_errors=True)

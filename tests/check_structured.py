@@ -26,6 +26,8 @@
                   and back evaluates bit for bit as the output;
   fisher          --score fisher (a float64 gradient pass per round): the same plan and bytes
                   on 1 and 2 ranks, no normalisation, the budget met, a sane perplexity;
+  taylor-element  --score taylor-element on 2 ranks (every weight's gradient): the budget met,
+                  a sane perplexity;
   kwon            --method kwon (Kwon et al.'s Fisher mask search, mask rearrangement, mask
                   tuning): the same plan and bytes on 1 and 2 ranks, the budget met to one
                   unit, one round in the trace, every layer's rearranged Fisher loss at most
@@ -291,6 +293,18 @@ print(f"fisher: kept {bf['keep_met']:.4f}, eval_dev perplexity {pf:.4f} (dense "
       f"{perplexity(fixture):.4f})")
 if not (math.isfinite(pf) and pf < 3 * perplexity(fixture)):
     fail(f"fisher: perplexity {pf} of the pruned model is not sane")
+
+# ---- --score taylor-element: every weight's gradient, summed over ranks ----
+outte, repte = prune("taylor_element", 2, "--target", "params=0.8", "--score", "taylor-element",
+                     "--nsamples", "16")
+bte = repte["structured"]["budget"]
+pte = perplexity(outte)
+print(f"taylor-element: kept {bte['keep_met']:.4f}, eval_dev perplexity {pte:.4f}")
+if not (bte["removed"] >= bte["remove_asked"] - 1e-6 and
+        bte["removed"] - bte["remove_asked"] < largest):
+    fail(f"taylor-element: budget not met to one unit: removed {bte['removed']}")
+if not (math.isfinite(pte) and pte < 3 * perplexity(fixture)):
+    fail(f"taylor-element: perplexity {pte} of the pruned model is not sane")
 
 # ---- --method kwon: Kwon et al.'s post-training pipeline ----
 outk1, repk1 = prune("kwon_p1", 1, "--method", "kwon", "--target", "params=0.8",

@@ -15,7 +15,7 @@ if(MPIPRUNE_SANITIZE)
 else()
   set(MP_OOM_RUNS 150)
 endif()
-foreach(mode eval prune structured gradient)
+foreach(mode eval prune structured gradient kwon)
   mp_add_cli_test(oom_sweep_${mode} TIMEOUT 600 LABELS "badinput;oom"
     COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/check_oom_sweep.py ${mode}
             ${MP_CLI} ${MP_FIXTURE_DIR} ${CMAKE_CURRENT_BINARY_DIR}/oom_${mode} ${MP_OOM_RUNS})

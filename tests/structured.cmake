@@ -50,7 +50,7 @@ add_test(NAME structured_resume_ema
          COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/check_structured_resume.py
                  ${MPIEXEC_EXECUTABLE} ${MP_CLI} ${MP_FIXTURE_DIR}
                  ${CMAKE_CURRENT_BINARY_DIR}/work/structured_resume_ema 1 --score nvit
-                 --score-ema 0.5)
+                 --score-ema 0.5 --nsamples 16)
 set_tests_properties(structured_resume_ema PROPERTIES TIMEOUT 600 LABELS "structured;ckpt"
                      PROCESSORS 1 ENVIRONMENT "${MP_TEST_ENV}")
 mp_pio_fail_test(structured_bad_ema EXIT 2 REGEX "--score-ema averages gradient scores"

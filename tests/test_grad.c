@@ -274,7 +274,35 @@ static void check_block(mp_arch arch, bool pre)
     memcpy(dh, R, sizeof dh);
     mp_grad_stats st;
     assert_int_equal(mp_grad_stats_alloc(&blk->shape, &st), MP_OK);
+    for (int id = 0; id < MP_LIN_COUNT; id++)
+        if (g.w[id]) {
+            g.gw[id] = calloc((size_t)(g.out[id] * g.in[id]), sizeof(double));
+            g.gb[id] = g.b[id] ? calloc((size_t)g.out[id], sizeof(double)) : NULL;
+            assert_non_null(g.gw[id]);
+        }
     assert_int_equal(mp_gblock_backward(&g, x, dh, T, &st), MP_OK);
+    /* Every weight's and bias's gradient (the element-wise Taylor scores' input). */
+    for (int id = 0; id < MP_LIN_COUNT; id++) {
+        if (!g.w[id])
+            continue;
+        for (int64_t i = 0; i < g.out[id] * (g.in[id] + 1); i++) {
+            bool bias = i >= g.out[id] * g.in[id];
+            if (bias && !g.b[id])
+                break;
+            double *w = bias ? &g.b[id][i - g.out[id] * g.in[id]] : &g.w[id][i], o = *w, f[2];
+            for (int s = 0; s < 2; s++) {
+                *w = o + (s ? -FD_EPS : FD_EPS);
+                f[s] = block_f(&g, x, R, T);
+            }
+            *w = o;
+            double got = bias ? g.gb[id][i - g.out[id] * g.in[id]] : g.gw[id][i];
+            close_rel(got, (f[0] - f[1]) / (2 * FD_EPS), 1.0, bias ? "bias gradient"
+                                                                    : "weight gradient", i);
+        }
+        free(g.gw[id]);
+        free(g.gb[id]);
+        g.gw[id] = g.gb[id] = NULL;
+    }
     for (int64_t i = 0; i < T * d; i++) {
         double f[2], o = x[i];
         for (int s = 0; s < 2; s++) {
