@@ -81,7 +81,14 @@ mp_status mp_scores_run(const mp_scores_opts *o, const mp_comm *comm)
             print_kinds("ffn", sc.ffn[b], s->ffn, nk, false);
             printf("}");
         }
-        printf("]}\n");
+        printf("]");
+        if (sc.n_chan > 0) {
+            printf(", \"embedding_channels\": {");
+            print_arr("nvit", sc.chan, sc.n_chan, true);
+            print_arr("taylor", sc.chan + sc.n_chan, sc.n_chan, false);
+            printf("}");
+        }
+        printf("}\n");
         fflush(stdout);
     }
 done:

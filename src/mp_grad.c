@@ -435,6 +435,8 @@ typedef struct {
     double *a, *b2;   /* FFN: gate and up pre-activations (OPT: fc1's in a) */
     double *act;      /* [T, F] the activation, unmasked */
     double *sum;      /* [T, d] post-LN: the residual sum before the norm */
+    double *o;        /* [T, d] the output projection's output (with its bias) */
+    double *out;      /* [T, d] post-LN: the sub-block's output (after the norm) */
 } sub_acts;
 
 static void sub_free(sub_acts *s)
@@ -451,6 +453,8 @@ static void sub_free(sub_acts *s)
     free(s->b2);
     free(s->act);
     free(s->sum);
+    free(s->o);
+    free(s->out);
     memset(s, 0, sizeof *s);
 }
 
@@ -480,7 +484,9 @@ static mp_status attn_fwd(const mp_gblock *g, double *h, int64_t T, sub_acts *A)
     s->kr = dalloc(T * kd, &ok);
     s->ao = dalloc(T * qd, &ok);
     s->sum = dalloc(T * d, &ok);
-    double *tmp = dalloc(T * qd, &ok), *o = dalloc(T * d, &ok);
+    s->o = dalloc(T * d, &ok);
+    s->out = pre ? NULL : dalloc(T * d, &ok);
+    double *tmp = dalloc(T * qd, &ok), *o = s->o;
     if (!ok) {
         st = mp_error(MP_ERR_NOMEM, "block %lld: cannot allocate the attention's float64 "
                       "activations", (long long)g->index);
@@ -510,11 +516,12 @@ static mp_status attn_fwd(const mp_gblock *g, double *h, int64_t T, sub_acts *A)
     for (int64_t i = 0; i < T * d; i++)
         h[i] += o[i];
     memcpy(s->sum, h, (size_t)(T * d) * sizeof(double));
-    if (!pre)
+    if (!pre) {
         norm_fwd(c, g->n1w, g->n1b, s->sum, T, h);
+        memcpy(s->out, h, (size_t)(T * d) * sizeof(double));
+    }
 done:
     free(tmp);
-    free(o);
     if (!A || st != MP_OK)
         sub_free(s);
     return st;
@@ -533,7 +540,9 @@ static mp_status ffn_fwd(const mp_gblock *g, double *h, int64_t T, sub_acts *A)
     s->b2 = llama ? dalloc(T * F, &ok) : NULL;
     s->act = dalloc(T * F, &ok);
     s->sum = dalloc(T * d, &ok);
-    double *tmp = dalloc(T * F, &ok), *o = dalloc(T * d, &ok);
+    s->o = dalloc(T * d, &ok);
+    s->out = pre ? NULL : dalloc(T * d, &ok);
+    double *tmp = dalloc(T * F, &ok), *o = s->o;
     if (!ok) {
         st = mp_error(MP_ERR_NOMEM, "block %lld: cannot allocate the FFN's float64 activations",
                       (long long)g->index);
@@ -561,11 +570,12 @@ static mp_status ffn_fwd(const mp_gblock *g, double *h, int64_t T, sub_acts *A)
     for (int64_t i = 0; i < T * d; i++)
         h[i] += o[i];
     memcpy(s->sum, h, (size_t)(T * d) * sizeof(double));
-    if (!pre)
+    if (!pre) {
         norm_fwd(c, g->n2w, g->n2b, s->sum, T, h);
+        memcpy(s->out, h, (size_t)(T * d) * sizeof(double));
+    }
 done:
     free(tmp);
-    free(o);
     if (!A || st != MP_OK)
         sub_free(s);
     return st;
@@ -579,6 +589,33 @@ mp_status mp_gblock_forward(const mp_gblock *g, double *h, int64_t T)
     if (st == MP_OK && g->shape.ffn > 0)
         st = ffn_fwd(g, h, T, NULL);
     return st;
+}
+
+/* emb[c] += f · Σ_t a[t, c] b[t, c] (NULL emb: nothing). */
+static void chan_add(double *emb, const double *a, const double *b, int64_t T, int64_t d,
+                     double f)
+{
+    for (int64_t t = 0; emb && t < T; t++)
+        for (int64_t c = 0; c < d; c++)
+            emb[c] += f * a[t * d + c] * b[t * d + c];
+}
+
+/* A sub-block's part of the channel saliency (mp_grad_stats.emb): with dh the gradient at its
+ * output (before the post-LN norm's backward), dsum at its residual sum, dxn at the normalised
+ * input (all of q/k/v's or gate/up's paths):
+ *   the output projection's row c and bias: Σ_t o·dsum;
+ *   the input columns c: Σ_t xn·dxn, and a pre-LN norm's weight and bias the same again;
+ *   a post-LN norm's weight and bias: Σ_t out·dh. */
+static void chan_sub(const mp_gblock *g, const sub_acts *s, const double *dh_out,
+                     const double *dsum, const double *dxn, int64_t T, mp_grad_stats *stt)
+{
+    int64_t d = g->cfg->d;
+    if (!stt || !stt->emb)
+        return;
+    chan_add(stt->emb, s->o, dsum, T, d, 1.0);
+    chan_add(stt->emb, s->xn, dxn, T, d, g->cfg->norm_before ? 2.0 : 1.0);
+    if (!g->cfg->norm_before)
+        chan_add(stt->emb, s->out, dh_out, T, d, 1.0);
 }
 
 /* dh: ∂L/∂(sub-block output) in, ∂L/∂(sub-block input) out. */
@@ -641,6 +678,7 @@ static mp_status attn_bwd(const mp_gblock *g, const sub_acts *s, double *dh, int
     lin_bwd(g, MP_LIN_Q, dq, T, dxn, false);
     lin_bwd(g, MP_LIN_K, dk, T, dxn, true);
     lin_bwd(g, MP_LIN_V, dv, T, dxn, true);
+    chan_sub(g, s, dh, dsum, dxn, T, stt);
     if (pre) {
         norm_bwd(c, g->n1w, s->xin, T, dxn, dn);
         for (int64_t i = 0; i < T * d; i++)
@@ -712,6 +750,7 @@ static mp_status ffn_bwd(const mp_gblock *g, const sub_acts *s, double *dh, int6
     } else {
         lin_bwd(g, MP_LIN_UP, dact, T, dxn, false);
     }
+    chan_sub(g, s, dh, dsum, dxn, T, stt);
     if (pre) {
         norm_bwd(c, g->n2w, s->xin, T, dxn, dn);
         for (int64_t i = 0; i < T * d; i++)
@@ -794,6 +833,12 @@ mp_status mp_ghead_embed(const mp_ghead *g, const uint32_t *tokens, int64_t T, d
 mp_status mp_ghead_loss(const mp_ghead *g, const double *h, const uint32_t *tokens, int64_t T,
                         double *loss, double *dh)
 {
+    return mp_ghead_loss_chan(g, h, tokens, T, loss, dh, NULL);
+}
+
+mp_status mp_ghead_loss_chan(const mp_ghead *g, const double *h, const uint32_t *tokens,
+                             int64_t T, double *loss, double *dh, double *chan)
+{
     const mp_model_config *c = g->cfg;
     int64_t d = c->d, wd = c->word_embed_proj_dim, V = c->vocab;
     mp_status st = MP_OK;
@@ -851,6 +896,9 @@ mp_status mp_ghead_loss(const mp_ghead *g, const double *h, const uint32_t *toke
         st = mp_error(MP_ERR_NUMERIC, "non-finite loss in the float64 forward");
         goto done;
     }
+    /* The lm_head columns read xn (and the norm's weight and bias write it): Σ_t xn·dx each. */
+    if (dh && chan && !g->project_out)
+        chan_add(chan, xn, dx, T, d, g->norm_w ? 2.0 : 1.0);
     if (dh) {
         const double *dnorm = dx;
         if (g->project_out) {

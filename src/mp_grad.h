@@ -57,6 +57,11 @@ typedef struct {
     double *wg_kv;   /* [nkv] the group's k and v rows (and biases) */
     double *gm_ffn;  /* [ffn] ∂L/∂m_j: the down_proj column of neuron j */
     double *wg_in;   /* [ffn] the neuron's gate and up rows (OPT: fc1 row), with biases */
+    /* [d] or NULL (set by the caller, not owned, not zeroed by mp_grad_stats_zero): Σ w·∂L/∂w
+     * over the block's weights on residual channel c (norm weights and biases, the q/k/v and
+     * gate/up columns that read it, the o_proj and down_proj rows and biases that write it):
+     * the block's part of NViT's embedding-channel saliency. */
+    double *emb;
 } mp_grad_stats;
 
 /* The block as float64; head_mask/ffn_mask (NULL: all ones) are copied. */
@@ -78,7 +83,11 @@ MP_NODISCARD mp_status mp_ghead_embed(const mp_ghead *g, const uint32_t *tokens,
 /* The block in place on one sequence h[T, d]. */
 MP_NODISCARD mp_status mp_gblock_forward(const mp_gblock *g, double *h, int64_t T);
 /* *loss = mean NLL of tokens[1..T) from h[T, d] (the final hidden states; not modified), and
- * dh[T, d] = ∂loss/∂h (dh may be NULL). */
+ * dh[T, d] = ∂loss/∂h (dh may be NULL). With chan (and dh; models without project_out), chan[d]
+ * += Σ w·∂L/∂w over the final norm's weight and bias and the lm_head column of each channel. */
+MP_NODISCARD mp_status mp_ghead_loss_chan(const mp_ghead *g, const double *h,
+                                          const uint32_t *tokens, int64_t T, double *loss,
+                                          double *dh, double *chan);
 MP_NODISCARD mp_status mp_ghead_loss(const mp_ghead *g, const double *h, const uint32_t *tokens,
                                      int64_t T, double *loss, double *dh);
 /* Backward through the block: x[T, d] is the block's input, dh[T, d] holds ∂L/∂(output) on

@@ -41,6 +41,7 @@ void mp_gscores_free(mp_gscores *s)
     free(s->head);
     free(s->kv);
     free(s->ffn);
+    free(s->chan);
     free(s->shape);
     memset(s, 0, sizeof *s);
 }
@@ -178,7 +179,7 @@ static mp_status load_gblock(const mp_model_config *c, const mp_weight_source *s
 static mp_status local_pass(const mp_model_config *c, const mp_weight_source *src,
                             const mp_plan *plan, const uint32_t *tokens, int64_t n_loc,
                             int64_t T, int64_t mem_bytes, const mp_gscore_progress *pg,
-                            double **loc, double *loss, double **grad)
+                            double **loc, double *loss, double **grad, double *chan)
 {
     mp_status st = MP_OK;
     int64_t L = c->n_layers, d = c->d;
@@ -221,8 +222,8 @@ static mp_status local_pass(const mp_model_config *c, const mp_weight_source *sr
         }
         for (int64_t q = 0; q < n; q++) {
             memcpy(fin, dh + q * T * d, (size_t)(T * d) * sizeof *fin);
-            MP_TRY(mp_ghead_loss(&gh, fin, tokens + (s0 + q) * T, T, &loss[s0 + q],
-                                 dh + q * T * d));
+            MP_TRY(mp_ghead_loss_chan(&gh, fin, tokens + (s0 + q) * T, T, &loss[s0 + q],
+                                      dh + q * T * d, chan ? chan + (s0 + q) * d : NULL));
         }
         for (int64_t b = L - 1; b >= 0; b--) {
             MP_TRY(load_gblock(c, src, plan, b, &g));
@@ -239,8 +240,14 @@ static mp_status local_pass(const mp_model_config *c, const mp_weight_source *sr
             int64_t m = stat_len(&g.shape);
             for (int64_t q = 0; q < n; q++) {
                 mp_grad_stats_zero(&gs);
+                gs.emb = chan ? chan + (s0 + q) * d : NULL;
                 MP_TRY(mp_gblock_backward(&g, saved + (b * C + q) * T * d, dh + q * T * d, T,
                                           &gs));
+                /* The embeddings write every channel: Σ_t h0·∂L/∂h0 after the first block. */
+                for (int64_t t = 0; chan && b == 0 && t < T; t++)
+                    for (int64_t j = 0; j < d; j++)
+                        chan[(s0 + q) * d + j] += saved[q * T * d + t * d + j] *
+                                                  dh[q * T * d + t * d + j];
                 stat_pack(&gs, loc[b] + (s0 + q) * m);
             }
             mp_grad_stats_free(&gs);
@@ -320,7 +327,7 @@ static mp_status compute(const mp_model_config *c, const mp_weight_source *src,
                          int flags, mp_gscores *out)
 {
     bool windows = flags & MP_GSCORE_WINDOWS, elem = flags & MP_GSCORE_ELEMENT;
-    double **grad = NULL, *gbuf = NULL;
+    double **grad = NULL, *gbuf = NULL, *chan = NULL, *chan_all = NULL;
     mp_status st = MP_OK, local = MP_OK, global = MP_OK;
     int rank = mp_comm_rank(comm), P = mp_comm_size(comm), who = -1;
     int64_t L = c->n_layers, n_total = 0;
@@ -364,9 +371,15 @@ static mp_status compute(const mp_model_config *c, const mp_weight_source *src,
     }
     if (local == MP_OK && elem && rank == 0 && !(gbuf = mp_malloc((size_t)gmax * sizeof *gbuf)))
         local = mp_error(MP_ERR_NOMEM, "cannot allocate a weight-gradient buffer");
+    /* The channel saliency, per sequence: residual channels are the embedding's only where no
+     * projection sits between them (OPT's project_in/out). */
+    bool chan_on = c->word_embed_proj_dim == c->d;
+    int64_t d = c->d;
+    if (local == MP_OK && chan_on && !(chan = mp_calloc((size_t)(n_loc * d + 1), sizeof *chan)))
+        local = mp_error(MP_ERR_NOMEM, "cannot allocate the channel saliency");
     if (local == MP_OK)
         local = local_pass(c, src, plan, tokens, n_loc, T, mem_bytes, rank == 0 ? pg : NULL,
-                           loc, loss, grad);
+                           loc, loss, grad, chan);
     MP_TRY(mp_comm_agree(comm, local, &global, &who));
     if (global != MP_OK) {
         st = global; /* the failing rank holds the message (mp_comm_agree) */
@@ -397,6 +410,29 @@ static mp_status compute(const mp_model_config *c, const mp_weight_source *src,
         out->loss = n_total > 0 ? sum / (double)n_total : 0.0;
     }
     MP_TRY(mp_comm_bcast(comm, &out->loss, (int64_t)sizeof out->loss, 0));
+    if (chan_on) {
+        if (!(out->chan = mp_calloc((size_t)(2 * d), sizeof *out->chan)) ||
+            (rank == 0 && !(chan_all = mp_malloc((size_t)(n_total * d + 1) * sizeof *chan_all))))
+            local = mp_error(MP_ERR_NOMEM, "cannot allocate the channel saliency");
+        MP_TRY(mp_comm_agree(comm, local, &global, &who));
+        if (global != MP_OK) {
+            st = global;
+            goto done;
+        }
+        for (int r = 0; r < P; r++)
+            cnt[r] = counts[r] * d;
+        MP_TRY(mp_comm_gatherv_f64(comm, chan, n_loc * d, chan_all, cnt, 0));
+        for (int64_t q = 0; rank == 0 && q < n_total; q++)
+            for (int64_t j = 0; j < d; j++) {
+                double e = chan_all[q * d + j];
+                out->chan[j] += e * e;
+                out->chan[d + j] += e;
+            }
+        for (int64_t j = 0; rank == 0 && j < d; j++)
+            out->chan[d + j] = fabs(out->chan[d + j]);
+        MP_TRY(mp_comm_bcast(comm, out->chan, (int64_t)(2 * d * sizeof(double)), 0));
+        out->n_chan = d;
+    }
     for (int64_t b = 0; b < L; b++) {
         const mp_block_shape *s = &out->shape[b];
         int64_t m = stat_len(s);
@@ -460,6 +496,8 @@ done:
         free(grad[b]);
     free(grad);
     free(gbuf);
+    free(chan);
+    free(chan_all);
     free(loc);
     free(counts);
     free(cnt);

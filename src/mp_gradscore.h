@@ -57,6 +57,10 @@ typedef struct {
     double **kv;                     /* [b][kind · nkv + g] */
     double **ffn;                    /* [b][kind · ffn + j] */
     double loss;                     /* mean float64 loss over all sequences */
+    int64_t n_chan;                  /* d, or 0 for a model with project_in/out */
+    double *chan;                    /* [2 · n_chan] NViT's saliency of each residual (embedding)
+                                        channel, Σ_s (Σ_{w on c} w·∂L_s/∂w)², then the Taylor
+                                        |Σ_s Σ_{w on c} w·∂L_s/∂w|; reported, not pruned */
     int64_t n_win;                   /* mp_gscores_compute_windows, rank 0: sequences, and */
     double **win;                    /* [b][s · (nh + ffn) + u] each sequence's ∂L_s/∂m of the
                                         block's heads, then neurons, in sequence order */

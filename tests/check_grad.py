@@ -1,8 +1,8 @@
 """`mpiprune scores` on the bundled stories260K against a float64 reference: Hugging Face
 transformers in float64, with a mask variable on every query head's attention output and on
 every FFN neuron, per-window losses backpropagated by autograd. Checks the loss and every
-head's, KV group's and neuron's fisher, nvit, taylor and (--element-wise) taylor_element score
-(relative 1e-6), on 1 and 2 ranks (which must agree bit for bit, but for taylor_element, whose
+head's, KV group's and neuron's fisher, nvit, taylor and (--element-wise) taylor_element score,
+and every embedding channel's nvit and taylor saliency (relative 1e-6), on 1 and 2 ranks (which must agree bit for bit, but for taylor_element, whose
 weight gradients are summed over ranks: to 1e-12).
 
 usage: check_grad.py MPIEXEC MPIPRUNE MODEL_DIR CALIB WORK
@@ -84,6 +84,14 @@ def reference(model_dir, calib):
     per = []  # per window: [block] -> dict of per-unit numbers
     losses = []
     gsum = None  # every weight's gradient of the whole loss (Σ over windows)
+    chan = []  # per window: Σ w·g over every weight on each residual channel (NViT's saliency)
+    emb = m.model.embed_tokens.weight
+    head = m.lm_head.weight
+    extra = [emb, m.model.norm.weight] + [w for l in layers for w in
+                                         (l.input_layernorm.weight,
+                                          l.post_attention_layernorm.weight)]
+    if head.data_ptr() != emb.data_ptr():
+        extra.append(head)
     for s in range(N):
         x = torch.tensor(ids[s * T:(s + 1) * T]).view(1, T)
         logits = m(x).logits[0, :-1]
@@ -93,9 +101,21 @@ def reference(model_dir, calib):
             a, f = l.self_attn, l.mlp
             params += [a.q_proj.weight, a.k_proj.weight, a.v_proj.weight, a.o_proj.weight,
                        f.gate_proj.weight, f.up_proj.weight, f.down_proj.weight]
-        grads = torch.autograd.grad(loss, hmask + fmask + params)
+        grads = torch.autograd.grad(loss, hmask + fmask + params + extra)
         gh, gf = grads[:len(layers)], grads[len(layers):2 * len(layers)]
-        gp = grads[2 * len(layers):]
+        gp = grads[2 * len(layers):2 * len(layers) + len(params)]
+        ge = grads[2 * len(layers) + len(params):]
+        e = (extra[0] * ge[0]).sum(0) + extra[1] * ge[1]  # embedding columns, final norm
+        for w, g in zip(extra[2:2 + 2 * len(layers)], ge[2:2 + 2 * len(layers)]):
+            e = e + w * g  # the blocks' norms
+        if len(extra) > 2 + 2 * len(layers):
+            e = e + (extra[-1] * ge[-1]).sum(0)  # an untied lm_head's columns
+        for b in range(len(layers)):
+            wq, wk, wv, wo, wg, wu, wd = params[7 * b:7 * b + 7]
+            dq, dk, dv, do, dg, du, dd = gp[7 * b:7 * b + 7]
+            e = e + (wq * dq).sum(0) + (wk * dk).sum(0) + (wv * dv).sum(0) + (wo * do).sum(1)
+            e = e + (wg * dg).sum(0) + (wu * du).sum(0) + (wd * dd).sum(1)
+        chan.append(e.detach())
         gsum = [g.detach().clone() for g in gp] if gsum is None else \
             [a + g.detach() for a, g in zip(gsum, gp)]
         rows = []
@@ -141,7 +161,8 @@ def reference(model_dir, calib):
             "ffn": {"fisher": (gmf ** 2).sum(0), "nvit": (fw ** 2).sum(0),
                     "taylor": fw.sum(0).abs(), "taylor_element": fe},
         })
-    return float(np.mean(losses)), out
+    ch = torch.stack(chan)
+    return float(np.mean(losses)), out, {"nvit": (ch ** 2).sum(0), "taylor": ch.sum(0).abs()}
 
 
 def main():
@@ -165,7 +186,7 @@ def main():
             if np.abs(e1 - e2).max() > 1e-12 * np.abs(e1).max():
                 sys.exit(f"FAIL: taylor_element of {u} differs between 1 and 2 ranks beyond "
                          "1e-12")
-    loss, ref = reference(model, calib)
+    loss, ref, ref_chan = reference(model, calib)
     fails = 0
     if abs(got1["loss"] - loss) > TOL * abs(loss):
         print(f"FAIL: loss {got1['loss']!r} vs reference {loss!r}")
@@ -187,6 +208,16 @@ def main():
                     print(f"FAIL: block {b} {unit} {kind}[{i}]: {have[i]!r} vs {want[i]!r} "
                           f"(rel {rel[i]:.3g})")
                     fails += 1
+    for kind, want in ref_chan.items():
+        want = want.numpy()
+        have = np.array(got1["embedding_channels"][kind])
+        scale = np.maximum(np.abs(want), 1e-3 * np.abs(want).max())
+        rel = np.abs(have - want) / scale
+        worst = max(worst, float(rel.max()))
+        if rel.max() > TOL:
+            i = int(rel.argmax())
+            print(f"FAIL: embedding channel {kind}[{i}]: {have[i]!r} vs {want[i]!r}")
+            fails += 1
     print(f"loss {got1['loss']:.12f} (reference {loss:.12f}); worst relative error {worst:.3g}")
     sys.exit(1 if fails else 0)
 

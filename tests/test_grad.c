@@ -255,6 +255,32 @@ static double fd_mask(mp_gblock *g, double *m, int64_t i, const double *x, const
     return (f[0] - f[1]) / (2 * FD_EPS);
 }
 
+/* Scales every weight of the block on residual channel ch by a: the norms' weight and bias
+ * entries, the q/k/v and gate/up columns, the o_proj and down_proj rows with their biases. */
+static void scale_chan(mp_gblock *g, int64_t ch, double a)
+{
+    double *nv[4] = {g->n1w, g->n1b, g->n2w, g->n2b};
+    for (int k = 0; k < 4; k++)
+        if (nv[k]) nv[k][ch] *= a;
+    for (int id = 0; id < MP_LIN_COUNT; id++) {
+        if (!g->w[id]) continue;
+        bool writes = id == MP_LIN_O || id == MP_LIN_DOWN;
+        scale_part(g, id, ch, ch + 1, !writes, a);
+    }
+}
+
+static double fd_chan(mp_gblock *g, int64_t ch, const double *x, const double *R, int64_t T)
+{
+    double f[2];
+    for (int s = 0; s < 2; s++) {
+        double a = 1.0 + (s ? -FD_EPS : FD_EPS);
+        scale_chan(g, ch, a);
+        f[s] = block_f(g, x, R, T);
+        scale_chan(g, ch, 1.0 / a);
+    }
+    return (f[0] - f[1]) / (2 * FD_EPS);
+}
+
 static void check_block(mp_arch arch, bool pre)
 {
     mp_model_config c = small_cfg(arch, pre);
@@ -280,7 +306,13 @@ static void check_block(mp_arch arch, bool pre)
             g.gb[id] = g.b[id] ? calloc((size_t)g.out[id], sizeof(double)) : NULL;
             assert_non_null(g.gw[id]);
         }
+    double emb[12] = {0};
+    st.emb = emb;
     assert_int_equal(mp_gblock_backward(&g, x, dh, T, &st), MP_OK);
+    /* Each residual channel's Σ w·∂f/∂w over the block's weights on it (NViT's embedding
+     * saliency), against scaling all of them at once. */
+    for (int64_t ch = 0; ch < d; ch++)
+        close_rel(emb[ch], fd_chan(&g, ch, x, R, T), 1.0, "channel", ch);
     /* Every weight's and bias's gradient (the element-wise Taylor scores' input). */
     for (int id = 0; id < MP_LIN_COUNT; id++) {
         if (!g.w[id])
@@ -404,6 +436,52 @@ static void check_model(mp_arch arch, bool pre)
         }
         h[i] = o;
         close_rel(dh[i], (f[0] - f[1]) / (2 * FD_EPS), 1e-2, "head dh", i);
+    }
+    /* NViT's channel saliency of the whole model: the head's part, the blocks' (backward from
+     * the loss) and the embeddings', against scaling every weight on the channel at once. */
+    if (c.word_embed_proj_dim == d) {
+        double x0[T * 12], x1[T * 12], chan[12] = {0}, g0[T * 12];
+        assert_int_equal(mp_ghead_embed(&gh, tok, T, x0), MP_OK);
+        memcpy(x1, x0, sizeof x1);
+        assert_int_equal(mp_gblock_forward(&g[0], x1, T), MP_OK);
+        assert_int_equal(mp_ghead_loss_chan(&gh, h, tok, T, &loss, g0, chan), MP_OK);
+        for (int b = 1; b >= 0; b--) {
+            mp_grad_stats st;
+            assert_int_equal(mp_grad_stats_alloc(&g[b].shape, &st), MP_OK);
+            st.emb = chan;
+            assert_int_equal(mp_gblock_backward(&g[b], b ? x1 : x0, g0, T, &st), MP_OK);
+            mp_grad_stats_free(&st);
+        }
+        for (int64_t t = 0; t < T * d; t++)
+            chan[t % d] += x0[t] * g0[t];
+        for (int64_t ch = 0; ch < d; ch++) {
+            double f[2];
+            for (int s = 0; s < 2; s++) {
+                double a = 1.0 + (s ? -FD_EPS : FD_EPS), hh[T * 12];
+                for (int b = 0; b < 2; b++) scale_chan(&g[b], ch, a);
+                for (int64_t v = 0; v < c.vocab; v++) {
+                    gh.embed[v * d + ch] *= a;
+                    if (gh.lm_head != gh.embed) gh.lm_head[v * d + ch] *= a;
+                }
+                if (gh.norm_w) gh.norm_w[ch] *= a;
+                if (gh.norm_b) gh.norm_b[ch] *= a;
+                if (gh.pos)
+                    for (int64_t p = 0; p < c.max_pos + 2; p++) gh.pos[p * d + ch] *= a;
+                assert_int_equal(mp_ghead_embed(&gh, tok, T, hh), MP_OK);
+                for (int b = 0; b < 2; b++) assert_int_equal(mp_gblock_forward(&g[b], hh, T), MP_OK);
+                assert_int_equal(mp_ghead_loss(&gh, hh, tok, T, &f[s], NULL), MP_OK);
+                for (int b = 0; b < 2; b++) scale_chan(&g[b], ch, 1.0 / a);
+                for (int64_t v = 0; v < c.vocab; v++) {
+                    gh.embed[v * d + ch] /= a;
+                    if (gh.lm_head != gh.embed) gh.lm_head[v * d + ch] /= a;
+                }
+                if (gh.norm_w) gh.norm_w[ch] /= a;
+                if (gh.norm_b) gh.norm_b[ch] /= a;
+                if (gh.pos)
+                    for (int64_t p = 0; p < c.max_pos + 2; p++) gh.pos[p * d + ch] /= a;
+            }
+            close_rel(chan[ch], (f[0] - f[1]) / (2 * FD_EPS), 1e-2, "model channel", ch);
+        }
     }
     /* float32 path */
     float hf[T * 12];
