@@ -1252,8 +1252,11 @@ static mp_status search_round(job *J, int64_t r, const double *cum, const int *o
                 local = mp_error(MP_ERR_NOMEM, "cannot allocate a chain of %lld units",
                                  (long long)n);
             else {
-                memcpy(tmp, bc[s].score, (size_t)n * sizeof(double));
-                memcpy(tmp + n, bc[s].cost, (size_t)n * sizeof(double));
+                /* (An empty chain has no arrays: every unit of the layer is at its floor.) */
+                if (n > 0) {
+                    memcpy(tmp, bc[s].score, (size_t)n * sizeof(double));
+                    memcpy(tmp + n, bc[s].cost, (size_t)n * sizeof(double));
+                }
                 if (!dst) {
                     local = mp_comm_send_f64(J->comm, tmp, 2 * n, 0, TAG_SUB + 11);
                     free(tmp);
@@ -1508,6 +1511,8 @@ static mp_status kwon_plan(const job *J, const mp_gscores *gs, const double *u, 
                       cJSON_AddNumberToObject(x, "swaps", (double)(k == 0 ? swa : swf)) &&
                       cJSON_AddNumberToObject(x, "fisher_loss_diagonal", k == 0 ? lba : lbf) &&
                       cJSON_AddNumberToObject(x, "fisher_loss_rearranged", k == 0 ? laa : laf);
+            if (!ok)
+                cJSON_Delete(x);
             if (!ok || !mp_json_add(removed, NULL, x))
                 MP_FAIL(MP_ERR_NOMEM, "cannot grow the search trace");
         }
