@@ -214,7 +214,7 @@ static int time_solve(int64_t n, int reps, solve_times *out)
         mp_status st = mp_obs_prepare(Hw, n, W, n, 0.01, U, &info);
         double t1 = now_s();
         if (st == MP_OK)
-            st = mp_sparsegpt_sweep(W, n, n, U, BLOCKSIZE, &sp, NULL);
+            st = mp_sparsegpt_sweep(W, n, n, U, BLOCKSIZE, &sp, NULL, NULL);
         double t2 = now_s();
         if (st != MP_OK) {
             fprintf(stderr, "n=%lld: %s\n", (long long)n, mp_error_message());

@@ -310,13 +310,22 @@ static void warn_damping(const job *J, const layer_rec *r, const mp_obs_info *in
 
 /* The end of every solve: the record's sparsity and reconstruction error of the pruned W
  * against the layer's weights, then W becomes the layer's weights. Not collective. */
-static mp_status finish_layer(layer_rec *r, mp_linear *l, const float *W, const double *H)
+/* obs: the SparseGPT sweep's loss and damping give the error's numerator (mp_recon_error_obs,
+ * collective over c when c != NULL); NULL: both terms from H. */
+typedef struct {
+    double loss, lambda;
+} obs_loss;
+
+static mp_status finish_layer(const mp_comm *c, layer_rec *r, mp_linear *l, const float *W,
+                              const double *H, const obs_loss *obs)
 {
     int64_t rows = l->out, cols = l->in, zeros = 0;
     for (int64_t k = 0; k < rows * cols; k++)
         zeros += W[k] == 0.0f;
     r->sparsity = (double)zeros / (double)(rows * cols);
-    mp_status st = mp_recon_error(l->w, W, rows, cols, H, &r->err);
+    mp_status st = obs ? mp_recon_error_obs(c, l->w, W, rows, cols, H, obs->loss, obs->lambda,
+                                            &r->err)
+                       : mp_recon_error(l->w, W, rows, cols, H, &r->err);
     if (st == MP_OK)
         memcpy(l->w, W, (size_t)(rows * cols) * sizeof(float));
     return st;
@@ -337,6 +346,7 @@ static mp_status solve_owned(job *J, mp_block *blk, layer_rec *recs, int64_t n,
         if (r->dist || r->owner != J->rank)
             continue;
         double t0 = mp_comm_wtime();
+        obs_loss obs = {0.0, 0.0}, *use_obs = NULL;
         mp_linear *l = &blk->lin[r->id];
         int g = (int)mp_lin_group(r->id);
         int64_t cols = l->in, rows = l->out;
@@ -372,7 +382,9 @@ static mp_status solve_owned(job *J, mp_block *blk, layer_rec *recs, int64_t n,
                 if (H[j * cols + j] == 0.0)
                     for (int64_t k = 0; k < rows; k++)
                         W[k * cols + j] = 0.0f;
-            MP_TRY(mp_sparsegpt_sweep(W, rows, cols, U, o->blocksize, &o->sp, NULL));
+            obs.lambda = info.lambda;
+            MP_TRY(mp_sparsegpt_sweep(W, rows, cols, U, o->blocksize, &o->sp, NULL, &obs.loss));
+            use_obs = &obs;
             r->damp = info.damp;
             r->escalations = info.escalations;
             r->dead = (double)info.dead;
@@ -388,7 +400,7 @@ static mp_status solve_owned(job *J, mp_block *blk, layer_rec *recs, int64_t n,
         } else {
             MP_TRY(mp_magnitude_prune(W, rows, cols, &o->sp));
         }
-        MP_TRY(finish_layer(r, l, W, H));
+        MP_TRY(finish_layer(NULL, r, l, W, H, use_obs));
         r->seconds = mp_comm_wtime() - t0;
     }
 done:
@@ -419,8 +431,10 @@ static mp_status solve_dist(job *J, mp_block *blk, layer_rec *r, const double *H
     MP_TRY(mp_obs_prepare_dist(J->comm, Hw, cols, W, rows, J->o->damp, 64, U, &info));
     if (info.escalations > 0 && J->rank == 0)
         warn_damping(J, r, &info);
-    MP_TRY(mp_sparsegpt_sweep_dist(J->comm, W, rows, cols, U, J->o->blocksize, &J->o->sp));
-    MP_TRY(mp_prune_agree(J, finish_layer(r, l, W, H)));
+    obs_loss obs = {0.0, info.lambda};
+    MP_TRY(mp_sparsegpt_sweep_dist(J->comm, W, rows, cols, U, J->o->blocksize, &J->o->sp,
+                                   &obs.loss));
+    MP_TRY(mp_prune_agree(J, finish_layer(J->comm, r, l, W, H, &obs)));
     r->damp = info.damp;
     r->escalations = info.escalations;
     r->dead = (double)info.dead;

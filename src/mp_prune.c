@@ -114,6 +114,7 @@ static mp_status obs_prepare(const mp_comm *c, int nb, double *H, int64_t n, flo
         info->escalations++;
     }
     info->damp = frac;
+    info->lambda = frac * mean;
     /* Row-major upper triangle of A now holds U with H⁻¹ = UᵀU. */
     for (int64_t i = 0; i < n; i++)
         for (int64_t j = 0; j < n; j++)
@@ -164,6 +165,8 @@ float mp_kth_smallest(float *v, int64_t n, int64_t k)
     }
     return v[k];
 }
+
+enum { RECON_CHUNK = 256 };
 
 static inline float obs_score(float w, float d) { return (w * w) / (d * d); }
 
@@ -296,9 +299,11 @@ static void transpose(const float *restrict src, int64_t lds, float *restrict ds
  * reference. N:M groups never straddle a sub-block, so each group is chosen on fully updated
  * weights. */
 static mp_status sweep_run(float *W, int64_t rows, int64_t cols, const float *U, int64_t B,
-                           const mp_sparsity *sp, const mp_threshold_fn *global, sweep_ws *ws)
+                           const mp_sparsity *sp, const mp_threshold_fn *global, sweep_ws *ws,
+                           double *loss)
 {
     mp_status st = MP_OK;
+    double acc = 0.0;
     float *restrict et = ws->err;    /* [B, rows]: errors, transposed */
     float *restrict wt = ws->tmp;    /* [B, rows]: the block, transposed */
     float *scores = ws->scores;      /* [rows, nb] */
@@ -349,11 +354,15 @@ static mp_status sweep_run(float *W, int64_t rows, int64_t cols, const float *U,
                     }
                 }
                 float d = urow[i];
+                double sq = 0.0;
                 for (int64_t r = 0; r < rows; r++) {
                     float q = mi[r] ? 0.0f : wi[r];
-                    ei[r] = (wi[r] - q) / d;
+                    float e = (wi[r] - q) / d;
+                    ei[r] = e;
+                    sq += (double)e * (double)e;
                     wi[r] = q;
                 }
+                acc += sq;
                 for (int64_t j = i + 1; j < j0 + ns; j++) {
                     float u = urow[j];
                     float *restrict wj = wt + j * rows;
@@ -376,13 +385,15 @@ static mp_status sweep_run(float *W, int64_t rows, int64_t cols, const float *U,
                         -1.0f, et, (int)rows, U + i1 * cols + i1 + nb, (int)cols, 1.0f,
                         W + i1 + nb, (int)cols);
     }
+    if (loss)
+        *loss = acc;
 done:
     return st;
 }
 
 mp_status mp_sparsegpt_sweep(float *W, int64_t rows, int64_t cols, const float *U,
                              int64_t blocksize, const mp_sparsity *sp,
-                             const mp_threshold_fn *global)
+                             const mp_threshold_fn *global, double *loss)
 {
     mp_status st = sweep_check(rows, cols, blocksize, sp);
     if (st != MP_OK)
@@ -391,7 +402,7 @@ mp_status mp_sparsegpt_sweep(float *W, int64_t rows, int64_t cols, const float *
     st = sweep_ws_alloc(&ws, rows, blocksize);
     if (st != MP_OK)
         return st;
-    st = sweep_run(W, rows, cols, U, blocksize, sp, global, &ws);
+    st = sweep_run(W, rows, cols, U, blocksize, sp, global, &ws, loss);
     sweep_ws_free(&ws);
     return st;
 }
@@ -415,8 +426,41 @@ static mp_status dist_threshold_fn(void *ud, const float *scores, int64_t count,
     return MP_OK;
 }
 
+/* Σ over the ranks of c of one value each, added in rank order on rank 0 and broadcast, so the
+ * sum is the same on every rank and for every run with this rank count. Collective. */
+static mp_status sum_ranks(const mp_comm *c, double v, double *sum)
+{
+    int P = mp_comm_size(c);
+    int64_t *counts = mp_malloc((size_t)P * sizeof *counts);
+    double *all = mp_malloc((size_t)P * sizeof *all);
+    mp_status local = counts && all ? MP_OK : mp_error(MP_ERR_NOMEM, "cannot allocate a "
+                                                       "gather of %d values", P);
+    mp_status st, global = MP_OK;
+    int who = -1;
+    st = mp_comm_agree(c, local, &global, &who);
+    if (st == MP_OK && global != MP_OK)
+        st = local != MP_OK ? local : mp_error(global, "gather setup failed on rank %d", who);
+    if (st == MP_OK) {
+        for (int r = 0; r < P; r++)
+            counts[r] = 1;
+        st = mp_comm_gatherv_f64(c, &v, 1, all, counts, 0);
+    }
+    double s = 0.0;
+    if (st == MP_OK && mp_comm_rank(c) == 0)
+        for (int r = 0; r < P; r++)
+            s += all[r];
+    if (st == MP_OK)
+        st = mp_comm_bcast(c, &s, (int64_t)sizeof s, 0);
+    if (st == MP_OK)
+        *sum = s;
+    free(counts);
+    free(all);
+    return st;
+}
+
 mp_status mp_sparsegpt_sweep_dist(const mp_comm *c, float *W, int64_t rows, int64_t cols,
-                                  const float *U, int64_t blocksize, const mp_sparsity *sp)
+                                  const float *U, int64_t blocksize, const mp_sparsity *sp,
+                                  double *loss)
 {
     mp_status st = sweep_check(rows, cols, blocksize, sp);
     if (st != MP_OK)
@@ -445,12 +489,15 @@ mp_status mp_sparsegpt_sweep_dist(const mp_comm *c, float *W, int64_t rows, int6
         goto done;
     }
     mp_threshold_fn fn = {dist_threshold_fn, &d, rows};
-    local = sweep_run(W + r0 * cols, nr, cols, U, blocksize, sp, &fn, &ws);
+    double part = 0.0;
+    local = sweep_run(W + r0 * cols, nr, cols, U, blocksize, sp, &fn, &ws, &part);
     MP_TRY(mp_comm_agree(c, local, &global, &who));
     if (global != MP_OK) {
         st = local != MP_OK ? local : mp_error(global, "distributed sweep failed on rank %d", who);
         goto done;
     }
+    if (loss)
+        MP_TRY(sum_ranks(c, part, loss));
     int64_t total = 0;
     MP_TRY(mp_comm_allgatherv_f32(c, W + r0 * cols, nr * cols, full, &total));
     if (total != rows * cols)
@@ -564,45 +611,113 @@ mp_status mp_magnitude_prune(float *W, int64_t rows, int64_t cols, const mp_spar
     return MP_OK;
 }
 
-mp_status mp_recon_error(const float *W, const float *What, int64_t rows, int64_t cols,
-                         const double *H, double *err)
+/* Σ_r a_r H a_rᵀ over the rows of A = W − What (What NULL: A = W), a chunk of rows at a time
+ * with ssymm (BLAS 3, float32 like the weights; Hf the float32 H) and the row dot products
+ * summed in float64: a report figure, accurate to about 1e-6 relative. */
+static void quad_form(const float *W, const float *What, int64_t rows, int64_t cols,
+                      const float *Hf, float *a, float *ah, double *out)
 {
-    /* tr(A H Aᵀ) = Σ_r a_r H a_rᵀ, a chunk of rows at a time with ssymm (BLAS 3, float32 like
-     * the weights) and the row dot products summed in float64: a report figure, accurate to
-     * about 1e-6 relative. */
-    enum { CHUNK = 256 };
-    float *Hf = mp_malloc((size_t)(cols * cols) * sizeof(float));
-    float *a = mp_malloc((size_t)(CHUNK * cols) * sizeof(float));
-    float *ah = mp_malloc((size_t)(CHUNK * cols) * sizeof(float));
-    if (!Hf || !a || !ah) {
-        free(Hf);
-        free(a);
-        free(ah);
+    double total = 0.0;
+    for (int64_t r0 = 0; r0 < rows; r0 += RECON_CHUNK) {
+        int64_t nr = rows - r0 < RECON_CHUNK ? rows - r0 : RECON_CHUNK;
+        for (int64_t i = 0; i < nr * cols; i++) {
+            int64_t k = r0 * cols + i;
+            a[i] = What ? W[k] - What[k] : W[k];
+        }
+        cblas_ssymm(CblasRowMajor, CblasRight, CblasUpper, (int)nr, (int)cols, 1.0f, Hf,
+                    (int)cols, a, (int)cols, 0.0f, ah, (int)cols);
+        double sum = 0.0;
+        for (int64_t i = 0; i < nr * cols; i++)
+            sum += (double)a[i] * (double)ah[i];
+        total += sum;
+    }
+    *out = total;
+}
+
+/* The float32 H and the two chunk buffers of quad_form; NULLs on failure (all freed). */
+static mp_status recon_ws(const double *H, int64_t cols, float **Hf, float **a, float **ah)
+{
+    *Hf = mp_malloc((size_t)(cols * cols) * sizeof(float));
+    *a = mp_malloc((size_t)(RECON_CHUNK * cols) * sizeof(float));
+    *ah = mp_malloc((size_t)(RECON_CHUNK * cols) * sizeof(float));
+    if (!*Hf || !*a || !*ah) {
+        free(*Hf);
+        free(*a);
+        free(*ah);
+        *Hf = *a = *ah = NULL;
         return mp_error(MP_ERR_NOMEM, "cannot allocate reconstruction workspace");
     }
     for (int64_t i = 0; i < cols * cols; i++)
-        Hf[i] = (float)H[i];
+        (*Hf)[i] = (float)H[i];
+    return MP_OK;
+}
+
+mp_status mp_recon_error(const float *W, const float *What, int64_t rows, int64_t cols,
+                         const double *H, double *err)
+{
+    float *Hf, *a, *ah;
+    mp_status st = recon_ws(H, cols, &Hf, &a, &ah);
+    if (st != MP_OK)
+        return st;
     double num = 0.0, den = 0.0;
-    for (int pass = 0; pass < 2; pass++)
-        for (int64_t r0 = 0; r0 < rows; r0 += CHUNK) {
-            int64_t nr = rows - r0 < CHUNK ? rows - r0 : CHUNK;
-            for (int64_t i = 0; i < nr * cols; i++) {
-                int64_t k = r0 * cols + i;
-                a[i] = pass == 0 ? W[k] - What[k] : W[k];
-            }
-            cblas_ssymm(CblasRowMajor, CblasRight, CblasUpper, (int)nr, (int)cols, 1.0f, Hf,
-                        (int)cols, a, (int)cols, 0.0f, ah, (int)cols);
-            double sum = 0.0;
-            for (int64_t i = 0; i < nr * cols; i++)
-                sum += (double)a[i] * (double)ah[i];
-            if (pass == 0)
-                num += sum;
-            else
-                den += sum;
-        }
+    quad_form(W, What, rows, cols, Hf, a, ah, &num);
+    quad_form(W, NULL, rows, cols, Hf, a, ah, &den);
     free(Hf);
     free(a);
     free(ah);
     *err = den > 0.0 ? num / den : 0.0;
     return MP_OK;
+}
+
+mp_status mp_recon_error_obs(const mp_comm *c, const float *W, const float *What,
+                             int64_t rows, int64_t cols, const double *H, double loss,
+                             double lambda, double *err)
+{
+    mp_status st = MP_OK;
+    float *Hf = NULL, *a = NULL, *ah = NULL;
+    int64_t r0 = 0, nr = rows;
+    if (c) {
+        int P = mp_comm_size(c), rank = mp_comm_rank(c);
+        int64_t base = rows / P, extra = rows % P;
+        r0 = rank * base + (rank < extra ? rank : extra);
+        nr = base + (rank < extra);
+    }
+    mp_status local = recon_ws(H, cols, &Hf, &a, &ah);
+    if (c) {
+        mp_status global = MP_OK;
+        int who = -1;
+        MP_TRY(mp_comm_agree(c, local, &global, &who));
+        if (local != MP_OK) {
+            st = local;
+            goto done;
+        }
+        if (global != MP_OK)
+            MP_FAIL(global, "reconstruction workspace failed on rank %d", who);
+    } else if (local != MP_OK) {
+        return local;
+    }
+    /* ‖ΔW‖² over the live columns, in the order of the weights (the same on every rank). */
+    double dw2 = 0.0;
+    for (int64_t r = 0; r < rows; r++) {
+        double s = 0.0;
+        for (int64_t j = 0; j < cols; j++)
+            if (H[j * cols + j] != 0.0) {
+                double d = (double)W[r * cols + j] - (double)What[r * cols + j];
+                s += d * d;
+            }
+        dw2 += s;
+    }
+    double den = 0.0;
+    quad_form(W + r0 * cols, NULL, nr, cols, Hf, a, ah, &den);
+    if (c)
+        MP_TRY(sum_ranks(c, den, &den));
+    double num = loss - lambda * dw2;
+    /* Rounding can take a near-zero error below zero. */
+    num = num > 0.0 ? num : 0.0;
+    *err = den > 0.0 ? num / den : 0.0;
+done:
+    free(Hf);
+    free(a);
+    free(ah);
+    return st;
 }

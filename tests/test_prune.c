@@ -22,6 +22,9 @@
  *   TOL_RECON 1e-6: mp_recon_error multiplies in float32 (ssymm) and sums the dot products in
  *   float64; a report figure needs no more.
  *   TOL_HESS 1e-5: mp_hessian sums float32 ssyrk chunks of up to 1024 rows.
+ *   TOL_RECON_OBS 1e-6: mp_recon_error_obs takes the numerator from the float32 sweep's own
+ *     loss (an identity of exact arithmetic) against tr(ΔW H ΔWᵀ) of the swept W in float64;
+ *     observed errors are printed.
  */
 #include <math.h>
 #include <setjmp.h>
@@ -45,6 +48,7 @@
 #define TOL_U 1e-5
 #define TOL_RECON 1e-6
 #define TOL_HESS 1e-5
+#define TOL_RECON_OBS 1e-6
 
 /* Uniform integer in [0, n). */
 static int64_t prng_int(prng *r, int64_t n) { return (int64_t)(prng_next(r) % (uint64_t)n); }
@@ -367,6 +371,31 @@ static int64_t count_zeros_cols(const float *W, int64_t rows, int64_t cols, int6
 /* mp_obs_prepare + mp_sparsegpt_sweep on copies of H and W against ref_sparsegpt: identical
  * masks and values within TOL_SWEEP; the prepared U against the reference within TOL_U.
  * Returns mp's pruned W (caller frees) and its info. */
+/* mp_recon_error_obs after a sweep of W0 into W against tr(ΔW H ΔWᵀ) / tr(W0 H W0ᵀ) in float64
+ * from the swept W itself, H undamped (dead columns have zero rows and columns in H). */
+static void check_recon_obs(const double *H, const float *W0, const float *W, int64_t rows,
+                            int64_t cols, double loss, double lambda, const char *what)
+{
+    double num = 0.0, den = 0.0;
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t a = 0; a < cols; a++)
+            for (int64_t b = 0; b < cols; b++) {
+                double h = H[a * cols + b];
+                double da = (double)W0[r * cols + a] - (double)W[r * cols + a];
+                double db = (double)W0[r * cols + b] - (double)W[r * cols + b];
+                num += da * h * db;
+                den += (double)W0[r * cols + a] * h * (double)W0[r * cols + b];
+            }
+    double e = NAN, ref = num / den;
+    assert_int_equal(mp_recon_error_obs(NULL, W0, W, rows, cols, H, loss, lambda, &e), MP_OK);
+    double rel = fabs(e - ref) / ref;
+    print_message("recon from the sweep's loss, %s: %.10g against %.10g (rel %.3g)\n", what, e,
+                  ref, rel);
+    assert_true(ref > 0.0);
+    if (!(rel <= TOL_RECON_OBS))
+        fail_msg("%s: recon from the sweep's loss rel err %g > %g", what, rel, TOL_RECON_OBS);
+}
+
 static float *check_sparsegpt(const double *H, const float *W0, int64_t rows, int64_t cols,
                               int64_t B, const mp_sparsity *sp, mp_obs_info *info)
 {
@@ -389,7 +418,9 @@ static float *check_sparsegpt(const double *H, const float *W0, int64_t rows, in
     if (!(eu <= TOL_U))
         fail_msg("%s: U rel err %g > %g", what, eu, TOL_U);
 
-    assert_int_equal(mp_sparsegpt_sweep(W, rows, cols, U, B, sp, NULL), MP_OK);
+    double loss = NAN;
+    assert_int_equal(mp_sparsegpt_sweep(W, rows, cols, U, B, sp, NULL, &loss), MP_OK);
+    check_recon_obs(H, W0, W, rows, cols, loss, info->lambda, what);
 
     double *Wr = dalloc(rows * cols);
     for (int64_t i = 0; i < rows * cols; i++)
@@ -493,7 +524,7 @@ static void test_obs_single_prune(void **state)
         mp_obs_info info;
         assert_int_equal(mp_obs_prepare(Hm, n, w, 1, 0.01, U, &info), MP_OK);
         const mp_sparsity sp = {0.0, 0, 0};
-        assert_int_equal(mp_sparsegpt_sweep(w, 1, n, U, n, &sp, NULL), MP_OK);
+        assert_int_equal(mp_sparsegpt_sweep(w, 1, n, U, n, &sp, NULL, NULL), MP_OK);
         assert_int_equal(count_zeros(w, n), 1);
         assert_true(w[p] == 0.0f);
 
@@ -663,7 +694,7 @@ static void test_damping_escalation(void **state)
         if (!(eu <= TOL_U))
             fail_msg("shift %g: U rel err %g > %g", cases[c].shift, eu, TOL_U);
         const mp_sparsity sp = {0.5, 0, 0};
-        assert_int_equal(mp_sparsegpt_sweep(W, rows, n, U, 8, &sp, NULL), MP_OK);
+        assert_int_equal(mp_sparsegpt_sweep(W, rows, n, U, 8, &sp, NULL, NULL), MP_OK);
         for (int64_t i = 0; i < rows * n; i++)
             assert_true(isfinite(W[i]));
         free(H);
