@@ -1,13 +1,15 @@
 /* bench_prune: end-to-end one-shot pruning (mp_prune_run, in-process) of a synthetic LLaMA
- * model, SparseGPT and Wanda, with wall time, tokens/s and the stage times of report.json.
+ * model, SparseGPT and Wanda, with wall time, tokens/s and the stage times of report.json,
+ * each beside its FLOP floor at the sgemm rate measured in the same run (see floors()).
  *
- * Usage: mpirun -n P bench_prune [nsamples] [seqlen] [tmpbase]
+ * Usage: mpirun -n P bench_prune [nsamples] [seqlen] [tmpbase] [d] [ffn] [layers]
  *   nsamples  calibration sequences (default 16)
  *   seqlen    tokens per sequence (default 256; at most max_pos 2048)
  *   tmpbase   directory under which the work directory is made with mkdtemp (default /tmp);
  *             the work directory (model, tokens, outputs) is removed at the end.
- * Model (rank 0 writes it with mp_st_write; every rank reads it): model_type llama, d 1024,
- * 8 heads of 128, 8 KV heads, ffn 2816, 2 layers, vocab 1000, max_pos 2048, untied head
+ *   d, ffn, layers  the model's shape (default 1024, 2816, 2; d a multiple of 128)
+ * Model (rank 0 writes it with mp_st_write; every rank reads it): model_type llama, d,
+ * d / 128 heads of 128, as many KV heads, ffn, layers, vocab 1000, max_pos 2048, untied head
  * (lm_head.weight present); matrices N(0, 0.02²) from splitmix64 + Box-Muller, norms 1.
  * Tokens: nsamples × seqlen uniform ids in [0, 1000), calib.bin (uint16 little-endian) with
  * its calib.json sidecar. Options as `mpiprune prune` with its defaults: sparsity 0.5
@@ -19,6 +21,7 @@
 #define _XOPEN_SOURCE 700
 #include <cblas.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <ftw.h>
 #include <math.h>
 #include <stdint.h>
@@ -33,8 +36,10 @@
 #include "mp_safetensors.h"
 #include "mp_status.h"
 
-enum { D = 1024, N_HEADS = 8, HEAD_DIM = 128, FFN = 2816, N_LAYERS = 2, VOCAB = 1000,
-       MAX_POS = 2048 };
+enum { HEAD_DIM = 128, VOCAB = 1000, MAX_POS = 2048, MAX_LAYERS = 64 };
+
+/* The model's shape (arguments 4..6); heads = d / HEAD_DIM, as many KV heads. */
+static int D = 1024, FFN = 2816, N_LAYERS = 2, N_HEADS = 8;
 
 /* splitmix64 */
 static uint64_t sm64(uint64_t *s)
@@ -75,7 +80,7 @@ static mp_status write_text(const char *path, const char *text)
 static mp_status write_model(const char *dir)
 {
     mp_status st = MP_OK;
-    enum { MAXT = 4 + 9 * N_LAYERS };
+    enum { MAXT = 4 + 9 * MAX_LAYERS };
     mp_st_entry e[MAXT];
     float *data[MAXT] = {0};
     size_t ne = 0;
@@ -224,40 +229,118 @@ static char *read_all(const char *path)
     return s;
 }
 
-/* Prints report.json's stage_seconds_max_over_ranks object (flat "name": number pairs), its
- * last top-level "seconds" and pruned_layers_sparsity. The report is cJSON's printout. */
-static void print_report(const char *out, double wall)
+/* report.json's stage_seconds_max_over_ranks (flat "name": number pairs, cJSON's printout):
+ * the value of each stage of mp_stage_names' order, NAN when missing; false when unreadable. */
+static const char *const stage_names[] = {"forward", "hessian", "reduction", "solve",
+                                          "broadcast", "write", "checkpoint"};
+enum { N_STAGES = 7 };
+
+static bool read_stages(const char *out, double stages[N_STAGES], double *sparsity)
 {
     char path[1400];
     snprintf(path, sizeof path, "%s/report.json", out);
     char *s = read_all(path);
-    if (!s) {
-        printf("  (cannot read %s)\n", path);
-        return;
-    }
+    if (!s)
+        return false;
+    for (int k = 0; k < N_STAGES; k++)
+        stages[k] = NAN;
     const char *p = strstr(s, "\"stage_seconds_max_over_ranks\"");
     p = p ? strchr(p, '{') : NULL;
     const char *end = p ? strchr(p, '}') : NULL;
-    double sum = 0.0;
-    printf("  report.json stage_seconds_max_over_ranks:");
     while (p && end && (p = strchr(p + 1, '"')) != NULL && p < end) {
         const char *q = strchr(p + 1, '"');
         if (!q || q > end)
             break;
         const char *colon = strchr(q, ':');
         double v = colon ? strtod(colon + 1, NULL) : NAN;
-        printf(" %.*s %.3f", (int)(q - p - 1), p + 1, v);
-        sum += v;
+        for (int k = 0; k < N_STAGES; k++)
+            if ((size_t)(q - p - 1) == strlen(stage_names[k]) &&
+                strncmp(p + 1, stage_names[k], (size_t)(q - p - 1)) == 0)
+                stages[k] = v;
         p = colon ? colon : q;
     }
-    printf(" (sum %.3f, wall %.3f)\n", sum, wall);
-    const char *sec = NULL;
-    for (const char *t = s; (t = strstr(t, "\"seconds\":")) != NULL; t++)
-        sec = t;
     const char *sp = strstr(s, "\"pruned_layers_sparsity\":");
-    printf("  report.json seconds %.3f, pruned_layers_sparsity %.4f\n",
-           sec ? strtod(sec + 10, NULL) : NAN, sp ? strtod(sp + 25, NULL) : NAN);
+    *sparsity = sp ? strtod(sp + 25, NULL) : NAN;
     free(s);
+    return true;
+}
+
+/* The FLOP floor of each stage: the minimal work at the sgemm rate measured in this run, the
+ * ranks sharing it evenly. forward: two passes over every block but the last (whose update
+ * pass is skipped), linear layers plus causal attention (QKᵀ and AV over the positions before
+ * each token: 2·seqlen·d per token on average); hessian: one ssyrk per input group and block
+ * (n(n+1) per token: q/k/v share one, gate/up share one); solve (SparseGPT): per block each
+ * group's factor (potrf + trtri, 2n³/3) and each layer's OBS sweep (rows·cols²); Wanda's solve
+ * is O(rows·cols), no floor. Communication and files (reduction, broadcast, write,
+ * checkpoint) have no FLOP floor. */
+static void floors(bool sparsegpt, int64_t ntok, int64_t seqlen, int P, double rate,
+                   double fl[N_STAGES])
+{
+    double d = D, f = FFN, L = N_LAYERS, N = (double)ntok;
+    double per_tok = 2.0 * (4.0 * d * d + 3.0 * d * f) + 2.0 * (double)seqlen * d;
+    double fwd = (2.0 * L - 1.0) * N * per_tok;
+    double hes = L * N * (3.0 * d * (d + 1.0) + f * (f + 1.0));
+    double slv = sparsegpt ? L * (2.0 / 3.0 * (3.0 * d * d * d + f * f * f) +
+                                  4.0 * d * d * d + 2.0 * f * d * d + d * f * f)
+                           : 0.0;
+    for (int k = 0; k < N_STAGES; k++)
+        fl[k] = 0.0;
+    double flops_s = (double)P * rate * 1e9;
+    fl[0] = fwd / flops_s;
+    fl[1] = hes / flops_s;
+    fl[3] = slv / flops_s;
+}
+
+static void print_report(const char *out, bool sparsegpt, int64_t ntok, int64_t seqlen, int P,
+                         double rate, double wall)
+{
+    double stages[N_STAGES], fl[N_STAGES], sparsity = NAN;
+    if (!read_stages(out, stages, &sparsity)) {
+        printf("  (cannot read %s/report.json)\n", out);
+        return;
+    }
+    floors(sparsegpt, ntok, seqlen, P, rate, fl);
+    printf("  %-11s %9s %9s %7s\n", "stage", "seconds", "floor s", "ratio");
+    double sum = 0.0, fsum = 0.0;
+    for (int k = 0; k < N_STAGES; k++) {
+        double v = isnan(stages[k]) ? 0.0 : stages[k];
+        sum += v;
+        fsum += fl[k];
+        if (fl[k] > 0.0)
+            printf("  %-11s %9.3f %9.3f %6.2fx\n", stage_names[k], v, fl[k], v / fl[k]);
+        else
+            printf("  %-11s %9.3f %9s %7s\n", stage_names[k], v, "-", "-");
+    }
+    printf("  %-11s %9.3f %9.3f %6.2fx   (wall %.3f s: %.2fx the floor; sparsity %.4f)\n",
+           "sum", sum, fsum, sum / fsum, wall, wall / fsum, sparsity);
+}
+
+/* sgemm GFLOP/s of this rank (C[2048, D] += A[2048, D] · B[D, D], best of 3 after a warm-up),
+ * every rank at once as in the run; NAN when out of memory. */
+static double sgemm_rate(void)
+{
+    const int M = 2048;
+    float *a = malloc((size_t)M * (size_t)D * sizeof(float));
+    float *b = malloc((size_t)D * (size_t)D * sizeof(float));
+    float *c = malloc((size_t)M * (size_t)D * sizeof(float));
+    double best = INFINITY;
+    if (a && b && c) {
+        fill_normal(5, a, (int64_t)M * D, 1.0);
+        fill_normal(6, b, (int64_t)D * D, 1.0);
+        memset(c, 0, (size_t)M * (size_t)D * sizeof(float));
+        for (int r = 0; r < 4; r++) {
+            double t0 = mp_comm_wtime();
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, D, D, 1.0f, a, D, b, D,
+                        0.0f, c, D);
+            double t = mp_comm_wtime() - t0;
+            if (r > 0 && t < best)
+                best = t;
+        }
+    }
+    free(a);
+    free(b);
+    free(c);
+    return isfinite(best) ? 2.0 * M * (double)D * (double)D / best / 1e9 : NAN;
 }
 
 int main(int argc, char **argv)
@@ -272,16 +355,25 @@ int main(int argc, char **argv)
         seqlen = strtoll(argv[2], NULL, 10);
     if (argc > 3)
         base = argv[3];
+    if (argc > 4)
+        D = (int)strtol(argv[4], NULL, 10);
+    if (argc > 5)
+        FFN = (int)strtol(argv[5], NULL, 10);
+    if (argc > 6)
+        N_LAYERS = (int)strtol(argv[6], NULL, 10);
+    N_HEADS = D / HEAD_DIM;
     if (mp_comm_init(&argc, &argv) != MP_OK || mp_comm_dup_world(&comm) != MP_OK) {
         fprintf(stderr, "bench_prune: %s\n", mp_error_message());
         return 1;
     }
     int rank = mp_comm_rank(comm), P = mp_comm_size(comm), rc = 0, made = 0;
     char dir[1024] = {0};
-    if (nsamples < 1 || seqlen < 2 || seqlen > MAX_POS) {
+    if (nsamples < 1 || seqlen < 2 || seqlen > MAX_POS || D < HEAD_DIM || D % HEAD_DIM != 0 ||
+        D > 16384 || FFN < 1 || FFN > 65536 || N_LAYERS < 1 || N_LAYERS > MAX_LAYERS) {
         if (rank == 0)
             fprintf(stderr, "usage: mpirun -n P bench_prune [nsamples>=1] [seqlen 2..%d] "
-                    "[tmpbase]\n", MAX_POS);
+                    "[tmpbase] [d: a multiple of %d] [ffn] [layers 1..%d]\n", MAX_POS,
+                    HEAD_DIM, MAX_LAYERS);
         mp_comm_free(&comm);
         mp_comm_finalize();
         return 2;
@@ -326,8 +418,37 @@ int main(int argc, char **argv)
                "(synthetic, written in %.2f s to %s)\n", D, N_HEADS, HEAD_DIM, N_HEADS, FFN,
                N_LAYERS, VOCAB, tgen, dir);
         printf("calib: nsamples=%lld seqlen=%lld (%lld tokens); sparsity 0.5 unstructured, "
-               "blocksize 128, damp 0.01, batch 16\n\n", (long long)nsamples, (long long)seqlen,
+               "blocksize 128, damp 0.01, batch 16\n", (long long)nsamples, (long long)seqlen,
                (long long)(nsamples * seqlen));
+        fflush(stdout);
+    }
+    /* The sgemm rate of every rank at once, the floors' yardstick; their mean. */
+    double rate = NAN;
+    {
+        double mine = sgemm_rate(), *all = malloc((size_t)P * sizeof(double));
+        int64_t *counts = malloc((size_t)P * sizeof(int64_t));
+        mp_status g = all && counts ? mp_comm_barrier(comm) : MP_ERR_NOMEM;
+        for (int r = 0; counts && r < P; r++)
+            counts[r] = 1;
+        if (g == MP_OK)
+            g = mp_comm_gatherv_f64(comm, &mine, 1, all, counts, 0);
+        if (g == MP_OK && rank == 0) {
+            rate = 0.0;
+            for (int r = 0; r < P; r++)
+                rate += all[r] / P;
+        }
+        free(all);
+        free(counts);
+        if (g != MP_OK) {
+            fprintf(stderr, "bench_prune: rank %d: cannot measure the sgemm rate\n", rank);
+            rc = 1;
+            goto done;
+        }
+    }
+    if (rank == 0) {
+        printf("sgemm: %.1f GFLOP/s per rank (mean of %d ranks running at once, C[2048, %d] = "
+               "A[2048, %d] B[%d, %d]); the floors below are FLOPs at this rate\n\n", rate, P,
+               D, D, D, D);
         fflush(stdout);
     }
     static const char *const methods[2] = {"sparsegpt", "wanda"};
@@ -374,7 +495,7 @@ int main(int argc, char **argv)
         if (rank == 0) {
             printf("%-9s P=%d  wall %.3f s  %.1f tokens/s\n", methods[m], P, wall,
                    (double)(nsamples * seqlen) / wall);
-            print_report(out, wall);
+            print_report(out, m == 0, nsamples * seqlen, seqlen, P, rate, wall);
             fflush(stdout);
         }
     }

@@ -166,7 +166,52 @@ float mp_kth_smallest(float *v, int64_t n, int64_t k)
     return v[k];
 }
 
-enum { RECON_CHUNK = 256 };
+/* A float's bits as an unsigned key in the order of the values (negatives reversed below the
+ * positives; -0 just below +0, which compare equal as values). */
+static inline uint32_t float_key(float x)
+{
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    return (u & 0x80000000u) ? ~u : u | 0x80000000u;
+}
+
+static inline float key_float(uint32_t k)
+{
+    uint32_t u = (k & 0x80000000u) ? k & 0x7fffffffu : ~k;
+    float x;
+    memcpy(&x, &u, sizeof x);
+    return x;
+}
+
+float mp_kth_smallest_radix(const float *v, int64_t n, int64_t k)
+{
+    /* Radix select on the keys, 11 + 11 + 10 bits: each pass counts the candidates (the keys
+     * whose higher bits equal the prefix found so far) by their next digit and keeps the
+     * digit whose bucket holds rank k. Three streaming passes with no data movement, where a
+     * quickselect's partitions branch unpredictably on every element (the sweep selects once
+     * per block of columns, over rows x blocksize scores). */
+    static const int shift[3] = {21, 10, 0}, width[3] = {11, 11, 10};
+    uint32_t prefix = 0, mask = 0;
+    int64_t rank = k, cnt[2048];
+    for (int p = 0; p < 3; p++) {
+        int64_t nb = (int64_t)1 << width[p];
+        uint32_t dmask = (uint32_t)(nb - 1);
+        memset(cnt, 0, (size_t)nb * sizeof cnt[0]);
+        for (int64_t i = 0; i < n; i++) {
+            uint32_t key = float_key(v[i]);
+            if ((key & mask) == prefix)
+                cnt[(key >> shift[p]) & dmask]++;
+        }
+        int64_t b = 0;
+        while (b < nb - 1 && rank >= cnt[b])
+            rank -= cnt[b++];
+        prefix |= (uint32_t)b << shift[p];
+        mask |= dmask << shift[p];
+    }
+    return key_float(prefix);
+}
+
+enum { RECON_CHUNK = 256, SWEEP_ROWS = 64 };
 
 static inline float obs_score(float w, float d) { return (w * w) / (d * d); }
 
@@ -190,7 +235,7 @@ static void lowest_n(const float *score, int m, int n, unsigned char *mask)
 typedef struct {
     float *err;           /* [rows, B] */
     float *scores;        /* [rows * B] */
-    float *tmp;           /* [rows * B]: the serial threshold's copy, then the block transposed */
+    float *tmp;           /* [rows * B]: the block transposed */
     unsigned char *mask;  /* [rows * B] */
 } sweep_ws;
 
@@ -203,9 +248,14 @@ static void sweep_ws_free(sweep_ws *ws)
     memset(ws, 0, sizeof *ws);
 }
 
+/* The leading dimension of the transposed block: rows padded so that consecutive columns do
+ * not lie a power of two apart (at 1024 rows, 4 KiB: every column of a tile in one cache set,
+ * the transposes and updates about 20 % slower). */
+static int64_t sweep_ld(int64_t rows) { return (rows + 15) / 16 * 16 + 16; }
+
 static mp_status sweep_ws_alloc(sweep_ws *ws, int64_t rows, int64_t B)
 {
-    size_t cnt = (size_t)(rows * B + 1);
+    size_t cnt = (size_t)(sweep_ld(rows) * B + 1);
     ws->err = mp_malloc(cnt * sizeof(float));
     ws->scores = mp_malloc(cnt * sizeof(float));
     ws->tmp = mp_malloc(cnt * sizeof(float));
@@ -304,6 +354,7 @@ static mp_status sweep_run(float *W, int64_t rows, int64_t cols, const float *U,
 {
     mp_status st = MP_OK;
     double acc = 0.0;
+    int64_t ld = sweep_ld(rows);
     float *restrict et = ws->err;    /* [B, rows]: errors, transposed */
     float *restrict wt = ws->tmp;    /* [B, rows]: the block, transposed */
     float *scores = ws->scores;      /* [rows, nb] */
@@ -323,51 +374,58 @@ static mp_status sweep_run(float *W, int64_t rows, int64_t cols, const float *U,
                 MP_TRY(global->fn(global->ud, scores, cnt, k, &thresh));
             } else {
                 int64_t k = (int64_t)((double)cnt * sp->sparsity);
-                memcpy(wt, scores, (size_t)cnt * sizeof(float));
-                thresh = k < cnt ? mp_kth_smallest(wt, cnt, k) : INFINITY;
+                thresh = k < cnt ? mp_kth_smallest_radix(scores, cnt, k) : INFINITY;
             }
             for (int64_t r0 = 0; r0 < rows; r0 += TILE)
                 for (int64_t c = 0; c < nb; c++) {
                     int64_t r1 = r0 + TILE < rows ? r0 + TILE : rows;
                     for (int64_t r = r0; r < r1; r++)
-                        mt[c * rows + r] = scores[r * nb + c] <= thresh;
+                        mt[c * ld + r] = scores[r * nb + c] <= thresh;
                 }
         }
-        transpose(W + i1, cols, wt, rows, rows, nb);
+        transpose(W + i1, cols, wt, ld, rows, nb);
         for (int64_t j0 = 0; j0 < nb; j0 += sb) {
             int64_t ns = nb - j0 < sb ? nb - j0 : sb;
-            for (int64_t i = j0; i < j0 + ns; i++) {
-                const float *urow = U + (i1 + i) * cols + i1;
-                float *restrict wi = wt + i * rows;
-                float *restrict ei = et + i * rows;
-                unsigned char *restrict mi = mt + i * rows;
-                if (sp->n > 0 && i % sp->m == 0) {
-                    float sc[64];
-                    unsigned char pick[64];
-                    for (int64_t r = 0; r < rows; r++) {
-                        for (int t = 0; t < sp->m; t++)
-                            sc[t] = obs_score(wt[(i + t) * rows + r],
-                                              U[(i1 + i + t) * cols + i1 + i + t]);
-                        lowest_n(sc, sp->m, sp->n, pick);
-                        for (int t = 0; t < sp->m; t++)
-                            mt[(i + t) * rows + r] = pick[t];
+            /* Rows are independent inside a sub-block (its mask is either fixed for the block
+             * or chosen per row), so it is swept a chunk of SWEEP_ROWS rows at a time: the
+             * chunk's ns columns stay in L1 while every column updates the later ones, where a
+             * column at a time over all rows streams the sub-block from L2 ns/2 times. Each
+             * weight sees the same operations in the same order either way. */
+            for (int64_t ra = 0; ra < rows; ra += SWEEP_ROWS) {
+                int64_t rb = rows - ra < SWEEP_ROWS ? rows : ra + SWEEP_ROWS;
+                for (int64_t i = j0; i < j0 + ns; i++) {
+                    const float *urow = U + (i1 + i) * cols + i1;
+                    float *restrict wi = wt + i * ld;
+                    float *restrict ei = et + i * ld;
+                    unsigned char *restrict mi = mt + i * ld;
+                    if (sp->n > 0 && i % sp->m == 0) {
+                        float sc[64];
+                        unsigned char pick[64];
+                        for (int64_t r = ra; r < rb; r++) {
+                            for (int t = 0; t < sp->m; t++)
+                                sc[t] = obs_score(wt[(i + t) * ld + r],
+                                                  U[(i1 + i + t) * cols + i1 + i + t]);
+                            lowest_n(sc, sp->m, sp->n, pick);
+                            for (int t = 0; t < sp->m; t++)
+                                mt[(i + t) * ld + r] = pick[t];
+                        }
                     }
-                }
-                float d = urow[i];
-                double sq = 0.0;
-                for (int64_t r = 0; r < rows; r++) {
-                    float q = mi[r] ? 0.0f : wi[r];
-                    float e = (wi[r] - q) / d;
-                    ei[r] = e;
-                    sq += (double)e * (double)e;
-                    wi[r] = q;
-                }
-                acc += sq;
-                for (int64_t j = i + 1; j < j0 + ns; j++) {
-                    float u = urow[j];
-                    float *restrict wj = wt + j * rows;
-                    for (int64_t r = 0; r < rows; r++)
-                        wj[r] -= ei[r] * u;
+                    float d = urow[i];
+                    double sq = 0.0;
+                    for (int64_t r = ra; r < rb; r++) {
+                        float q = mi[r] ? 0.0f : wi[r];
+                        float e = (wi[r] - q) / d;
+                        ei[r] = e;
+                        sq += (double)e * (double)e;
+                        wi[r] = q;
+                    }
+                    acc += sq;
+                    for (int64_t j = i + 1; j < j0 + ns; j++) {
+                        float u = urow[j];
+                        float *restrict wj = wt + j * ld;
+                        for (int64_t r = ra; r < rb; r++)
+                            wj[r] -= ei[r] * u;
+                    }
                 }
             }
             int64_t after = nb - (j0 + ns);
@@ -375,14 +433,14 @@ static mp_status sweep_run(float *W, int64_t rows, int64_t cols, const float *U,
                 /* wt[j0+ns.., :] -= U[sub, after]ᵀ · et[sub, :] */
                 cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)after, (int)rows,
                             (int)ns, -1.0f, U + (i1 + j0) * cols + i1 + j0 + ns, (int)cols,
-                            et + j0 * rows, (int)rows, 1.0f, wt + (j0 + ns) * rows, (int)rows);
+                            et + j0 * ld, (int)ld, 1.0f, wt + (j0 + ns) * ld, (int)ld);
         }
-        transpose(wt, rows, W + i1, cols, nb, rows);
+        transpose(wt, ld, W + i1, cols, nb, rows);
         int64_t rest = cols - (i1 + nb);
         if (rest > 0 && rows > 0)
             /* W[:, after the block] -= etᵀ · U[block, after the block] */
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)rows, (int)rest, (int)nb,
-                        -1.0f, et, (int)rows, U + i1 * cols + i1 + nb, (int)cols, 1.0f,
+                        -1.0f, et, (int)ld, U + i1 * cols + i1 + nb, (int)cols, 1.0f,
                         W + i1 + nb, (int)cols);
     }
     if (loss)
@@ -422,7 +480,7 @@ static mp_status dist_threshold_fn(void *ud, const float *scores, int64_t count,
     mp_status st = mp_comm_allgatherv_f32(d->c, scores, count, d->all, &total);
     if (st != MP_OK)
         return st;
-    *thresh = k < total ? mp_kth_smallest(d->all, total, k) : INFINITY;
+    *thresh = k < total ? mp_kth_smallest_radix(d->all, total, k) : INFINITY;
     return MP_OK;
 }
 

@@ -105,8 +105,11 @@ MP_NODISCARD mp_status mp_wanda_prune(float *W, int64_t rows, int64_t cols, cons
 MP_NODISCARD mp_status mp_magnitude_prune(float *W, int64_t rows, int64_t cols,
                                           const mp_sparsity *sp);
 
-/* k-th smallest (0-based) of v[n] (v is reordered). */
+/* k-th smallest (0-based, 0 <= k < n) of v[n] (v is reordered). */
 float mp_kth_smallest(float *v, int64_t n, int64_t k);
+/* The same value by radix select, v not modified (no NaNs): three streaming passes over v with
+ * 2048 counters, faster than the quickselect from some thousands of values on. */
+float mp_kth_smallest_radix(const float *v, int64_t n, int64_t k);
 
 /* Relative reconstruction error ‖(W − Ŵ)X‖² / ‖WX‖² = tr(ΔW H ΔWᵀ) / tr(W H Wᵀ), H the
  * (undamped) Hessian. */

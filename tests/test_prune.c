@@ -923,8 +923,9 @@ static int cmp_float(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* 6. mp_kth_smallest against sorting, every k, arrays with and without duplicates, sorted,
- * reversed and constant; the array is left a permutation of its input. */
+/* 6. mp_kth_smallest and mp_kth_smallest_radix against sorting, every k, arrays with and
+ * without duplicates, sorted, reversed and constant; the quickselect leaves the array a
+ * permutation of its input, the radix select leaves it as it was. */
 static void test_kth_smallest(void **state)
 {
     (void)state;
@@ -948,7 +949,10 @@ static void test_kth_smallest(void **state)
             qsort(sorted, (size_t)n, sizeof *sorted, cmp_float);
             for (int64_t k = 0; k < n; k++) {
                 memcpy(work, v, (size_t)n * sizeof *v);
-                float got = mp_kth_smallest(work, n, k);
+                float got = mp_kth_smallest(work, n, k), rad = mp_kth_smallest_radix(v, n, k);
+                if (!(rad == sorted[k]))
+                    fail_msg("radix n=%lld kind=%d k=%lld: got %g, sorted gives %g",
+                             (long long)n, kind, (long long)k, (double)rad, (double)sorted[k]);
                 if (!(got == sorted[k]))
                     fail_msg("n=%lld kind=%d k=%lld: got %g, sorted gives %g", (long long)n,
                              kind, (long long)k, (double)got, (double)sorted[k]);
@@ -961,6 +965,31 @@ static void test_kth_smallest(void **state)
         free(sorted);
         free(work);
         free(after);
+    }
+    /* The radix select on larger arrays, signs, zeros of both signs, infinities, subnormals
+     * and values that differ in the lowest bits only (the last of its three digits). */
+    const float special[] = {-0.0f, 0.0f, -INFINITY, INFINITY, 1e-42f, -1e-42f, -1e30f, 1.0f,
+                             nextafterf(1.0f, 2.0f), nextafterf(1.0f, 0.0f)};
+    for (int kind = 0; kind < 3; kind++) {
+        const int64_t n = 5003;
+        float *v = falloc(n), *sorted = falloc(n), *copy = falloc(n);
+        for (int64_t i = 0; i < n; i++)
+            v[i] = kind == 0   ? (float)prng_uniform(&r, 0.0, 1.0) * (float)prng_uniform(&r, 0.0, 1.0)
+                   : kind == 1 ? special[prng_int(&r, 10)]
+                               : 1.0f + (float)prng_int(&r, 64) * 0x1p-23f;
+        memcpy(sorted, v, (size_t)n * sizeof *v);
+        memcpy(copy, v, (size_t)n * sizeof *v);
+        qsort(sorted, (size_t)n, sizeof *sorted, cmp_float);
+        for (int64_t k = 0; k < n; k += 1 + k / 50) {
+            float rad = mp_kth_smallest_radix(v, n, k);
+            if (!(rad == sorted[k]))
+                fail_msg("radix n=%lld kind=%d k=%lld: got %g, sorted gives %g", (long long)n,
+                         kind, (long long)k, (double)rad, (double)sorted[k]);
+        }
+        assert_memory_equal(copy, v, (size_t)n * sizeof *v);
+        free(v);
+        free(sorted);
+        free(copy);
     }
 }
 
