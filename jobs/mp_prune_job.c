@@ -235,6 +235,57 @@ static mp_status hook_fn(void *ud, mp_in_group g, const float *x, int64_t rows, 
     return st;
 }
 
+/* Σ (y − b)² of a selected layer's output: ‖W x‖² summed over this rank's tokens, in float64
+ * row by row. tr(W H Wᵀ) is the same sum over all ranks times 2/N. */
+static mp_status hook_out_fn(void *ud, mp_lin_id id, const float *y, int64_t rows, int64_t dim)
+{
+    job *J = ud;
+    if (!J->lin_sel[id])
+        return MP_OK;
+    double t = mp_comm_wtime();
+    const float *b = J->hblk->lin[id].b;
+    double total = 0.0;
+    for (int64_t r = 0; r < rows; r++) {
+        const float *yr = y + r * dim;
+        double s = 0.0;
+        for (int64_t j = 0; j < dim; j++) {
+            double v = b ? (double)yr[j] - (double)b[j] : (double)yr[j];
+            s += v * v;
+        }
+        total += s;
+    }
+    J->ysq[id] += total;
+    J->t_stage[ST_HESSIAN] += mp_comm_wtime() - t;
+    return MP_OK;
+}
+
+/* den[id] = tr(W H Wᵀ) of every layer: the ranks' J->ysq summed in rank order on rank 0 and
+ * broadcast, times 2/N, so that it is the same on every rank. Collective. */
+static mp_status reduce_ysq(job *J, double den[MP_LIN_COUNT])
+{
+    mp_status st = MP_OK;
+    int64_t *counts = mp_malloc((size_t)J->P * sizeof *counts);
+    double *all = mp_malloc((size_t)(J->P * MP_LIN_COUNT) * sizeof *all);
+    MP_TRY(mp_prune_agree(J, counts && all ? MP_OK : mp_error(MP_ERR_NOMEM, "cannot allocate "
+                                                               "the output sums of %d ranks",
+                                                               J->P)));
+    for (int r = 0; r < J->P; r++)
+        counts[r] = MP_LIN_COUNT;
+    MP_TRY(mp_comm_gatherv_f64(J->comm, J->ysq, MP_LIN_COUNT, all, counts, 0));
+    double scale = 2.0 / (double)(J->o->nsamples * J->o->seqlen);
+    for (int id = 0; id < MP_LIN_COUNT; id++) {
+        double s = 0.0;
+        for (int r = 0; J->rank == 0 && r < J->P; r++)
+            s += all[r * MP_LIN_COUNT + id];
+        den[id] = s * scale;
+    }
+    MP_TRY(mp_comm_bcast(J->comm, den, MP_LIN_COUNT * (int64_t)sizeof(double), 0));
+done:
+    free(counts);
+    free(all);
+    return st;
+}
+
 /* Layers onto ranks by cost, largest first (mp_assign_largest_first; ties in layer order). */
 static mp_status assign_owners(layer_rec *recs, int64_t nrecs, int P)
 {
@@ -310,22 +361,22 @@ static void warn_damping(const job *J, const layer_rec *r, const mp_obs_info *in
 
 /* The end of every solve: the record's sparsity and reconstruction error of the pruned W
  * against the layer's weights, then W becomes the layer's weights. Not collective. */
-/* obs: the SparseGPT sweep's loss and damping give the error's numerator (mp_recon_error_obs,
- * collective over c when c != NULL); NULL: both terms from H. */
+/* The error's denominator tr(W H Wᵀ) is den (from the layer's outputs, reduce_ysq); obs: the
+ * SparseGPT sweep's loss and damping give its numerator (mp_recon_error_obs), NULL: H does. */
 typedef struct {
     double loss, lambda;
 } obs_loss;
 
-static mp_status finish_layer(const mp_comm *c, layer_rec *r, mp_linear *l, const float *W,
-                              const double *H, const obs_loss *obs)
+static mp_status finish_layer(layer_rec *r, mp_linear *l, const float *W, const double *H,
+                              const obs_loss *obs, double den)
 {
     int64_t rows = l->out, cols = l->in, zeros = 0;
     for (int64_t k = 0; k < rows * cols; k++)
         zeros += W[k] == 0.0f;
     r->sparsity = (double)zeros / (double)(rows * cols);
-    mp_status st = obs ? mp_recon_error_obs(c, l->w, W, rows, cols, H, obs->loss, obs->lambda,
+    mp_status st = obs ? mp_recon_error_obs(l->w, W, rows, cols, H, obs->loss, obs->lambda, den,
                                             &r->err)
-                       : mp_recon_error(l->w, W, rows, cols, H, &r->err);
+                       : mp_recon_error_den(l->w, W, rows, cols, H, den, &r->err);
     if (st == MP_OK)
         memcpy(l->w, W, (size_t)(rows * cols) * sizeof(float));
     return st;
@@ -333,7 +384,7 @@ static mp_status finish_layer(const mp_comm *c, layer_rec *r, mp_linear *l, cons
 
 /* Prunes the layers this rank owns in block blk; fills their records. Not collective. */
 static mp_status solve_owned(job *J, mp_block *blk, layer_rec *recs, int64_t n,
-                             double *const *Hfull)
+                             double *const *Hfull, const double *den)
 {
     mp_status st = MP_OK;
     const mp_prune_opts *o = J->o;
@@ -400,7 +451,7 @@ static mp_status solve_owned(job *J, mp_block *blk, layer_rec *recs, int64_t n,
         } else {
             MP_TRY(mp_magnitude_prune(W, rows, cols, &o->sp));
         }
-        MP_TRY(finish_layer(NULL, r, l, W, H, use_obs));
+        MP_TRY(finish_layer(r, l, W, H, use_obs, den[r->id]));
         r->seconds = mp_comm_wtime() - t0;
     }
 done:
@@ -413,7 +464,7 @@ done:
 /* A layer whose Hessian is too large for one rank: the factorisations run on a ScaLAPACK grid of
  * all ranks and the sweep is split by rows; every rank ends with the pruned weights.
  * Collective. */
-static mp_status solve_dist(job *J, mp_block *blk, layer_rec *r, const double *H)
+static mp_status solve_dist(job *J, mp_block *blk, layer_rec *r, const double *H, double den)
 {
     mp_status st = MP_OK;
     mp_linear *l = &blk->lin[r->id];
@@ -434,7 +485,7 @@ static mp_status solve_dist(job *J, mp_block *blk, layer_rec *r, const double *H
     obs_loss obs = {0.0, info.lambda};
     MP_TRY(mp_sparsegpt_sweep_dist(J->comm, W, rows, cols, U, J->o->blocksize, &J->o->sp,
                                    &obs.loss));
-    MP_TRY(mp_prune_agree(J, finish_layer(J->comm, r, l, W, H, &obs)));
+    MP_TRY(mp_prune_agree(J, finish_layer(r, l, W, H, &obs, den)));
     r->damp = info.damp;
     r->escalations = info.escalations;
     r->dead = (double)info.dead;
@@ -507,7 +558,10 @@ static mp_status prune_block(job *J, mp_block *blk)
         }
     if (local == MP_OK) {
         memcpy(J->hwork, J->h, (size_t)nh * sizeof(float));
-        mp_hook hook = {hook_fn, J};
+        mp_hook hook = {.fn = hook_fn, .ud = J, .out = hook_out_fn};
+        J->hblk = blk;
+        for (int id = 0; id < MP_LIN_COUNT; id++)
+            J->ysq[id] = 0.0;
         double th = J->t_stage[ST_HESSIAN];
         local = mp_prune_run_block(J, blk, J->hwork, &hook);
         J->t_stage[ST_FORWARD] += mp_comm_wtime() - t - (J->t_stage[ST_HESSIAN] - th);
@@ -534,18 +588,20 @@ static mp_status prune_block(job *J, mp_block *blk)
     for (int g = 0; g < MP_IN_COUNT; g++)
         if (J->need[g])
             MP_TRY(reduce_group(J, g, owners[g], full[g], buf));
+    double den[MP_LIN_COUNT];
+    MP_TRY(reduce_ysq(J, den));
     J->t_stage[ST_REDUCE] += mp_comm_wtime() - t;
     for (int g = 0; g < MP_IN_COUNT; g++)
         mp_hessian_free(&J->hs[g]);
 
     t = mp_comm_wtime();
-    local = solve_owned(J, blk, recs, n, full);
+    local = solve_owned(J, blk, recs, n, full, den);
     J->t_stage[ST_SOLVE] += mp_comm_wtime() - t;
     MP_TRY(mp_prune_agree(J, local));
     t = mp_comm_wtime();
     for (int64_t i = 0; i < n; i++)
         if (recs[i].dist)
-            MP_TRY(solve_dist(J, blk, &recs[i], full[mp_lin_group(recs[i].id)]));
+            MP_TRY(solve_dist(J, blk, &recs[i], full[mp_lin_group(recs[i].id)], den[recs[i].id]));
     J->t_stage[ST_SOLVE] += mp_comm_wtime() - t;
 
     /* Pruned weights and their records, from each owner to every rank, in layer order. */

@@ -53,6 +53,10 @@ typedef struct {
     float *h, *hwork;          /* [n_loc, T, d] */
     mp_hessian hs[MP_IN_COUNT];
     bool need[MP_IN_COUNT];
+    /* The block in the Hessian pass, and Σ‖W x‖² of each of its selected layers over this
+     * rank's tokens (the output hook): reduced, the denominator of the reconstruction error. */
+    const mp_block *hblk;
+    double ysq[MP_LIN_COUNT];
     double t_stage[ST_COUNT];
     layer_rec *recs;
     int64_t nrecs, cap;

@@ -453,7 +453,7 @@ static mp_status collect(job *J, const mp_block *view, float *h, mp_in_group g, 
         local = mp_error(MP_ERR_NOMEM, "cannot allocate input sums of %lld", (long long)dim);
     if (local == MP_OK) {
         double t = mp_comm_wtime(), th = J->t_stage[ST_HESSIAN];
-        mp_hook hook = {collect_hook, &cx};
+        mp_hook hook = {.fn = collect_hook, .ud = &cx};
         local = mp_prune_run_block(J, view, h, &hook);
         J->t_stage[ST_FORWARD] += mp_comm_wtime() - t - (J->t_stage[ST_HESSIAN] - th);
     }

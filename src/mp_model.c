@@ -350,6 +350,12 @@ static mp_status call_hook(const mp_hook *hook, mp_in_group g, const float *x, i
     return hook && hook->fn ? hook->fn(hook->ud, g, x, rows, dim) : MP_OK;
 }
 
+static mp_status call_out(const mp_hook *hook, mp_lin_id id, const float *y, int64_t rows,
+                          int64_t dim)
+{
+    return hook && hook->out ? hook->out(hook->ud, id, y, rows, dim) : MP_OK;
+}
+
 /* One matrix product per sequence: BLAS rounding can depend on a row's place in the product, so
  * this keeps every sequence's result independent of the others in the call. */
 static mp_status lin_seq(const mp_linear *l, const float *x, int64_t n_seq, int64_t T, float *y)
@@ -403,6 +409,9 @@ static mp_status attn_forward(const mp_model_config *c, const mp_block *blk, flo
     MP_TRY(lin_seq(&blk->lin[MP_LIN_Q], ain, n_seq, T, q));
     MP_TRY(lin_seq(&blk->lin[MP_LIN_K], ain, n_seq, T, k));
     MP_TRY(lin_seq(&blk->lin[MP_LIN_V], ain, n_seq, T, v));
+    MP_TRY(call_out(hook, MP_LIN_Q, q, rows, qd));
+    MP_TRY(call_out(hook, MP_LIN_K, k, rows, kd));
+    MP_TRY(call_out(hook, MP_LIN_V, v, rows, kd));
     for (int64_t s = 0; s < n_seq; s++) {
         float *qs = q + s * T * qd, *ks = k + s * T * kd;
         if (llama) {
@@ -414,6 +423,7 @@ static mp_status attn_forward(const mp_model_config *c, const mp_block *blk, flo
     }
     MP_TRY(call_hook(hook, MP_IN_O, ao, rows, qd));
     MP_TRY(lin_seq(&blk->lin[MP_LIN_O], ao, n_seq, T, tmp));
+    MP_TRY(call_out(hook, MP_LIN_O, tmp, rows, d));
     add_into(h, tmp, rows * d);
     if (!pre)
         norm_apply(c, blk->norm1_w, blk->norm1_b, h, rows, h);
@@ -447,13 +457,17 @@ static mp_status mlp_forward(const mp_model_config *c, const mp_block *blk, floa
     if (llama) {
         MP_TRY(lin_seq(&blk->lin[MP_LIN_GATE], min, n_seq, T, g));
         MP_TRY(lin_seq(&blk->lin[MP_LIN_UP], min, n_seq, T, u));
+        MP_TRY(call_out(hook, MP_LIN_GATE, g, rows, F));
+        MP_TRY(call_out(hook, MP_LIN_UP, u, rows, F));
         mp_swiglu(g, u, rows * F);
     } else {
         MP_TRY(lin_seq(&blk->lin[MP_LIN_UP], min, n_seq, T, g));
+        MP_TRY(call_out(hook, MP_LIN_UP, g, rows, F));
         mp_relu(g, rows * F);
     }
     MP_TRY(call_hook(hook, MP_IN_DOWN, g, rows, F));
     MP_TRY(lin_seq(&blk->lin[MP_LIN_DOWN], g, n_seq, T, tmp));
+    MP_TRY(call_out(hook, MP_LIN_DOWN, tmp, rows, d));
     add_into(h, tmp, rows * d);
     if (!pre)
         norm_apply(c, blk->norm2_w, blk->norm2_b, h, rows, h);

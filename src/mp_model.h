@@ -166,10 +166,13 @@ int64_t mp_block_bytes(const mp_model_config *cfg, int64_t layer);
  * cost model of a parameter budget. */
 int64_t mp_block_params(const mp_model_config *cfg, int64_t layer);
 
-/* Called with the input x[rows, dim] of each input group as the forward pass reaches it. */
+/* Called with the input x[rows, dim] of each input group as the forward pass reaches it; out
+ * (may be NULL) with the output y[rows, dim] of each linear layer right after its product
+ * (bias added; before RoPE, activations and residuals). */
 typedef struct {
     mp_status (*fn)(void *ud, mp_in_group g, const float *x, int64_t rows, int64_t dim);
     void *ud;
+    mp_status (*out)(void *ud, mp_lin_id id, const float *y, int64_t rows, int64_t dim);
 } mp_hook;
 
 /* Runs one block in place on h[n_seq, T, d] (positions 0..T-1 in every sequence). hook may be

@@ -727,55 +727,46 @@ mp_status mp_recon_error(const float *W, const float *What, int64_t rows, int64_
     return MP_OK;
 }
 
-mp_status mp_recon_error_obs(const mp_comm *c, const float *W, const float *What,
-                             int64_t rows, int64_t cols, const double *H, double loss,
-                             double lambda, double *err)
+mp_status mp_recon_error_den(const float *W, const float *What, int64_t rows, int64_t cols,
+                             const double *H, double den, double *err)
 {
-    mp_status st = MP_OK;
-    float *Hf = NULL, *a = NULL, *ah = NULL;
-    int64_t r0 = 0, nr = rows;
-    if (c) {
-        int P = mp_comm_size(c), rank = mp_comm_rank(c);
-        int64_t base = rows / P, extra = rows % P;
-        r0 = rank * base + (rank < extra ? rank : extra);
-        nr = base + (rank < extra);
-    }
-    mp_status local = recon_ws(H, cols, &Hf, &a, &ah);
-    if (c) {
-        mp_status global = MP_OK;
-        int who = -1;
-        MP_TRY(mp_comm_agree(c, local, &global, &who));
-        if (local != MP_OK) {
-            st = local;
-            goto done;
-        }
-        if (global != MP_OK)
-            MP_FAIL(global, "reconstruction workspace failed on rank %d", who);
-    } else if (local != MP_OK) {
-        return local;
-    }
-    /* ‖ΔW‖² over the live columns, in the order of the weights (the same on every rank). */
+    float *Hf, *a, *ah;
+    mp_status st = recon_ws(H, cols, &Hf, &a, &ah);
+    if (st != MP_OK)
+        return st;
+    double num = 0.0;
+    quad_form(W, What, rows, cols, Hf, a, ah, &num);
+    free(Hf);
+    free(a);
+    free(ah);
+    *err = den > 0.0 ? num / den : 0.0;
+    return MP_OK;
+}
+
+mp_status mp_recon_error_obs(const float *W, const float *What, int64_t rows, int64_t cols,
+                             const double *H, double loss, double lambda, double den,
+                             double *err)
+{
+    /* 1.0 for a live column, 0.0 for a dead one. */
+    double *live = mp_malloc((size_t)(cols + 1) * sizeof *live);
+    if (!live)
+        return mp_error(MP_ERR_NOMEM, "cannot allocate the live columns of %lld",
+                        (long long)cols);
+    for (int64_t j = 0; j < cols; j++)
+        live[j] = H[j * cols + j] != 0.0 ? 1.0 : 0.0;
     double dw2 = 0.0;
     for (int64_t r = 0; r < rows; r++) {
         double s = 0.0;
-        for (int64_t j = 0; j < cols; j++)
-            if (H[j * cols + j] != 0.0) {
-                double d = (double)W[r * cols + j] - (double)What[r * cols + j];
-                s += d * d;
-            }
+        for (int64_t j = 0; j < cols; j++) {
+            double d = (double)W[r * cols + j] - (double)What[r * cols + j];
+            s += live[j] * d * d;
+        }
         dw2 += s;
     }
-    double den = 0.0;
-    quad_form(W + r0 * cols, NULL, nr, cols, Hf, a, ah, &den);
-    if (c)
-        MP_TRY(sum_ranks(c, den, &den));
+    free(live);
     double num = loss - lambda * dw2;
     /* Rounding can take a near-zero error below zero. */
     num = num > 0.0 ? num : 0.0;
     *err = den > 0.0 ? num / den : 0.0;
-done:
-    free(Hf);
-    free(a);
-    free(ah);
-    return st;
+    return MP_OK;
 }

@@ -116,16 +116,20 @@ float mp_kth_smallest_radix(const float *v, int64_t n, int64_t k);
 MP_NODISCARD mp_status mp_recon_error(const float *W, const float *What, int64_t rows,
                                       int64_t cols, const double *H, double *err);
 
-/* The same error after a SparseGPT sweep, at half the cost: the numerator from the sweep's
- * loss (see mp_sparsegpt_sweep) as loss − λ‖ΔW‖², the squares summed over the live columns
- * only (a dead input's column of H is zero and the sweep saw it zeroed), and only the
- * denominator tr(W H Wᵀ) from H (one ssymm pass instead of two). W is the layer before the
- * sweep, What after, lambda mp_obs_info.lambda. Agrees with mp_recon_error to about 1e-5
- * relative (the identity holds for the float32 sweep to its rounding). c == NULL: serial;
- * else collective over c, every rank holding the same W, What and H and its slice of the
- * denominator's rows (split as mp_sparsegpt_sweep_dist splits them) gathered in rank order. */
-MP_NODISCARD mp_status mp_recon_error_obs(const mp_comm *c, const float *W, const float *What,
-                                          int64_t rows, int64_t cols, const double *H,
-                                          double loss, double lambda, double *err);
+/* The same error with its denominator tr(W H Wᵀ) given (den: from the layer's outputs in the
+ * forward pass that accumulated H), so that H is used once (one ssymm pass) for ‖ΔW‖²_H. */
+MP_NODISCARD mp_status mp_recon_error_den(const float *W, const float *What, int64_t rows,
+                                          int64_t cols, const double *H, double den,
+                                          double *err);
+
+/* The same error after a SparseGPT sweep with no pass over H at all: the numerator from the
+ * sweep's loss (see mp_sparsegpt_sweep) as loss − λ‖ΔW‖², the squares summed over the live
+ * columns only (a dead input's row and column of H are zero and the sweep saw its column
+ * zeroed; only H's diagonal is read), den as above. W is the layer before the sweep, What
+ * after, lambda mp_obs_info.lambda. Agrees with mp_recon_error to about 1e-7 relative (the
+ * identity holds for the float32 sweep up to its rounding). */
+MP_NODISCARD mp_status mp_recon_error_obs(const float *W, const float *What, int64_t rows,
+                                          int64_t cols, const double *H, double loss,
+                                          double lambda, double den, double *err);
 
 #endif

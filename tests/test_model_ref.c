@@ -567,6 +567,9 @@ typedef struct {
     int64_t cap_rows;
     int calls[MP_IN_COUNT];
     bool bad_dim;
+    const mp_block *blk;           /* for the output hook: the biases */
+    double ysq[MP_LIN_COUNT];      /* Σ (y − b)² of each linear layer's outputs */
+    int64_t yrows[MP_LIN_COUNT];
 } hook_rec;
 
 static mp_status hook_fn(void *ud, mp_in_group g, const float *x, int64_t rows, int64_t dim)
@@ -580,6 +583,23 @@ static mp_status hook_fn(void *ud, mp_in_group g, const float *x, int64_t rows, 
     for (int64_t i = 0; i < rows * dim; i++) h->buf[g][h->rows[g] * dim + i] = x[i];
     h->rows[g] += rows;
     h->calls[g]++;
+    return MP_OK;
+}
+
+static mp_status out_fn(void *ud, mp_lin_id id, const float *y, int64_t rows, int64_t dim)
+{
+    hook_rec *h = ud;
+    const mp_linear *l = &h->blk->lin[id];
+    if (!l->present || dim != l->out) {
+        h->bad_dim = true;
+        return MP_OK;
+    }
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t j = 0; j < dim; j++) {
+            double v = (double)y[r * dim + j] - (l->b ? (double)l->b[j] : 0.0);
+            h->ysq[id] += v * v;
+        }
+    h->yrows[id] += rows;
     return MP_OK;
 }
 
@@ -651,14 +671,41 @@ static void run_case(const char *name, const mp_model_config *c, wstore *ws, int
     int64_t maxdim = c->d > c->ffn ? c->d : c->ffn;
     if (c->n_heads * c->head_dim > maxdim) maxdim = c->n_heads * c->head_dim;
     for (int g = 0; g < MP_IN_COUNT; g++) rec.buf[g] = dalloc(N * maxdim);
-    mp_hook hook = {.fn = hook_fn, .ud = &rec};
+    mp_hook hook = {.fn = hook_fn, .ud = &rec, .out = out_fn};
     for (int64_t l = 0; l < c->n_layers; l++) {
         mp_block *blk = NULL;
         fail_st("mp_block_load", mp_block_load(c, &src, l, &blk));
         assert_non_null(blk);
         rec.layer = l;
+        rec.blk = blk;
         for (int g = 0; g < MP_IN_COUNT; g++) rec.rows[g] = 0, rec.calls[g] = 0;
+        for (int id = 0; id < MP_LIN_COUNT; id++) rec.ysq[id] = 0.0, rec.yrows[id] = 0;
         fail_st("mp_block_forward", mp_block_forward(c, blk, h, n_seq, T, &hook));
+        /* The output hook: Σ ‖W x‖² of every layer against the reference's inputs. */
+        for (int id = 0; id < MP_LIN_COUNT; id++) {
+            const mp_linear *lin = &blk->lin[id];
+            if (!lin->present) {
+                if (rec.yrows[id] != 0)
+                    fail_msg("%s layer %lld: output hook for absent layer %d", name,
+                             (long long)l, id);
+                continue;
+            }
+            const double *x = cap[l * MP_IN_COUNT + (int)mp_lin_group((mp_lin_id)id)];
+            double ref = 0.0;
+            for (int64_t t = 0; t < N; t++)
+                for (int64_t o = 0; o < lin->out; o++) {
+                    double y = 0.0;
+                    for (int64_t j = 0; j < lin->in; j++)
+                        y += (double)lin->w[o * lin->in + j] * x[t * lin->in + j];
+                    ref += y * y;
+                }
+            double e = fabs(rec.ysq[id] - ref) / ref;
+            if (rec.yrows[id] != N || !(e <= TOL_HOOK))
+                fail_msg("%s layer %lld: output hook of layer %d: %lld rows (want %lld), "
+                         "sum of squares %.10g against %.10g (rel %.3e > %.0e)", name,
+                         (long long)l, id, (long long)rec.yrows[id], (long long)N, rec.ysq[id],
+                         ref, e, TOL_HOOK);
+        }
         mp_block_free(&blk);
         assert_null(blk);
         if (rec.bad_dim)

@@ -387,7 +387,7 @@ static void check_recon_obs(const double *H, const float *W0, const float *W, in
                 den += (double)W0[r * cols + a] * h * (double)W0[r * cols + b];
             }
     double e = NAN, ref = num / den;
-    assert_int_equal(mp_recon_error_obs(NULL, W0, W, rows, cols, H, loss, lambda, &e), MP_OK);
+    assert_int_equal(mp_recon_error_obs(W0, W, rows, cols, H, loss, lambda, den, &e), MP_OK);
     double rel = fabs(e - ref) / ref;
     print_message("recon from the sweep's loss, %s: %.10g against %.10g (rel %.3g)\n", what, e,
                   ref, rel);
@@ -1073,6 +1073,12 @@ static void test_hessian_recon(void **state)
         assert_int_equal(mp_recon_error(W, What, rows, dim, Hd, &e_d), MP_OK);
         assert_int_equal(mp_recon_error(W, What, rows, dim, Hm, &e_m), MP_OK);
         assert_int_equal(mp_recon_error(W, W, rows, dim, Hm, &zero), MP_OK);
+        /* With the denominator given (as the pipeline takes it from the layer's outputs). */
+        double e_g = NAN, den_direct = sum_sq_ax(Wd, rows, dim, X, N) * 2.0 / (double)N;
+        assert_int_equal(mp_recon_error_den(W, What, rows, dim, Hd, den_direct, &e_g), MP_OK);
+        double rg = fabs(e_g - direct) / direct;
+        if (!(rg <= TOL_RECON))
+            fail_msg("recon with the denominator given: rel err %g > %g", rg, TOL_RECON);
         double rd = fabs(e_d - direct) / direct, rm = fabs(e_m - direct) / direct;
         double tol_m = integer ? TOL_RECON : TOL_HESS;
         print_message("recon (%s X): direct %.10g, with float64 H %.10g (rel %.3g), with mp H "

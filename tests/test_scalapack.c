@@ -340,20 +340,13 @@ static void test_prune_matches_serial(void **state)
                 snprintf(what, sizeof what, "sweep rows=%lld B=%lld %s", (long long)rows,
                          (long long)B, sp->n ? "2:4" : "0.5");
                 check_pruned(W1, Ws, rows, n, what);
-                /* The sweep's loss summed over the ranks' rows, and the reconstruction error
-                 * from it with the denominator's rows split, against the serial ones. */
-                double es = NAN, e1 = NAN;
-                assert_int_equal(mp_recon_error_obs(NULL, W, Ws, rows, n, H, ls, is.lambda, &es),
-                                 MP_OK);
-                assert_int_equal(
-                    mp_recon_error_obs(g_comm, W, W1, rows, n, H, l1, is.lambda, &e1), MP_OK);
-                double rl = fabs(l1 - ls) / ls, re = fabs(e1 - es) / es;
+                /* The sweep's loss summed over the ranks' rows against the serial one. */
+                double rl = fabs(l1 - ls) / ls;
                 if (is_root())
-                    print_message("%s: loss %.10g (serial %.10g), recon %.10g (serial %.10g)\n",
-                                  what, l1, ls, e1, es);
-                assert_true(ls > 0.0 && es > 0.0);
-                if (!(rl <= TOL_F32 && re <= TOL_F32))
-                    fail_msg("%s: loss rel %g, recon rel %g > %g", what, rl, re, TOL_F32);
+                    print_message("%s: loss %.10g (serial %.10g)\n", what, l1, ls);
+                assert_true(ls > 0.0);
+                if (!(rl <= TOL_F32))
+                    fail_msg("%s: loss rel %g > %g", what, rl, TOL_F32);
                 /* Distributed prepare + sweep. */
                 double *Hd = dcopy(H, n * n);
                 float *Wd = fcopy(W, rows * n), *hd = falloc(n * n);
