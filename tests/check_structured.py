@@ -39,12 +39,14 @@ Needs torch, transformers and safetensors (scripts/install-deps.sh --test); run 
 
 usage: check_structured.py MPIEXEC MPIPRUNE MAKE_PRUNED_MODEL FIXTURE WORKDIR
 """
+import concurrent.futures
 import json
 import math
 import os
 import shutil
 import subprocess
 import sys
+import threading
 import xml.etree.ElementTree as ET
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -66,13 +68,71 @@ def fail(msg):
     print("FAIL: " + msg, flush=True)
 
 
+# Every prune of this script is independent of the others' results, so all of them start up
+# front on two CPU slots (a 2-rank run takes both) in the order below, and prune() waits for its
+# own: the single-rank runs go two at a time while the checks read earlier outputs.
+RUNS = [
+    ("search_p1", 1, "--target", "params=0.8"),
+    ("uniform", 1, "--target", "params=0.8", "--allocation", "uniform", "--rounds", "1"),
+    ("search_p2", 2, "--target", "params=0.8"),
+    ("flops", 1, "--target", "flops=0.8"),
+    ("then", 1, "--target", "params=0.8", "--then", "sparsegpt", "--nm", "2:4"),
+    ("flap_bias", 1, "--target", "params=0.8", "--score", "flap", "--normalize", "zscore",
+     "--rounds", "1", "--compensation", "none", "--bias-compensation"),
+    ("flap", 1, "--target", "params=0.8", "--score", "flap", "--normalize", "zscore",
+     "--rounds", "1", "--compensation", "none"),
+    ("fisher_p1", 1, "--target", "params=0.8", "--score", "fisher", "--nsamples", "16"),
+    ("kwon_p1", 1, "--method", "kwon", "--target", "params=0.8", "--nsamples", "16"),
+    ("fisher_p2", 2, "--target", "params=0.8", "--score", "fisher", "--nsamples", "16"),
+    ("taylor_element", 2, "--target", "params=0.8", "--score", "taylor-element",
+     "--nsamples", "16"),
+    ("kwon_p2", 2, "--method", "kwon", "--target", "params=0.8", "--nsamples", "16"),
+    ("kwon_none", 2, "--method", "kwon", "--target", "params=0.8", "--nsamples", "16",
+     "--compensation", "none"),
+]
+SLOTS = 2
+free = threading.Condition()
+free_slots = [SLOTS]
+ticket = [0]  # runs take slots in RUNS order, so a 2-rank run is not overtaken forever
+aborted = [False]  # a failed run: the runs not yet started never start
+started = {}
+
+
+def run_one(i, name, P, extra):
+    with free:
+        free.wait_for(lambda: aborted[0] or (ticket[0] == i and
+                                             free_slots[0] >= min(P, SLOTS)))
+        if aborted[0]:
+            return None, None
+        free_slots[0] -= min(P, SLOTS)
+        ticket[0] += 1
+        free.notify_all()
+    try:
+        out = os.path.join(work, name)
+        cmd = [cli] + BASE + ["--out", out] + list(extra)
+        if P > 1:
+            cmd = [mpiexec, "--bind-to", "none", "-n", str(P)] + cmd
+        return out, subprocess.run(cmd, capture_output=True, text=True)
+    finally:
+        with free:
+            free_slots[0] += min(P, SLOTS)
+            free.notify_all()
+
+
+pool = concurrent.futures.ThreadPoolExecutor(max_workers=len(RUNS))
+for i, (name, P, *extra) in enumerate(RUNS):
+    started[name] = ((P,) + tuple(extra), pool.submit(run_one, i, name, P, extra))
+
+
 def prune(name, P, *extra):
-    out = os.path.join(work, name)
-    cmd = [cli] + BASE + ["--out", out] + list(extra)
-    if P > 1:
-        cmd = [mpiexec, "--bind-to", "none", "-n", str(P)] + cmd
-    r = subprocess.run(cmd, capture_output=True, text=True)
+    args, fut = started[name]
+    if args != (P,) + tuple(extra):
+        sys.exit(f"FAIL: {name}: asked {(P,) + extra} but RUNS has {args}")
+    out, r = fut.result()
     if r.returncode != 0:
+        with free:
+            aborted[0] = True
+            free.notify_all()
         sys.exit(f"FAIL: {name}: prune exited {r.returncode}: {r.stderr.strip()}")
     if "warning" in r.stderr:
         fail(f"{name}: {r.stderr.strip()}")
@@ -80,10 +140,26 @@ def prune(name, P, *extra):
         return out, json.load(f)
 
 
+ppl = {}
+
+
+def perplexities(*dirs):
+    """Evaluation perplexity of each model (a directory or GGUF file), the new ones evaluated at
+    once, each model once per script (the dense model is asked for by several checks)."""
+    todo = [d for d in dict.fromkeys(dirs) if d not in ppl]
+    procs = [(d, subprocess.Popen([cli, "eval", "--model", d, "--data", hx.DATA, "--seqlen",
+                                   "256", "--json", "--quiet"], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)) for d in todo]
+    for d, pr in procs:
+        so, se = pr.communicate()
+        if pr.returncode != 0:
+            sys.exit(f"FAIL: eval {d} exited {pr.returncode}: {se.strip()}")
+        ppl[d] = json.loads(so)["perplexity"]
+    return [ppl[d] for d in dirs]
+
+
 def perplexity(d):
-    r = subprocess.run([cli, "eval", "--model", d, "--data", hx.DATA, "--seqlen", "256",
-                        "--json", "--quiet"], capture_output=True, text=True, check=True)
-    return json.loads(r.stdout)["perplexity"]
+    return perplexities(d)[0]
 
 
 with open(os.path.join(fixture, "config.json")) as f:
@@ -160,7 +236,7 @@ if not same:
 # ---- the uniform allocation at the same target ----
 outu, repu = prune("uniform", 1, "--target", "params=0.8", "--allocation", "uniform",
                    "--rounds", "1")
-ps, pu = perplexity(out1), perplexity(outu)
+ps, pu, pd = perplexities(out1, outu, fixture)
 ks, ku = s["budget"]["keep_met"], repu["structured"]["budget"]["keep_met"]
 print(f"eval_dev perplexity: search {ps:.4f} (kept {ks:.4f}), uniform obs {pu:.4f} "
       f"(kept {ku:.4f}), dense {perplexity(fixture):.4f}")
@@ -258,7 +334,7 @@ subprocess.run([cli, "convert", outb, gg, "--dtype", "f32"], check=True)
 subprocess.run([cli, "convert", gg, back, "--dtype", "f32"], check=True)
 with open(os.path.join(back, "config.json")) as f:
     cback = json.load(f)
-pb, pg, pk = perplexity(outb), perplexity(gg), perplexity(back)
+pb, pg, pk = perplexities(outb, gg, back)
 print(f"flap-bias: perplexity {pb!r}, as GGUF {pg!r}, back to Hugging Face {pk!r}")
 if not (pb == pg == pk) or not (cback.get("o_proj_bias") and cback.get("down_proj_bias")):
     fail("flap-bias: the GGUF conversion and back do not keep the model and its biases")
@@ -337,7 +413,7 @@ else:
     print(f"kwon: kept {bk['keep_met']:.4f}, {swaps} units swapped by the rearrangement")
     if worse or swaps == 0:
         fail(f"kwon: rearrangement raised the Fisher loss in {worse!r:.300} or swapped nothing")
-pk, pn = perplexity(outk1), perplexity(outkn)
+pk, pn = perplexities(outk1, outkn)
 print(f"kwon: eval_dev perplexity {pk:.4f} with mask tuning, {pn:.4f} without")
 if not (pk < pn):
     fail(f"kwon: mask tuning ({pk}) does not beat no compensation ({pn})")
