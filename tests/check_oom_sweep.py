@@ -16,7 +16,9 @@ usage: check_oom_sweep.py eval|prune|structured|gradient|kwon MPIPRUNE FIXTURE_D
 import glob
 import os
 import re
+import queue
 import shutil
+import concurrent.futures
 import subprocess
 import sys
 import time
@@ -93,17 +95,19 @@ def main():
     mode, cli, fixture, work, max_runs = sys.argv[1:5] + [int(sys.argv[5])]
     max_runs = int(os.environ.get("MPIPRUNE_OOM_RUNS", max_runs)) or 1 << 40
     shutil.rmtree(work, ignore_errors=True)
-    os.makedirs(work)
+    for k in range(2):
+        os.makedirs(os.path.join(work, f"w{k}"))
     t0 = time.time()
 
-    rc, err, _, _ = run(mode, cli, fixture, work, 0, count=True)
+    # Every run in a folder of the same length as w0, so paths do not change the count.
+    rc, err, _, _ = run(mode, cli, fixture, os.path.join(work, "w0"), 0, count=True)
     m = re.search(r"^mpiprune: (\d+) allocations$", err, re.M)
     if rc != 0 or not m:
         print(err)
         sys.exit(f"FAIL: the command fails without fault injection (exit {rc})")
     total = int(m.group(1))
     # Just past the last allocation the run must succeed (a check of the count).
-    rc, err, _, _ = run(mode, cli, fixture, work, total + 1)
+    rc, err, _, _ = run(mode, cli, fixture, os.path.join(work, "w0"), total + 1)
     if rc != 0:
         print(err)
         sys.exit(f"FAIL: MPIPRUNE_FAIL_ALLOC={total + 1} (past the {total} allocations) fails")
@@ -120,9 +124,23 @@ def main():
         how = f"N = 1..{dense} and then every {stride}th (phase rotating)"
     print(f"{mode}: {total} allocations; {len(ns)} runs: {how}", flush=True)
 
+    # Two runs at a time, each in its own folder: a run of the normal build spends most of its
+    # time waiting on MPI's start-up and exit, not on a core.
+    folders = queue.Queue()
+    for k in range(2):
+        folders.put(os.path.join(work, f"w{k}"))
+
+    def one(n):
+        w = folders.get()
+        try:
+            return n, run(mode, cli, fixture, w, n)
+        finally:
+            folders.put(w)
+
     failures, outcomes = [], {}
-    for n in ns:
-        rc, err, left_out, left_tmp = run(mode, cli, fixture, work, n)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+        results = list(pool.map(one, ns))
+    for n, (rc, err, left_out, left_tmp) in results:
         bad = check(mode, n, rc, err, left_out, left_tmp)
         outcomes[rc] = outcomes.get(rc, 0) + 1
         if bad:
