@@ -710,37 +710,44 @@ static mp_status recon_ws(const double *H, int64_t cols, float **Hf, float **a, 
     return MP_OK;
 }
 
-mp_status mp_recon_error(const float *W, const float *What, int64_t rows, int64_t cols,
-                         const double *H, double *err)
+/* num = tr(ΔW H ΔWᵀ) and, when den != NULL, den = tr(W H Wᵀ), in float32 products. */
+static mp_status recon_terms(const float *W, const float *What, int64_t rows, int64_t cols,
+                             const double *H, double *num, double *den)
 {
     float *Hf, *a, *ah;
     mp_status st = recon_ws(H, cols, &Hf, &a, &ah);
     if (st != MP_OK)
         return st;
-    double num = 0.0, den = 0.0;
-    quad_form(W, What, rows, cols, Hf, a, ah, &num);
-    quad_form(W, NULL, rows, cols, Hf, a, ah, &den);
+    *num = 0.0;
+    quad_form(W, What, rows, cols, Hf, a, ah, num);
+    if (den) {
+        *den = 0.0;
+        quad_form(W, NULL, rows, cols, Hf, a, ah, den);
+    }
     free(Hf);
     free(a);
     free(ah);
-    *err = den > 0.0 ? num / den : 0.0;
     return MP_OK;
+}
+
+mp_status mp_recon_error(const float *W, const float *What, int64_t rows, int64_t cols,
+                         const double *H, double *err)
+{
+    double num = 0.0, den = 0.0;
+    mp_status st = recon_terms(W, What, rows, cols, H, &num, &den);
+    if (st == MP_OK)
+        *err = den > 0.0 ? num / den : 0.0;
+    return st;
 }
 
 mp_status mp_recon_error_den(const float *W, const float *What, int64_t rows, int64_t cols,
                              const double *H, double den, double *err)
 {
-    float *Hf, *a, *ah;
-    mp_status st = recon_ws(H, cols, &Hf, &a, &ah);
-    if (st != MP_OK)
-        return st;
     double num = 0.0;
-    quad_form(W, What, rows, cols, Hf, a, ah, &num);
-    free(Hf);
-    free(a);
-    free(ah);
-    *err = den > 0.0 ? num / den : 0.0;
-    return MP_OK;
+    mp_status st = recon_terms(W, What, rows, cols, H, &num, NULL);
+    if (st == MP_OK)
+        *err = den > 0.0 ? num / den : 0.0;
+    return st;
 }
 
 mp_status mp_recon_error_obs(const float *W, const float *What, int64_t rows, int64_t cols,
