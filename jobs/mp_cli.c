@@ -196,6 +196,10 @@ static int cmd_prune(int argc, char **argv, const mp_comm *comm)
          "q_proj,down_proj (default: all)", false, 0, 0, NULL},
         {"batch", MP_OPT_INT, &o.batch, "16", "N", "sequences per matrix product", false, 1, 4096,
          NULL},
+        {"compute", MP_OPT_CHOICE, &o.compute_name, "f32", NULL, "the calibration forwards' "
+         "and Hessians' matrix products: f32, or bf16 inputs with float32 accumulation "
+         "(oneDNN where the CPU has bf16 kernels, else emulated; solves, norms and attention "
+         "stay float32/float64)", false, 0, 0, "f32|bf16"},
         {"scalapack-min-dim", MP_OPT_INT, &o.scalapack_min_dim, "0", "N",
          "SparseGPT layers with this many inputs or more are factored with ScaLAPACK over all "
          "ranks (0: from memory, when a serial factorisation would need half a rank's memory)",
@@ -239,6 +243,8 @@ static int cmd_prune(int argc, char **argv, const mp_comm *comm)
                  : mp_error(MP_ERR_ARG, "mpiprune prune: --sparsity: %s", mp_error_message());
     if (st == MP_OK)
         st = mp_prune_method_parse(o.method_name, &o.method);
+    if (st == MP_OK)
+        st = mp_compute_parse(o.compute_name, &o.compute);
     if (st == MP_OK && o.method == MP_METHOD_STRUCTURED)
         st = mp_structured_parse(&o);
     if (st != MP_OK)

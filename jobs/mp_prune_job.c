@@ -555,6 +555,8 @@ static mp_status prune_block(job *J, mp_block *blk)
     for (int g = 0; g < MP_IN_COUNT && local == MP_OK; g++)
         if (J->need[g]) {
             local = mp_hessian_init(&J->hs[g], block_group_dim(blk, (mp_in_group)g));
+            if (local == MP_OK && J->o->compute == MP_COMPUTE_BF16)
+                local = mp_hessian_use_bf16(&J->hs[g]);
         }
     if (local == MP_OK) {
         memcpy(J->hwork, J->h, (size_t)nh * sizeof(float));

@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "mp_bf16.h"
 #include "mp_chain.h"
 #include "mp_comm.h"
 #include "mp_prune.h"
@@ -67,6 +68,8 @@ typedef struct {
     const char *blocks;        /* "0-3,7" or NULL: all */
     const char *layers;        /* "q_proj,o_proj" or NULL: all */
     int64_t scalapack_min_dim; /* Hessians at least this large use ScaLAPACK (P > 1) */
+    const char *compute_name;  /* f32 | bf16 */
+    mp_compute compute;        /* the block forwards' and Hessians' products (mp_bf16) */
     double max_memory_gib;     /* 0: MemAvailable / ranks per node */
     bool progress;
     const char *checkpoint;    /* HDF5 checkpoint path or NULL */

@@ -33,13 +33,23 @@ mp_status mp_prune_run_block(job *J, const mp_block *blk, float *h, const mp_hoo
 {
     const mp_model_config *c = &J->md.cfg;
     int64_t T = J->o->seqlen, n = J->s1 - J->s0;
-    for (int64_t s = 0; s < n; s += J->o->batch) {
-        int64_t k = n - s < J->o->batch ? n - s : J->o->batch;
-        mp_status st = mp_block_forward(c, blk, h + s * T * c->d, k, T, hook);
+    mp_block view;
+    /* --compute bf16: weights rounded once per pass, after whatever changed them. */
+    bool bf16 = J->o->compute == MP_COMPUTE_BF16 && n > 0;
+    if (bf16) {
+        mp_status st = mp_block_bf16_view(blk, &view);
         if (st != MP_OK)
             return st;
+        blk = &view;
     }
-    return MP_OK;
+    mp_status st = MP_OK;
+    for (int64_t s = 0; s < n && st == MP_OK; s += J->o->batch) {
+        int64_t k = n - s < J->o->batch ? n - s : J->o->batch;
+        st = mp_block_forward(c, blk, h + s * T * c->d, k, T, hook);
+    }
+    if (bf16)
+        mp_block_bf16_release(&view);
+    return st;
 }
 
 mp_status mp_prune_embed(job *J)
@@ -123,6 +133,7 @@ bool mp_prune_options_json(const mp_prune_opts *o, cJSON *obj)
     ok = ok && cJSON_AddNumberToObject(obj, "blocksize", (double)o->blocksize);
     ok = ok && cJSON_AddNumberToObject(obj, "damp", o->damp);
     ok = ok && cJSON_AddNumberToObject(obj, "batch", (double)o->batch);
+    ok = ok && cJSON_AddStringToObject(obj, "compute", mp_compute_name(o->compute));
     ok = ok && cJSON_AddStringToObject(obj, "blocks", o->blocks ? o->blocks : "all");
     ok = ok && cJSON_AddStringToObject(obj, "layers", o->layers ? o->layers : "all");
     if (o->scalapack_min_dim > 0)

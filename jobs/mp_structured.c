@@ -447,6 +447,8 @@ static mp_status collect(job *J, const mp_block *view, float *h, mp_in_group g, 
     out->dim = dim;
     if (local == MP_OK)
         local = mp_hessian_init(&cx.hs, dim);
+    if (local == MP_OK && J->o->compute == MP_COMPUTE_BF16)
+        local = mp_hessian_use_bf16(&cx.hs);
     if (local == MP_OK && y && !(cx.cross = mp_calloc((size_t)dim, sizeof(double))))
         local = mp_error(MP_ERR_NOMEM, "cannot allocate tuning sums of %lld", (long long)dim);
     if (local == MP_OK && !(cx.colsum = mp_calloc((size_t)dim, sizeof(double))))

@@ -1,4 +1,5 @@
 #include "mp_alloc.h"
+#include "mp_bf16.h"
 #include "mp_hessian.h"
 
 #include <cblas.h>
@@ -29,8 +30,40 @@ void mp_hessian_free(mp_hessian *h)
 {
     free(h->sum);
     free(h->chunk);
+    free(h->xt);
     h->sum = NULL;
     h->chunk = NULL;
+    h->xt = NULL;
+}
+
+mp_status mp_hessian_use_bf16(mp_hessian *h)
+{
+    if (h->xt)
+        return MP_OK;
+    h->xt = mp_malloc((size_t)(h->dim * MP_HESSIAN_CHUNK) * sizeof(uint16_t));
+    if (!h->xt)
+        return mp_error(MP_ERR_NOMEM, "cannot allocate bf16 scratch for a %lld-wide Hessian",
+                        (long long)h->dim);
+    return MP_OK;
+}
+
+/* Columns per panel of the bf16 product: the upper triangle in panels costs n²/2 + n·PANEL/2
+ * multiply-adds per row instead of a full product's n². */
+#define MP_HESSIAN_PANEL 256
+
+/* chunk's upper triangle (and some of the lower, unused) = xᵀx for x[nr, n], bf16 inputs. */
+static mp_status chunk_bf16(mp_hessian *h, const float *x, int64_t nr)
+{
+    int64_t n = h->dim;
+    mp_bf16_from_f32_t(x, nr, n, h->xt); /* xt[n, nr] = xᵀ */
+    for (int64_t i0 = 0; i0 < n; i0 += MP_HESSIAN_PANEL) {
+        int64_t mi = n - i0 < MP_HESSIAN_PANEL ? n - i0 : MP_HESSIAN_PANEL;
+        mp_status st = mp_bf16_gemm_nt(mi, n - i0, nr, h->xt + i0 * nr, nr, h->xt + i0 * nr, nr,
+                                       h->chunk + i0 * n + i0, n);
+        if (st != MP_OK)
+            return st;
+    }
+    return MP_OK;
 }
 
 mp_status mp_hessian_add(mp_hessian *h, const float *x, int64_t rows)
@@ -39,8 +72,14 @@ mp_status mp_hessian_add(mp_hessian *h, const float *x, int64_t rows)
     for (int64_t r0 = 0; r0 < rows; r0 += MP_HESSIAN_CHUNK) {
         int64_t nr = rows - r0 < MP_HESSIAN_CHUNK ? rows - r0 : MP_HESSIAN_CHUNK;
         /* Row-major upper triangle of xᵀx. */
-        cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)n, (int)nr, 1.0f, x + r0 * n,
-                    (int)n, 0.0f, h->chunk, (int)n);
+        if (h->xt) {
+            mp_status st = chunk_bf16(h, x + r0 * n, nr);
+            if (st != MP_OK)
+                return st;
+        } else {
+            cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)n, (int)nr, 1.0f, x + r0 * n,
+                        (int)n, 0.0f, h->chunk, (int)n);
+        }
         for (int64_t i = 0; i < n; i++) {
             double *s = h->sum + i * n;
             const float *c = h->chunk + i * n;

@@ -1,7 +1,7 @@
 /* mp_hessian: accumulation of a linear layer's input Hessian H = (2/N) Σ x xᵀ.
  *
- * Rows of x are added in chunks with ssyrk (float32, as SparseGPT's reference) and each chunk
- * is added into a float64 accumulator, so the sum over many chunks does not lose precision.
+ * Rows of x are added in chunks with ssyrk (float32, as SparseGPT's reference; or bf16 products,
+ * mp_hessian_use_bf16) and each chunk is added into a float64 accumulator, so the sum over many chunks does not lose precision.
  * N is the number of rows (tokens) added: H is the mean, times 2, of the outer products. The
  * scale does not change SparseGPT's result (its damping is relative to mean(diag H)) nor Wanda's
  * per-row ranking. Not collective.
@@ -18,10 +18,14 @@ typedef struct {
     double *sum;    /* [dim, dim], Σ x xᵀ (upper triangle until mp_hessian_finish) */
     float *chunk;   /* [dim, dim] scratch */
     int64_t rows;   /* N: rows added so far */
+    uint16_t *xt;   /* NULL, or [dim, chunk rows] scratch: products with bf16 inputs */
 } mp_hessian;
 
 MP_NODISCARD mp_status mp_hessian_init(mp_hessian *h, int64_t dim);
 void mp_hessian_free(mp_hessian *h);
+/* From now on each chunk's xᵀx is a product with bf16 inputs and float32 accumulation
+ * (mp_bf16, --compute bf16), its upper triangle in panels of columns; the float64 sum is kept. */
+MP_NODISCARD mp_status mp_hessian_use_bf16(mp_hessian *h);
 /* Σ += xᵀx for x[rows, dim]. */
 MP_NODISCARD mp_status mp_hessian_add(mp_hessian *h, const float *x, int64_t rows);
 /* Adds another partial sum (same dim) elementwise: h->sum += other, h->rows += rows. */

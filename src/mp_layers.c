@@ -1,4 +1,5 @@
 #include "mp_alloc.h"
+#include "mp_bf16.h"
 #include "mp_layers.h"
 
 #include <cblas.h>
@@ -11,6 +12,23 @@
 /* BLAS takes int: every dimension is checked before it narrows. */
 static bool fits_int(int64_t v) { return v >= 0 && v <= INT_MAX; }
 
+/* The product in bf16 (mp_bf16), the bias added after it in float32. */
+static mp_status linear_bf16(const mp_linear *l, const float *x, int64_t rows, float *y)
+{
+    uint16_t *xb = mp_malloc((size_t)(rows * l->in) * sizeof(uint16_t));
+    if (!xb)
+        return mp_error(MP_ERR_NOMEM, "cannot allocate bf16 inputs for %lld rows",
+                        (long long)rows);
+    mp_bf16_from_f32(x, rows * l->in, xb);
+    mp_status st = mp_bf16_gemm_nt(rows, l->out, l->in, xb, l->in, l->wbf, l->in, y, l->out);
+    free(xb);
+    if (st == MP_OK && l->b)
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t j = 0; j < l->out; j++)
+                y[r * l->out + j] += l->b[j];
+    return st;
+}
+
 mp_status mp_linear_forward(const mp_linear *l, const float *x, int64_t rows, float *y)
 {
     if (!fits_int(rows) || !fits_int(l->out) || !fits_int(l->in))
@@ -18,6 +36,8 @@ mp_status mp_linear_forward(const mp_linear *l, const float *x, int64_t rows, fl
                         (long long)l->out, (long long)l->in, (long long)rows);
     if (rows == 0)
         return MP_OK;
+    if (l->wbf)
+        return linear_bf16(l, x, rows, y);
     if (l->b) {
         for (int64_t r = 0; r < rows; r++)
             memcpy(y + r * l->out, l->b, (size_t)l->out * sizeof(float));

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mp_bf16.h"
 #include "mp_layers.h"
 
 /* Every block's widths: heads divide, absent sub-blocks have no heads at all, OPT's attention
@@ -342,6 +343,35 @@ void mp_block_free(mp_block **blk)
     free(b->norm2_b);
     free(b);
     *blk = NULL;
+}
+
+mp_status mp_block_bf16_view(const mp_block *blk, mp_block *view)
+{
+    *view = *blk;
+    for (int id = 0; id < MP_LIN_COUNT; id++)
+        view->lin[id].wbf = NULL;
+    for (int id = 0; id < MP_LIN_COUNT; id++) {
+        const mp_linear *l = &blk->lin[id];
+        if (!l->present || l->out * l->in == 0)
+            continue;
+        uint16_t *w = mp_malloc((size_t)(l->out * l->in) * sizeof(uint16_t));
+        if (!w) {
+            mp_block_bf16_release(view);
+            return mp_error(MP_ERR_NOMEM, "block %lld: cannot allocate bf16 weights",
+                            (long long)blk->index);
+        }
+        mp_bf16_from_f32(l->w, l->out * l->in, w);
+        view->lin[id].wbf = w;
+    }
+    return MP_OK;
+}
+
+void mp_block_bf16_release(mp_block *view)
+{
+    for (int id = 0; id < MP_LIN_COUNT; id++) {
+        free((void *)(uintptr_t)view->lin[id].wbf);
+        view->lin[id].wbf = NULL;
+    }
 }
 
 static mp_status call_hook(const mp_hook *hook, mp_in_group g, const float *x, int64_t rows,

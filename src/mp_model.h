@@ -127,6 +127,9 @@ typedef struct {
     float *w;   /* [out, in] */
     float *b;   /* [out] or NULL */
     bool present;
+    /* w rounded to bf16, or NULL: when set, the layer's product has bf16 inputs and float32
+     * accumulation (mp_bf16). Set only in a view (mp_block_bf16_view), which owns it. */
+    const uint16_t *wbf;
 } mp_linear;
 
 typedef struct {
@@ -160,6 +163,12 @@ void mp_lin_dims(const mp_model_config *cfg, int64_t layer, mp_lin_id id, int64_
 MP_NODISCARD mp_status mp_block_load(const mp_model_config *cfg, const mp_weight_source *src,
                                      int64_t layer, mp_block **out);
 void mp_block_free(mp_block **blk);
+/* *view = blk, its linear layers with bf16 copies of their weights (wbf), so that
+ * mp_block_forward runs their products in bf16 (attention scores and norms stay float32). The
+ * view owns only the copies (mp_block_bf16_release frees them); blk must outlive it and keep
+ * its weights meanwhile. Not collective. */
+MP_NODISCARD mp_status mp_block_bf16_view(const mp_block *blk, mp_block *view);
+void mp_block_bf16_release(mp_block *view);
 /* Bytes of float32 weights a loaded block `layer` holds. */
 int64_t mp_block_bytes(const mp_model_config *cfg, int64_t layer);
 /* Parameters of block `layer`'s linear layers (weights and biases; norms not counted): the
