@@ -2,6 +2,9 @@
  * model, SparseGPT and Wanda, with wall time, tokens/s and the stage times of report.json,
  * each beside its FLOP floor at the sgemm rate measured in the same run (see floors()).
  *
+ * SparseGPT runs twice, in float32 and with --compute bf16 (then each stage's speedup is
+ * printed), Wanda once in float32.
+ *
  * Usage: mpirun -n P bench_prune [nsamples] [seqlen] [tmpbase] [d] [ffn] [layers]
  *   nsamples  calibration sequences (default 16)
  *   seqlen    tokens per sequence (default 256; at most max_pos 2048)
@@ -30,6 +33,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "mp_bf16.h"
 #include "mp_blasinfo.h"
 #include "mp_comm.h"
 #include "mp_prune_job.h"
@@ -315,6 +319,24 @@ static void print_report(const char *out, bool sparsegpt, int64_t ntok, int64_t 
            "sum", sum, fsum, sum / fsum, wall, wall / fsum, sparsity);
 }
 
+/* Each stage of SparseGPT in float32 over the same with bf16 products, and end to end. */
+static void print_speedup(const char *dir, const double *walls)
+{
+    char a[1200], b[1200];
+    double sa[N_STAGES], sb[N_STAGES], sp = NAN;
+    snprintf(a, sizeof a, "%s/out-sparsegpt-f32", dir);
+    snprintf(b, sizeof b, "%s/out-sparsegpt-bf16", dir);
+    if (!read_stages(a, sa, &sp) || !read_stages(b, sb, &sp)) {
+        printf("  (cannot read the two SparseGPT reports)\n");
+        return;
+    }
+    printf("  bf16 speedup (f32 seconds / bf16 seconds):");
+    for (int k = 0; k < N_STAGES; k++)
+        if (sa[k] > 0.0 && sb[k] > 0.0)
+            printf(" %s %.2fx", stage_names[k], sa[k] / sb[k]);
+    printf("; end to end %.2fx\n", walls[0] / walls[1]);
+}
+
 /* sgemm GFLOP/s of this rank (C[2048, D] += A[2048, D] · B[D, D], best of 3 after a warm-up),
  * every rank at once as in the run; NAN when out of memory. */
 static double sgemm_rate(void)
@@ -451,19 +473,24 @@ int main(int argc, char **argv)
                D, D, D, D);
         fflush(stdout);
     }
-    static const char *const methods[2] = {"sparsegpt", "wanda"};
-    for (int m = 0; m < 2; m++) {
+    /* SparseGPT in float32 and with bf16 products (--compute bf16), then Wanda. */
+    static const char *const methods[3] = {"sparsegpt", "sparsegpt", "wanda"};
+    static const mp_compute computes[3] = {MP_COMPUTE_F32, MP_COMPUTE_BF16, MP_COMPUTE_F32};
+    double walls[3] = {0};
+    for (int m = 0; m < 3; m++) {
         char model[1024], calib[1200], out[1200];
         snprintf(model, sizeof model, "%s", dir);
         snprintf(calib, sizeof calib, "%s/calib.bin", dir);
-        snprintf(out, sizeof out, "%s/out-%s", dir, methods[m]);
+        snprintf(out, sizeof out, "%s/out-%s-%s", dir, methods[m], mp_compute_name(computes[m]));
         mp_prune_opts o;
         memset(&o, 0, sizeof o);
         o.model = model;
         o.calib = calib;
         o.out = out;
         o.method_name = methods[m];
-        o.method = m == 0 ? MP_METHOD_SPARSEGPT : MP_METHOD_WANDA;
+        o.method = m < 2 ? MP_METHOD_SPARSEGPT : MP_METHOD_WANDA;
+        o.compute = computes[m];
+        o.compute_name = mp_compute_name(computes[m]);
         o.sp.sparsity = 0.5;
         o.nm_text = NULL;
         o.seqlen = seqlen;
@@ -492,10 +519,15 @@ int main(int argc, char **argv)
             rc = 1;
             goto done;
         }
+        walls[m] = wall;
         if (rank == 0) {
-            printf("%-9s P=%d  wall %.3f s  %.1f tokens/s\n", methods[m], P, wall,
-                   (double)(nsamples * seqlen) / wall);
-            print_report(out, m == 0, nsamples * seqlen, seqlen, P, rate, wall);
+            printf("%-9s P=%d  --compute %s  wall %.3f s  %.1f tokens/s\n", methods[m], P,
+                   mp_compute_name(computes[m]), wall, (double)(nsamples * seqlen) / wall);
+            if (computes[m] == MP_COMPUTE_BF16)
+                printf("  bf16 products: %s\n", mp_bf16_backend());
+            print_report(out, m < 2, nsamples * seqlen, seqlen, P, rate, wall);
+            if (m == 1)
+                print_speedup(dir, walls);
             fflush(stdout);
         }
     }

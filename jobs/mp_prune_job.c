@@ -150,13 +150,18 @@ static mp_status memory_plan(job *J)
     for (int64_t l = 0; l < c->n_layers; l++) {
         mp_block_shape s = mp_layer_shape(c, l);
         double qd = (double)(s.n_heads * c->head_dim), kd = (double)(s.n_kv_heads * c->head_dim);
-        double w = (double)mp_block_bytes(c, l);
+        bool bf16 = o->compute == MP_COMPUTE_BF16;
+        /* --compute bf16: a pass's bf16 copy of the weights, a product's bf16 inputs, each
+         * Hessian's bf16 chunk of rows. */
+        double w = (double)mp_block_bytes(c, l) * (bf16 ? 1.5 : 1.0);
         double a = rows * (2.0 * (double)c->d + 2 * qd + 2 * kd + 2.0 * (double)s.ffn) * 4.0 +
-                   (double)(o->seqlen * o->seqlen) * 4.0;
+                   (double)(o->seqlen * o->seqlen) * 4.0 +
+                   (bf16 ? (double)(o->seqlen * (s.ffn > c->d ? s.ffn : c->d)) * 2.0 : 0.0);
         double h = 0.0, maxdim = 0.0;
         for (int g = 0; g < MP_IN_COUNT; g++) {
             double dim = (double)mp_in_group_dim(c, l, (mp_in_group)g);
-            h += dim * dim * 12.0; /* float64 sum + float32 chunk */
+            /* float64 sum, float32 chunk (and its bf16 rows) */
+            h += dim * dim * 12.0 + (bf16 ? dim * (double)MP_HESSIAN_CHUNK * 2.0 : 0.0);
             maxdim = dim > maxdim ? dim : maxdim;
         }
         /* The owner of the largest group: total, receive buffer, finished H, factor, W copies. */
@@ -734,6 +739,9 @@ static mp_status write_report(job *J, const double *stages, const double *peak, 
          cJSON_AddStringToObject(op, "calib", o->calib) &&
          cJSON_AddStringToObject(op, "out", o->out) && mp_prune_options_json(o, op) &&
          cJSON_AddNumberToObject(op, "ranks", J->P);
+    /* Rank 0's; oneDNN picks its kernel per node. */
+    if (o->compute == MP_COMPUTE_BF16)
+        ok = ok && cJSON_AddStringToObject(root, "compute_backend", mp_bf16_backend());
     ok = ok && mp_json_add(root, "inputs_sha256", cJSON_Duplicate(J->inputs, 1)) &&
          cJSON_AddNumberToObject(root, "resumed_from_block", (double)J->resumed_from) &&
          mp_json_add(root, "layers", mp_prune_records_json(J));
@@ -884,6 +892,9 @@ mp_status mp_prune_run(const mp_prune_opts *o, const mp_comm *comm)
     char bw[256];
     if (J->pg.enabled && mp_blas_kernel_warning(bw, sizeof bw))
         mp_progress_note(&J->pg, "warning: %s", bw);
+    if (o->compute == MP_COMPUTE_BF16)
+        mp_progress_note(&J->pg, "%sbf16 products: %s", mp_bf16_native() ? "" : "warning: ",
+                         mp_bf16_backend());
 
     J->resumed_from = -1;
     J->snapshot_block = -1;

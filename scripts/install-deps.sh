@@ -28,6 +28,8 @@ install_missing() {
 install_missing build-essential cmake pkg-config python3 \
   libopenmpi-dev openmpi-bin libscalapack-openmpi-dev libopenblas-dev \
   libhdf5-openmpi-dev hdf5-tools libcjson-dev libcmocka-dev python3-h5py
+# oneDNN: --compute bf16's products (AVX512-BF16 / AMX kernels); without it they are emulated.
+install_missing libdnnl-dev
 
 if [ "${1:-}" = "--test" ]; then
   # A one-node Slurm (tests/slurm_local.sh starts it); without recommends: 6 packages, not 34.

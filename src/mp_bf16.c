@@ -1,5 +1,6 @@
 #include "mp_alloc.h"
 #include "mp_bf16.h"
+#include "mp_dtype.h"
 
 #include <cblas.h>
 #include <limits.h>
@@ -26,28 +27,21 @@ mp_status mp_compute_parse(const char *name, mp_compute *out)
     return MP_OK;
 }
 
-uint16_t mp_bf16_round(float x)
+/* mp_f32_to_bf16 without the call, in a loop the compiler vectorises (the conversions of
+ * activations cost as much as their products otherwise). */
+static inline uint16_t round_bits(float x)
 {
     uint32_t u;
     memcpy(&u, &x, sizeof u);
-    if ((u & 0x7fffffffu) > 0x7f800000u) /* NaN: keep it one, quiet */
-        return (uint16_t)((u >> 16) | 0x0040u);
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return (uint16_t)(u >> 16);
-}
-
-float mp_bf16_widen(uint16_t b)
-{
-    uint32_t u = (uint32_t)b << 16;
-    float x;
-    memcpy(&x, &u, sizeof x);
-    return x;
+    uint32_t r = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+    uint32_t nan = (u >> 16) | 0x0040u;
+    return (uint16_t)((u & 0x7fffffffu) > 0x7f800000u ? nan : r);
 }
 
 void mp_bf16_from_f32(const float *x, int64_t n, uint16_t *out)
 {
     for (int64_t i = 0; i < n; i++)
-        out[i] = mp_bf16_round(x[i]);
+        out[i] = round_bits(x[i]);
 }
 
 void mp_bf16_from_f32_t(const float *x, int64_t rows, int64_t cols, uint16_t *out)
@@ -60,7 +54,7 @@ void mp_bf16_from_f32_t(const float *x, int64_t rows, int64_t cols, uint16_t *ou
             int64_t j1 = j0 + TILE < cols ? j0 + TILE : cols;
             for (int64_t j = j0; j < j1; j++)
                 for (int64_t i = i0; i < i1; i++)
-                    out[j * rows + i] = mp_bf16_round(x[i * cols + j]);
+                    out[j * rows + i] = round_bits(x[i * cols + j]);
         }
 }
 
@@ -79,10 +73,10 @@ static mp_status gemm_emulated(int64_t m, int64_t n, int64_t k, const uint16_t *
     }
     for (int64_t i = 0; i < m; i++)
         for (int64_t j = 0; j < k; j++)
-            aw[i * k + j] = mp_bf16_widen(a[i * lda + j]);
+            aw[i * k + j] = mp_bf16_to_f32(a[i * lda + j]);
     for (int64_t i = 0; i < n; i++)
         for (int64_t j = 0; j < k; j++)
-            bw[i * k + j] = mp_bf16_widen(b[i * ldb + j]);
+            bw[i * k + j] = mp_bf16_to_f32(b[i * ldb + j]);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)n, (int)k, 1.0f, aw,
                 (int)k, bw, (int)k, 0.0f, c, (int)ldc);
     free(aw);

@@ -1,7 +1,7 @@
 /* mp_bf16: matrix products with bfloat16 inputs and float32 accumulation (--compute bf16).
  *
  * bf16 keeps float32's exponent and 8 of its 24 significand bits; values are rounded to nearest,
- * ties to even (NaN stays NaN). The product of two bf16 values is exact in float32, so a product
+ * ties to even (NaN stays NaN), as mp_dtype's mp_f32_to_bf16. The product of two bf16 values is exact in float32, so a product
  * "bf16 in, f32 accumulate" differs from sgemm on the rounded inputs only in summation order.
  *
  * The products run on oneDNN's matmul when mpiprune was built with it (CMake finds Debian's
@@ -28,11 +28,7 @@ typedef enum { MP_COMPUTE_F32, MP_COMPUTE_BF16 } mp_compute;
 const char *mp_compute_name(mp_compute c);
 MP_NODISCARD mp_status mp_compute_parse(const char *name, mp_compute *out);
 
-/* float32 -> bf16, round to nearest even; NaN -> a quiet NaN of the same sign. */
-uint16_t mp_bf16_round(float x);
-/* bf16 -> float32 (exact). */
-float mp_bf16_widen(uint16_t b);
-/* out[i] = round(x[i]), i < n. */
+/* out[i] = x[i] rounded to bf16 (mp_f32_to_bf16 of mp_dtype), i < n. */
 void mp_bf16_from_f32(const float *x, int64_t n, uint16_t *out);
 /* The transpose, rounded: out[j * rows + i] = round(x[i * cols + j]) for x[rows, cols]. */
 void mp_bf16_from_f32_t(const float *x, int64_t rows, int64_t cols, uint16_t *out);

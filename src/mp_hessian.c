@@ -7,9 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Rows per float32 ssyrk before the float64 accumulate: bounds float32 rounding growth. */
-#define MP_HESSIAN_CHUNK 1024
-
 mp_status mp_hessian_init(mp_hessian *h, int64_t dim)
 {
     memset(h, 0, sizeof *h);

@@ -13,6 +13,9 @@
 
 #include "mp_status.h"
 
+/* Rows per float32 ssyrk before the float64 accumulate: bounds float32 rounding growth. */
+#define MP_HESSIAN_CHUNK 1024
+
 typedef struct {
     int64_t dim;
     double *sum;    /* [dim, dim], Σ x xᵀ (upper triangle until mp_hessian_finish) */

@@ -26,3 +26,10 @@ mp_add_fail_test(scores_seqlen_max_pos EXIT 3 REGEX "config.json: --seqlen 10000
 mp_add_fail_test(scores_bad_memory EXIT 2 REGEX "--max-memory: 0 is outside"
   COMMAND ${MP_CLI} scores --model ${MP_FIXTURE_DIR} --data ${MP_FIXTURE_DIR}/calib.bin
           --max-memory 0)
+# --compute bf16's products against float64 on the rounded inputs, with the default backend
+# (oneDNN where the CPU has bf16 kernels) and with the emulation.
+mp_add_unit_test(test_bf16 SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_bf16.c
+                 LABELS "model;bf16" TIMEOUT 120)
+add_test(NAME test_bf16_emulated COMMAND test_bf16)
+set_tests_properties(test_bf16_emulated PROPERTIES TIMEOUT 120 LABELS "unit;model;bf16"
+                     ENVIRONMENT "${MP_TEST_ENV};MPIPRUNE_BF16_EMULATE=1")

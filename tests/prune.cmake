@@ -11,3 +11,9 @@ foreach(case "sparsegpt;0.5" "sparsegpt;2:4" "wanda;0.5" "magnitude;0.5")
             ${method} ${target})
   set_tests_properties(prune_accept_${tname} PROPERTIES PROCESSORS 2)
 endforeach()
+
+# --compute bf16: rank counts, resume, the emulation, perplexity against the float32 reference.
+mp_add_cli_test(prune_bf16 TIMEOUT 600 LABELS "prune;bf16"
+  COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/check_bf16.py
+          ${MPIEXEC_EXECUTABLE} ${MP_CLI} ${MP_FIXTURE_DIR} ${MP_PRUNE_WORK}/bf16)
+set_tests_properties(prune_bf16 PROPERTIES PROCESSORS 2)
