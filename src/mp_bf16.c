@@ -38,13 +38,21 @@ static inline uint16_t round_bits(float x)
     return (uint16_t)((u & 0x7fffffffu) > 0x7f800000u ? nan : r);
 }
 
-void mp_bf16_from_f32(const float *x, int64_t n, uint16_t *out)
+/* The rounding loops in AVX-512 and AVX2 as well, picked at load time (GCC's ifunc clones): the
+ * baseline x86-64 build has SSE2 only. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define MP_CLONES __attribute__((target_clones("arch=skylake-avx512", "arch=haswell", "default")))
+#else
+#define MP_CLONES
+#endif
+
+MP_CLONES void mp_bf16_from_f32(const float *x, int64_t n, uint16_t *out)
 {
     for (int64_t i = 0; i < n; i++)
         out[i] = round_bits(x[i]);
 }
 
-void mp_bf16_from_f32_t(const float *x, int64_t rows, int64_t cols, uint16_t *out)
+MP_CLONES void mp_bf16_from_f32_t(const float *x, int64_t rows, int64_t cols, uint16_t *out)
 {
     /* Tiles keep both the reads and the writes within a few cache lines. */
     enum { TILE = 32 };

@@ -12,7 +12,23 @@
 /* BLAS takes int: every dimension is checked before it narrows. */
 static bool fits_int(int64_t v) { return v >= 0 && v <= INT_MAX; }
 
-/* The product in bf16 (mp_bf16), the bias added after it in float32. */
+mp_status mp_linear_forward_bf16(const mp_linear *l, const uint16_t *xb, int64_t rows, float *y)
+{
+    if (!fits_int(rows) || !fits_int(l->out) || !fits_int(l->in))
+        return mp_error(MP_ERR_RANGE, "linear layer [%lld x %lld] on %lld rows exceeds BLAS int",
+                        (long long)l->out, (long long)l->in, (long long)rows);
+    if (!l->wbf)
+        return mp_error(MP_ERR_INTERNAL, "linear layer [%lld x %lld] has no bf16 weights",
+                        (long long)l->out, (long long)l->in);
+    mp_status st = mp_bf16_gemm_nt(rows, l->out, l->in, xb, l->in, l->wbf, l->in, y, l->out);
+    if (st == MP_OK && l->b)
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t j = 0; j < l->out; j++)
+                y[r * l->out + j] += l->b[j];
+    return st;
+}
+
+/* Rounds x, then the product in bf16. */
 static mp_status linear_bf16(const mp_linear *l, const float *x, int64_t rows, float *y)
 {
     uint16_t *xb = mp_malloc((size_t)(rows * l->in) * sizeof(uint16_t));
@@ -20,12 +36,8 @@ static mp_status linear_bf16(const mp_linear *l, const float *x, int64_t rows, f
         return mp_error(MP_ERR_NOMEM, "cannot allocate bf16 inputs for %lld rows",
                         (long long)rows);
     mp_bf16_from_f32(x, rows * l->in, xb);
-    mp_status st = mp_bf16_gemm_nt(rows, l->out, l->in, xb, l->in, l->wbf, l->in, y, l->out);
+    mp_status st = mp_linear_forward_bf16(l, xb, rows, y);
     free(xb);
-    if (st == MP_OK && l->b)
-        for (int64_t r = 0; r < rows; r++)
-            for (int64_t j = 0; j < l->out; j++)
-                y[r * l->out + j] += l->b[j];
     return st;
 }
 

@@ -8,9 +8,14 @@
 #include "mp_model.h"
 #include "mp_status.h"
 
-/* y[rows, l->out] = x[rows, l->in] · l->wᵀ (+ l->b). */
+/* y[rows, l->out] = x[rows, l->in] · l->wᵀ (+ l->b); with bf16 weights (l->wbf) the product
+ * has bf16 inputs (x rounded) and float32 accumulation, the bias added after it. */
 MP_NODISCARD mp_status mp_linear_forward(const mp_linear *l, const float *x, int64_t rows,
                                          float *y);
+/* The same from an input already rounded to bf16, xb[rows, l->in]; l->wbf must be set (layers
+ * that read one input round it once). */
+MP_NODISCARD mp_status mp_linear_forward_bf16(const mp_linear *l, const uint16_t *xb,
+                                              int64_t rows, float *y);
 
 /* y = w ⊙ x / sqrt(mean(x²) + eps), per row of d. y may alias x. */
 void mp_rmsnorm(const float *x, const float *w, int64_t rows, int64_t d, double eps, float *y);

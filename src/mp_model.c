@@ -398,6 +398,34 @@ static mp_status lin_seq(const mp_linear *l, const float *x, int64_t n_seq, int6
     return MP_OK;
 }
 
+/* The layers ls[0..n) that read one input x, each into its ys[i]: lin_seq each, except that
+ * with bf16 weights every sequence's input is rounded once for all of them. */
+static mp_status lin_shared(const mp_linear *const *ls, float *const *ys, int n, const float *x,
+                            int64_t n_seq, int64_t T)
+{
+    if (!ls[0]->wbf) {
+        for (int i = 0; i < n; i++) {
+            mp_status st = lin_seq(ls[i], x, n_seq, T, ys[i]);
+            if (st != MP_OK)
+                return st;
+        }
+        return MP_OK;
+    }
+    int64_t in = ls[0]->in;
+    uint16_t *xb = mp_malloc((size_t)(T * in) * sizeof(uint16_t));
+    if (!xb)
+        return mp_error(MP_ERR_NOMEM, "cannot allocate bf16 inputs for %lld tokens",
+                        (long long)T);
+    mp_status st = MP_OK;
+    for (int64_t s = 0; s < n_seq && st == MP_OK; s++) {
+        mp_bf16_from_f32(x + s * T * in, T * in, xb);
+        for (int i = 0; i < n && st == MP_OK; i++)
+            st = mp_linear_forward_bf16(ls[i], xb, T, ys[i] + s * T * ls[i]->out);
+    }
+    free(xb);
+    return st;
+}
+
 static void add_into(float *h, const float *x, int64_t n)
 {
     for (int64_t i = 0; i < n; i++)
@@ -436,9 +464,11 @@ static mp_status attn_forward(const mp_model_config *c, const mp_block *blk, flo
         ain = xn;
     }
     MP_TRY(call_hook(hook, MP_IN_ATTN, ain, rows, d));
-    MP_TRY(lin_seq(&blk->lin[MP_LIN_Q], ain, n_seq, T, q));
-    MP_TRY(lin_seq(&blk->lin[MP_LIN_K], ain, n_seq, T, k));
-    MP_TRY(lin_seq(&blk->lin[MP_LIN_V], ain, n_seq, T, v));
+    {
+        const mp_linear *ls[3] = {&blk->lin[MP_LIN_Q], &blk->lin[MP_LIN_K], &blk->lin[MP_LIN_V]};
+        float *const ys[3] = {q, k, v};
+        MP_TRY(lin_shared(ls, ys, 3, ain, n_seq, T));
+    }
     MP_TRY(call_out(hook, MP_LIN_Q, q, rows, qd));
     MP_TRY(call_out(hook, MP_LIN_K, k, rows, kd));
     MP_TRY(call_out(hook, MP_LIN_V, v, rows, kd));
@@ -485,8 +515,9 @@ static mp_status mlp_forward(const mp_model_config *c, const mp_block *blk, floa
     }
     MP_TRY(call_hook(hook, MP_IN_MLP, min, rows, d));
     if (llama) {
-        MP_TRY(lin_seq(&blk->lin[MP_LIN_GATE], min, n_seq, T, g));
-        MP_TRY(lin_seq(&blk->lin[MP_LIN_UP], min, n_seq, T, u));
+        const mp_linear *ls[2] = {&blk->lin[MP_LIN_GATE], &blk->lin[MP_LIN_UP]};
+        float *const ys[2] = {g, u};
+        MP_TRY(lin_shared(ls, ys, 2, min, n_seq, T));
         MP_TRY(call_out(hook, MP_LIN_GATE, g, rows, F));
         MP_TRY(call_out(hook, MP_LIN_UP, u, rows, F));
         mp_swiglu(g, u, rows * F);
