@@ -807,7 +807,7 @@ mp_status mp_st_write(const char *path, const mp_st_entry *entries, size_t n,
         off += nb;
     }
     mp_tb_str(&hb, "}");
-    while ((8 + hb.n) % 8 != 0)
+    while (!hb.oom && (8 + hb.n) % 8 != 0) /* out of memory, n stops growing */
         mp_tb_str(&hb, " ");
     if (hb.oom)
         MP_FAIL(MP_ERR_NOMEM, "%s: out of memory for the header", path);

@@ -237,7 +237,7 @@ static mp_status sts_header(const mp_sts *w, int k, const char *meta, const uint
         mp_tb_str(hb, "]}");
     }
     mp_tb_str(hb, "}");
-    while ((8 + hb->n) % 8 != 0)
+    while (!hb->oom && (8 + hb->n) % 8 != 0) /* out of memory, n stops growing */
         mp_tb_str(hb, " ");
     if (hb->oom)
         return mp_error(MP_ERR_NOMEM, "%s: out of memory for a header", w->dir);

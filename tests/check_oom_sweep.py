@@ -43,9 +43,10 @@ def command(mode, cli, fixture, out):
         return [cli, "prune", "--model", fixture, "--calib", os.path.join(fixture, "calib.bin"),
                 "--seqlen", "32", "--nsamples", "2", "--method", "structured", "--target",
                 "params=0.7", "--rounds", "2", "--loss-samples", "1", "--out", out, "--quiet"]
+    # SparseGPT with bf16 products: every allocation of the float32 run and the bf16 copies.
     return [cli, "prune", "--model", fixture, "--calib", os.path.join(fixture, "calib.bin"),
             "--seqlen", "32", "--nsamples", "2", "--method", "sparsegpt", "--sparsity", "0.5",
-            "--out", out, "--quiet"]
+            "--compute", "bf16", "--out", out, "--quiet"]
 
 
 def run(mode, cli, fixture, work, n, count=False):
