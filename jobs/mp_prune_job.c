@@ -252,12 +252,19 @@ static mp_status hook_out_fn(void *ud, mp_lin_id id, const float *y, int64_t row
     double total = 0.0;
     for (int64_t r = 0; r < rows; r++) {
         const float *yr = y + r * dim;
-        double s = 0.0;
-        for (int64_t j = 0; j < dim; j++) {
+        /* Four partial sums: one chain of float64 adds would wait on each add's latency. */
+        double s[4] = {0.0, 0.0, 0.0, 0.0};
+        int64_t j = 0;
+        for (; j + 4 <= dim; j += 4)
+            for (int k = 0; k < 4; k++) {
+                double v = b ? (double)yr[j + k] - (double)b[j + k] : (double)yr[j + k];
+                s[k] += v * v;
+            }
+        for (; j < dim; j++) {
             double v = b ? (double)yr[j] - (double)b[j] : (double)yr[j];
-            s += v * v;
+            s[0] += v * v;
         }
-        total += s;
+        total += (s[0] + s[1]) + (s[2] + s[3]);
     }
     J->ysq[id] += total;
     J->t_stage[ST_HESSIAN] += mp_comm_wtime() - t;
