@@ -12,6 +12,7 @@
 #include "mp_chain.h"
 #include "mp_gradscore.h"
 #include "mp_hessian.h"
+#include "mp_json.h"
 #include "mp_kwon.h"
 #include "mp_prune_ckpt_internal.h"
 #include "mp_search.h"
@@ -279,15 +280,19 @@ static mp_status grad_ema(job *J, mp_gscores *gs)
             int64_t n[2] = {MP_GSCORE_COUNT * s->n_heads, MP_GSCORE_COUNT * s->ffn};
             double *v[2] = {gs->head[b], gs->ffn[b]};
             cJSON *prev = have ? cJSON_GetArrayItem(ema, (int)b) : NULL, *e = cJSON_CreateArray();
-            for (int k = 0; e && k < 2; k++) {
+            for (int k = 0; e && local == MP_OK && k < 2; k++) {
+                /* Kept as the doubles' bits: a resumed search must average the same values. */
                 cJSON *p = prev ? cJSON_GetArrayItem(prev, k) : NULL;
-                if (p && cJSON_GetArraySize(p) != (int)n[k])
-                    local = mp_error(MP_ERR_FORMAT, "the score EMA of block %lld has %d values, "
-                                     "not %lld", (long long)b, cJSON_GetArraySize(p),
-                                     (long long)n[k]);
+                double *old = p ? mp_malloc((size_t)(n[k] ? n[k] : 1) * sizeof *old) : NULL;
+                if (p && !old)
+                    local = mp_error(MP_ERR_NOMEM, "cannot read the score EMA");
+                else if (p && !mp_json_f64_unbits(p, old, n[k]))
+                    local = mp_error(MP_ERR_FORMAT, "the score EMA of block %lld is not %lld "
+                                     "values", (long long)b, (long long)n[k]);
                 for (int64_t i = 0; local == MP_OK && p && i < n[k]; i++)
-                    v[k][i] = B * cJSON_GetArrayItem(p, (int)i)->valuedouble + (1.0 - B) * v[k][i];
-                if (!mp_json_add(e, NULL, cJSON_CreateDoubleArray(v[k], (int)n[k])))
+                    v[k][i] = B * old[i] + (1.0 - B) * v[k][i];
+                free(old);
+                if (local == MP_OK && !mp_json_add(e, NULL, mp_json_f64_bits(v[k], n[k])))
                     local = mp_error(MP_ERR_NOMEM, "cannot grow the search trace");
             }
             if (!e || !mp_json_add(next, NULL, e))
@@ -1108,16 +1113,9 @@ done:
 /* Rank 0: the probe scales the first round measured, from the trace ([nsub]); false if none. */
 static bool probe_scales(const job *J, double *scale, int64_t nsub)
 {
-    cJSON *a = J->search ? cJSON_GetObjectItemCaseSensitive(J->search, "probe_scale") : NULL;
-    if (!cJSON_IsArray(a) || cJSON_GetArraySize(a) != nsub)
-        return false;
-    for (int64_t s = 0; s < nsub; s++) {
-        cJSON *v = cJSON_GetArrayItem(a, (int)s);
-        if (!cJSON_IsNumber(v))
-            return false;
-        scale[s] = v->valuedouble;
-    }
-    return true;
+    /* The bits: the decimals of "probe_scale" (for people) need not read back exactly. */
+    cJSON *a = J->search ? cJSON_GetObjectItemCaseSensitive(J->search, "probe_scale_bits") : NULL;
+    return a && mp_json_f64_unbits(a, scale, nsub);
 }
 
 /* One round of the search: the pass, the chains, the coordinator's selection, the new plan.
@@ -1324,7 +1322,8 @@ static mp_status search_round(job *J, int64_t r, const double *cum, const int *o
                                 nsub);
         if (local == MP_OK && measure) {
             cJSON *a = cJSON_CreateDoubleArray(pscale, (int)nsub);
-            if (!mp_json_add(J->search, "probe_scale", a))
+            if (!mp_json_add(J->search, "probe_scale", a) ||
+                !mp_json_add(J->search, "probe_scale_bits", mp_json_f64_bits(pscale, nsub)))
                 local = mp_error(MP_ERR_NOMEM, "cannot grow the search trace");
         }
     }

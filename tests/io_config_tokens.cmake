@@ -1,6 +1,7 @@
 # io: Hugging Face config.json and token files; their refusals through the CLI.
 mp_add_unit_test(test_hfconfig SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_hfconfig.c
                  LABELS io TIMEOUT 30)
+target_link_libraries(test_hfconfig PRIVATE cjson) # it checks mp_json's exact doubles with cJSON
 mp_add_unit_test(test_tokens SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_tokens.c
                  LABELS io TIMEOUT 30)
 

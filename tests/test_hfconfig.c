@@ -10,6 +10,11 @@
 #include <cmocka.h>
 
 #include "mp_hfconfig.h"
+#include "mp_json.h"
+
+#include <cjson/cJSON.h>
+#include <float.h>
+#include <math.h>
 
 #define CFG_PATH "test/config.json"
 
@@ -642,6 +647,38 @@ static void test_lone_biases(void **state)
                            " \"intermediate_size\": [128, 128, 128]}}", &cfg), MP_ERR_FORMAT);
 }
 
+/* Doubles through mp_json_f64_bits come back bit for bit, where cJSON's own printing of a
+ * number (15 digits when they read back within about an ulp) need not. */
+static void test_json_f64_bits(void **state)
+{
+    (void)state;
+    double v[6] = {nextafter(0.1, 1.0), -0.0, 1.0 / 3.0, DBL_MIN / 4, -INFINITY, 1e300};
+    double w[6] = {0};
+    cJSON *s = mp_json_f64_bits(v, 6);
+    assert_non_null(s);
+    char *text = cJSON_PrintUnformatted(s);
+    cJSON *back = cJSON_Parse(text);
+    assert_true(mp_json_f64_unbits(back, w, 6));
+    assert_memory_equal(v, w, sizeof v);
+    assert_false(mp_json_f64_unbits(back, w, 5)); /* the count must match */
+    cJSON *bad = cJSON_CreateString("3fb0g00000000000");
+    assert_false(mp_json_f64_unbits(bad, w, 1));
+    cJSON *num = cJSON_CreateNumber(1.0);
+    assert_false(mp_json_f64_unbits(num, w, 1));
+    /* What cJSON does itself: 0.1 + 1 ulp prints as 0.1 (its 15 digits read back within its
+     * tolerance), another double. */
+    cJSON *n = cJSON_CreateNumber(v[0]);
+    char *t2 = cJSON_PrintUnformatted(n);
+    print_message("cJSON prints %.17g as %s\n", v[0], t2);
+    cJSON_Delete(n);
+    cJSON_free(t2);
+    cJSON_Delete(num);
+    cJSON_Delete(bad);
+    cJSON_Delete(back);
+    cJSON_free(text);
+    cJSON_Delete(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -664,6 +701,7 @@ int main(void)
         cmocka_unit_test(test_per_layer),
         cmocka_unit_test(test_per_layer_opt),
         cmocka_unit_test(test_lone_biases),
+        cmocka_unit_test(test_json_f64_bits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
