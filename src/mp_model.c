@@ -399,11 +399,15 @@ static mp_status lin_seq(const mp_linear *l, const float *x, int64_t n_seq, int6
 }
 
 /* The layers ls[0..n) that read one input x, each into its ys[i]: lin_seq each, except that
- * with bf16 weights every sequence's input is rounded once for all of them. */
+ * with bf16 weights every sequence's input is rounded once for all of them (a layer without,
+ * an empty one, takes the float32 product). */
 static mp_status lin_shared(const mp_linear *const *ls, float *const *ys, int n, const float *x,
                             int64_t n_seq, int64_t T)
 {
-    if (!ls[0]->wbf) {
+    bool any = false;
+    for (int i = 0; i < n; i++)
+        any = any || ls[i]->wbf;
+    if (!any) {
         for (int i = 0; i < n; i++) {
             mp_status st = lin_seq(ls[i], x, n_seq, T, ys[i]);
             if (st != MP_OK)
@@ -420,7 +424,9 @@ static mp_status lin_shared(const mp_linear *const *ls, float *const *ys, int n,
     for (int64_t s = 0; s < n_seq && st == MP_OK; s++) {
         mp_bf16_from_f32(x + s * T * in, T * in, xb);
         for (int i = 0; i < n && st == MP_OK; i++)
-            st = mp_linear_forward_bf16(ls[i], xb, T, ys[i] + s * T * ls[i]->out);
+            st = ls[i]->wbf ? mp_linear_forward_bf16(ls[i], xb, T, ys[i] + s * T * ls[i]->out)
+                            : mp_linear_forward(ls[i], x + s * T * in, T,
+                                                ys[i] + s * T * ls[i]->out);
     }
     free(xb);
     return st;
