@@ -1,5 +1,6 @@
 #include "mp_alloc.h"
 #include "mp_prune.h"
+#include "mp_sweepk.h"
 
 #include <cblas.h>
 #include <limits.h>
@@ -13,46 +14,46 @@ extern void dpotrf_(const char *uplo, const int *n, double *a, const int *lda, i
 extern void dtrtri_(const char *uplo, const char *diag, const int *n, double *a, const int *lda,
                     int *info, size_t uplo_len, size_t diag_len);
 
-static void reverse(double *a, int64_t n)
-{
-    for (int64_t i = 0, j = n - 1; i < j; i++, j--) {
-        double t = a[i];
-        a[i] = a[j];
-        a[j] = t;
-    }
-}
-
-/* The serial factorisation: on success the row-major upper triangle of A[n, n] holds U with
- * A⁻¹ = UᵀU (the strict lower triangle is not cleared). *info > 0: not positive definite.
+/* The serial factorisation of A = H + λI: U upper with A⁻¹ = UᵀU. *info > 0: A not positive
+ * definite.
  *
  * The reference computes U as chol(inv(A)) (potrf, potri, potrf: 4n³/3 flops). U is also
  * R⁻¹ for the "upper-lower" factor A = R Rᵀ, R upper: then A⁻¹ = R⁻ᵀR⁻¹ and R⁻¹ is upper with
- * a positive diagonal, so it is that same unique factor, for potrf + trtri (2n³/3 flops). R is
- * J L J where J A J = L Lᵀ (J reverses the order), and reversing the flat n×n array is J·J. */
-static mp_status lapack_chol_inv_chol(double *A, int64_t n, int *info)
+ * a positive diagonal, so it is that same unique factor, for potrf + trtri (2n³/3 flops). With
+ * J the order reversal, J A J = L Lᵀ gives R = J L J and U = J L⁻¹ J. Reversing the flat n×n
+ * array is J·J, and A is symmetric, so F = the reversed array of A, factored and inverted in
+ * place (column-major, lower), holds U[a][b] at F[n² − 1 − a − b·n]: one pass in (the reversed
+ * copy) and one out (lapack_factor_out), no pass in between. */
+static mp_status lapack_factor(const double *H, int64_t n, double lambda, double *F, int *info)
 {
     int N = (int)n, lapack_info = 0;
     int64_t nn = n * n;
-    reverse(A, nn); /* J A J */
-    /* Symmetric, so the row-major array is also its column-major self. */
-    dpotrf_("L", &N, A, &N, &lapack_info, 1);
-    if (lapack_info == 0) {
-        reverse(A, nn); /* column-major: R = J L J, upper */
-        dtrtri_("U", "N", &N, A, &N, &lapack_info, 1, 1);
-    }
-    if (lapack_info == 0) {
-        /* Column-major U into the row-major upper triangle. */
-        for (int64_t i = 0; i < n; i++)
-            for (int64_t j = i + 1; j < n; j++) {
-                double t = A[i * n + j];
-                A[i * n + j] = A[j * n + i];
-                A[j * n + i] = t;
-            }
-    }
+    for (int64_t k = 0; k < nn; k++)
+        F[k] = H[nn - 1 - k];
+    for (int64_t j = 0; j < n; j++)
+        F[j * n + j] += lambda;
+    dpotrf_("L", &N, F, &N, &lapack_info, 1);
+    if (lapack_info == 0)
+        dtrtri_("L", "N", &N, F, &N, &lapack_info, 1, 1);
     *info = lapack_info;
     if (lapack_info < 0)
         return mp_error(MP_ERR_INTERNAL, "LAPACK argument %d invalid", -lapack_info);
     return MP_OK;
+}
+
+/* hinv[a, b] = U[a][b] (row-major, zero below the diagonal) from lapack_factor's F, in tiles
+ * (one side of the copy strides by n). */
+static void lapack_factor_out(const double *F, int64_t n, float *hinv)
+{
+    enum { T = 32 };
+    int64_t last = n * n - 1;
+    for (int64_t a0 = 0; a0 < n; a0 += T)
+        for (int64_t b0 = 0; b0 < n; b0 += T) {
+            int64_t a1 = a0 + T < n ? a0 + T : n, b1 = b0 + T < n ? b0 + T : n;
+            for (int64_t a = a0; a < a1; a++)
+                for (int64_t b = b0; b < b1; b++)
+                    hinv[a * n + b] = b >= a ? (float)F[last - a - b * n] : 0.0f;
+        }
 }
 
 /* mp_obs_prepare and mp_obs_prepare_dist: c == NULL factors with LAPACK here, else with
@@ -96,15 +97,16 @@ static mp_status obs_prepare(const mp_comm *c, int nb, double *H, int64_t n, flo
     }
     double frac = damp;
     for (int attempt = 0;; attempt++) {
-        memcpy(A, H, (size_t)(n * n) * sizeof(double));
         double lambda = frac * mean;
-        for (int64_t j = 0; j < n; j++)
-            A[j * n + j] += lambda;
         int finfo = 0;
-        if (c)
+        if (c) {
+            memcpy(A, H, (size_t)(n * n) * sizeof(double));
+            for (int64_t j = 0; j < n; j++)
+                A[j * n + j] += lambda;
             MP_TRY(mp_comm_chol_inv_chol(c, A, n, nb, A, &finfo));
-        else
-            MP_TRY(lapack_chol_inv_chol(A, n, &finfo));
+        } else {
+            MP_TRY(lapack_factor(H, n, lambda, A, &finfo));
+        }
         if (finfo == 0)
             break;
         if (attempt == MP_DAMP_ESCALATIONS)
@@ -115,10 +117,14 @@ static mp_status obs_prepare(const mp_comm *c, int nb, double *H, int64_t n, flo
     }
     info->damp = frac;
     info->lambda = frac * mean;
-    /* Row-major upper triangle of A now holds U with H⁻¹ = UᵀU. */
-    for (int64_t i = 0; i < n; i++)
-        for (int64_t j = 0; j < n; j++)
-            hinv[i * n + j] = j >= i ? (float)A[i * n + j] : 0.0f;
+    if (c) {
+        /* Row-major upper triangle of A now holds U with H⁻¹ = UᵀU. */
+        for (int64_t i = 0; i < n; i++)
+            for (int64_t j = 0; j < n; j++)
+                hinv[i * n + j] = j >= i ? (float)A[i * n + j] : 0.0f;
+    } else {
+        lapack_factor_out(A, n, hinv);
+    }
 done:
     free(A);
     return st;
@@ -187,27 +193,54 @@ float mp_kth_smallest_radix(const float *v, int64_t n, int64_t k)
 {
     /* Radix select on the keys, 11 + 11 + 10 bits: each pass counts the candidates (the keys
      * whose higher bits equal the prefix found so far) by their next digit and keeps the
-     * digit whose bucket holds rank k. Three streaming passes with no data movement, where a
-     * quickselect's partitions branch unpredictably on every element (the sweep selects once
-     * per block of columns, over rows x blocksize scores). */
+     * digit whose bucket holds rank k; no data movement, where a quickselect's partitions
+     * branch unpredictably on every element (the sweep selects once per block of columns,
+     * over rows x blocksize scores). The second pass also copies its few candidates out, so
+     * that the third reads only them (without the memory, it reads everything again). */
     static const int shift[3] = {21, 10, 0}, width[3] = {11, 11, 10};
-    uint32_t prefix = 0, mask = 0;
-    int64_t rank = k, cnt[2048];
+    uint32_t prefix = 0, mask = 0, *cand = NULL;
+    int64_t rank = k, cnt[2048], ncand = 0;
+    /* The first pass counts every key into four interleaved histograms: scores bunch in a few
+     * top buckets, and one histogram makes each count wait on the previous increment of the
+     * same bucket. */
+    uint32_t part[4][2048];
     for (int p = 0; p < 3; p++) {
         int64_t nb = (int64_t)1 << width[p];
         uint32_t dmask = (uint32_t)(nb - 1);
         memset(cnt, 0, (size_t)nb * sizeof cnt[0]);
-        for (int64_t i = 0; i < n; i++) {
-            uint32_t key = float_key(v[i]);
-            if ((key & mask) == prefix)
-                cnt[(key >> shift[p]) & dmask]++;
+        if (p == 0 && n <= (int64_t)UINT32_MAX) {
+            memset(part, 0, sizeof part);
+            int64_t i = 0;
+            for (; i + 4 <= n; i += 4)
+                for (int t = 0; t < 4; t++)
+                    part[t][float_key(v[i + t]) >> shift[0]]++;
+            for (; i < n; i++)
+                part[0][float_key(v[i]) >> shift[0]]++;
+            for (int64_t b = 0; b < nb; b++)
+                cnt[b] = (int64_t)part[0][b] + part[1][b] + part[2][b] + part[3][b];
+        } else if (p == 2 && cand) {
+            for (int64_t i = 0; i < ncand; i++)
+                if ((cand[i] & mask) == prefix)
+                    cnt[cand[i] & dmask]++;
+        } else {
+            for (int64_t i = 0; i < n; i++) {
+                uint32_t key = float_key(v[i]);
+                if ((key & mask) == prefix) {
+                    cnt[(key >> shift[p]) & dmask]++;
+                    if (cand)
+                        cand[ncand++] = key;
+                }
+            }
         }
         int64_t b = 0;
         while (b < nb - 1 && rank >= cnt[b])
             rank -= cnt[b++];
+        if (p == 0)
+            cand = mp_malloc((size_t)(cnt[b] + 1) * sizeof *cand);
         prefix |= (uint32_t)b << shift[p];
         mask |= dmask << shift[p];
     }
+    free(cand);
     return key_float(prefix);
 }
 
@@ -265,6 +298,11 @@ static mp_status sweep_ws_alloc(sweep_ws *ws, int64_t rows, int64_t B)
         return mp_error(MP_ERR_NOMEM, "cannot allocate SparseGPT workspace for %lld rows",
                         (long long)rows);
     }
+    /* mp_sweepk works on whole vectors of rows: the padding rows stay zero (nothing else
+     * writes them, and zero weights with zero flags give zero errors). */
+    memset(ws->err, 0, cnt * sizeof(float));
+    memset(ws->tmp, 0, cnt * sizeof(float));
+    memset(ws->mask, 0, cnt);
     return MP_OK;
 }
 
@@ -321,53 +359,94 @@ static mp_status sweep_check(int64_t rows, int64_t cols, int64_t B, const mp_spa
     return MP_OK;
 }
 
-/* dst[c * ldd + r] = src[r * lds + c] for r < nr, c < nc, in tiles: a plain transpose strides
- * through memory and thrashes the TLB. */
-enum { TILE = 32 };
-
-static void transpose(const float *restrict src, int64_t lds, float *restrict dst, int64_t ldd,
-                      int64_t nr, int64_t nc)
+/* The scalar sweep of the sub-block's columns [i_from, jend) for rows [ra, rb), updates
+ * carried up to column jend: the columns a kernel group does not fill, and N:M patterns the
+ * kernel does not take. Rows are independent inside a sub-block (its mask is either fixed for
+ * the block or chosen per row), so it is swept a chunk of SWEEP_ROWS rows at a time: the
+ * chunk's columns stay in L1 while every column updates the later ones. */
+static double sweep_rows_scalar(float *restrict wt, float *restrict et,
+                                unsigned char *restrict mt, int64_t ld, const float *Ub,
+                                int64_t ucols, int64_t i_from, int64_t jend, int64_t rows,
+                                const mp_sparsity *sp)
 {
-    for (int64_t r0 = 0; r0 < nr; r0 += TILE)
-        for (int64_t c0 = 0; c0 < nc; c0 += TILE) {
-            int64_t r1 = r0 + TILE < nr ? r0 + TILE : nr, c1 = c0 + TILE < nc ? c0 + TILE : nc;
-            for (int64_t r = r0; r < r1; r++)
-                for (int64_t c = c0; c < c1; c++)
-                    dst[c * ldd + r] = src[r * lds + c];
+    double acc = 0.0;
+    for (int64_t ra = 0; ra < rows; ra += SWEEP_ROWS) {
+        int64_t rb = rows - ra < SWEEP_ROWS ? rows : ra + SWEEP_ROWS;
+        for (int64_t i = i_from; i < jend; i++) {
+            const float *urow = Ub + i * ucols;
+            float *restrict wi = wt + i * ld;
+            float *restrict ei = et + i * ld;
+            unsigned char *restrict mi = mt + i * ld;
+            if (sp->n > 0 && i % sp->m == 0) {
+                float sc[64];
+                unsigned char pick[64];
+                for (int64_t r = ra; r < rb; r++) {
+                    for (int t = 0; t < sp->m; t++)
+                        sc[t] = obs_score(wt[(i + t) * ld + r], Ub[(i + t) * ucols + i + t]);
+                    lowest_n(sc, sp->m, sp->n, pick);
+                    for (int t = 0; t < sp->m; t++)
+                        mt[(i + t) * ld + r] = pick[t];
+                }
+            }
+            float d = urow[i];
+            double sq = 0.0;
+            for (int64_t r = ra; r < rb; r++) {
+                float q = mi[r] ? 0.0f : wi[r];
+                float e = (wi[r] - q) / d;
+                ei[r] = e;
+                sq += (double)e * (double)e;
+                wi[r] = q;
+            }
+            acc += sq;
+            for (int64_t j = i + 1; j < jend; j++) {
+                float u = urow[j];
+                float *restrict wj = wt + j * ld;
+                for (int64_t r = ra; r < rb; r++)
+                    wj[r] -= ei[r] * u;
+            }
         }
+    }
+    return acc;
 }
 
 /* The sweep itself, arguments checked and workspace allocated. With a global threshold, fn is
  * called once per block on every rank whatever its row count (zero included).
  *
  * Each block of B columns is worked on transposed, Wt[B, rows], so that the column-by-column
- * OBS updates run over all rows at once (long contiguous vectors, as the reference's tensor
- * operations do). Within the block, sub-blocks of sb columns: the updates stay inside a
- * sub-block, and one matrix product carries its errors to the rest of the block; after the
- * block, one matrix product carries the block's errors to the later columns (lazy batch
- * update). Every weight sees the same updates in the same order as the column loop of the
- * reference. N:M groups never straddle a sub-block, so each group is chosen on fully updated
- * weights. */
+ * OBS updates run over many rows at once (as the reference's tensor operations do). Within the
+ * block, sub-blocks of sb columns: the updates stay inside a sub-block, where mp_sweepk runs
+ * them on a vector of rows and a group of columns in registers, and one matrix product carries
+ * the sub-block's errors to the rest of the block; after the block, one matrix product carries
+ * the block's errors to the later columns (lazy batch update). Every weight sees the same
+ * updates in the same order as the column loop of the reference. N:M groups never straddle a
+ * sub-block, so each group is chosen on fully updated weights. The unstructured scores are
+ * taken in the transposed layout (the k-th smallest does not depend on the order). */
 static mp_status sweep_run(float *W, int64_t rows, int64_t cols, const float *U, int64_t B,
                            const mp_sparsity *sp, const mp_threshold_fn *global, sweep_ws *ws,
                            double *loss)
 {
     mp_status st = MP_OK;
-    double acc = 0.0;
+    double acc = 0.0, lanes[MP_SWEEPK_VL] = {0};
     int64_t ld = sweep_ld(rows);
-    float *restrict et = ws->err;    /* [B, rows]: errors, transposed */
-    float *restrict wt = ws->tmp;    /* [B, rows]: the block, transposed */
-    float *scores = ws->scores;      /* [rows, nb] */
-    unsigned char *restrict mt = ws->mask; /* [B, rows]: prune flags, transposed */
+    float *restrict et = ws->err;    /* [B, ld]: errors, transposed */
+    float *restrict wt = ws->tmp;    /* [B, ld]: the block, transposed */
+    float *restrict scores = ws->scores; /* [nb, rows] */
+    unsigned char *restrict mt = ws->mask; /* [B, ld]: prune flags, transposed */
     int64_t sb = sp->n > 0 ? sp->m * ((64 + sp->m - 1) / sp->m) : 64;
+    bool vec = mp_sweepk_fits(sp->n, sp->m) && sb % MP_SWEEPK_G == 0;
     for (int64_t i1 = 0; i1 < cols; i1 += B) {
         int64_t nb = cols - i1 < B ? cols - i1 : B;
+        const float *Ub = U + i1 * cols + i1;
+        mp_sweepk_transpose(W + i1, cols, wt, ld, rows, nb);
         if (sp->n == 0) {
             int64_t cnt = rows * nb;
-            for (int64_t r = 0; r < rows; r++)
-                for (int64_t c = 0; c < nb; c++)
-                    scores[r * nb + c] = obs_score(W[r * cols + i1 + c],
-                                                   U[(i1 + c) * cols + i1 + c]);
+            for (int64_t c = 0; c < nb; c++) {
+                float d = Ub[c * cols + c];
+                const float *restrict wc = wt + c * ld;
+                float *restrict sc = scores + c * rows;
+                for (int64_t r = 0; r < rows; r++)
+                    sc[r] = obs_score(wc[r], d);
+            }
             float thresh;
             if (global && global->fn) {
                 int64_t k = (int64_t)((double)(global->total_rows * nb) * sp->sparsity);
@@ -376,66 +455,30 @@ static mp_status sweep_run(float *W, int64_t rows, int64_t cols, const float *U,
                 int64_t k = (int64_t)((double)cnt * sp->sparsity);
                 thresh = k < cnt ? mp_kth_smallest_radix(scores, cnt, k) : INFINITY;
             }
-            for (int64_t r0 = 0; r0 < rows; r0 += TILE)
-                for (int64_t c = 0; c < nb; c++) {
-                    int64_t r1 = r0 + TILE < rows ? r0 + TILE : rows;
-                    for (int64_t r = r0; r < r1; r++)
-                        mt[c * ld + r] = scores[r * nb + c] <= thresh;
-                }
+            for (int64_t c = 0; c < nb; c++) {
+                const float *restrict sc = scores + c * rows;
+                unsigned char *restrict mc = mt + c * ld;
+                for (int64_t r = 0; r < rows; r++)
+                    mc[r] = sc[r] <= thresh;
+            }
         }
-        transpose(W + i1, cols, wt, ld, rows, nb);
         for (int64_t j0 = 0; j0 < nb; j0 += sb) {
             int64_t ns = nb - j0 < sb ? nb - j0 : sb;
-            /* Rows are independent inside a sub-block (its mask is either fixed for the block
-             * or chosen per row), so it is swept a chunk of SWEEP_ROWS rows at a time: the
-             * chunk's ns columns stay in L1 while every column updates the later ones, where a
-             * column at a time over all rows streams the sub-block from L2 ns/2 times. Each
-             * weight sees the same operations in the same order either way. */
-            for (int64_t ra = 0; ra < rows; ra += SWEEP_ROWS) {
-                int64_t rb = rows - ra < SWEEP_ROWS ? rows : ra + SWEEP_ROWS;
-                for (int64_t i = j0; i < j0 + ns; i++) {
-                    const float *urow = U + (i1 + i) * cols + i1;
-                    float *restrict wi = wt + i * ld;
-                    float *restrict ei = et + i * ld;
-                    unsigned char *restrict mi = mt + i * ld;
-                    if (sp->n > 0 && i % sp->m == 0) {
-                        float sc[64];
-                        unsigned char pick[64];
-                        for (int64_t r = ra; r < rb; r++) {
-                            for (int t = 0; t < sp->m; t++)
-                                sc[t] = obs_score(wt[(i + t) * ld + r],
-                                                  U[(i1 + i + t) * cols + i1 + i + t]);
-                            lowest_n(sc, sp->m, sp->n, pick);
-                            for (int t = 0; t < sp->m; t++)
-                                mt[(i + t) * ld + r] = pick[t];
-                        }
-                    }
-                    float d = urow[i];
-                    double sq = 0.0;
-                    for (int64_t r = ra; r < rb; r++) {
-                        float q = mi[r] ? 0.0f : wi[r];
-                        float e = (wi[r] - q) / d;
-                        ei[r] = e;
-                        sq += (double)e * (double)e;
-                        wi[r] = q;
-                    }
-                    acc += sq;
-                    for (int64_t j = i + 1; j < j0 + ns; j++) {
-                        float u = urow[j];
-                        float *restrict wj = wt + j * ld;
-                        for (int64_t r = ra; r < rb; r++)
-                            wj[r] -= ei[r] * u;
-                    }
-                }
-            }
+            int64_t nfull = vec ? ns / MP_SWEEPK_G * MP_SWEEPK_G : 0;
+            for (int64_t r0 = 0; nfull > 0 && r0 < rows; r0 += MP_SWEEPK_VL)
+                mp_sweepk_rows(wt, et, mt, ld, Ub, cols, j0, nfull, j0 + ns, r0, sp->n, sp->m,
+                               lanes);
+            if (nfull < ns)
+                acc += sweep_rows_scalar(wt, et, mt, ld, Ub, cols, j0 + nfull, j0 + ns, rows,
+                                         sp);
             int64_t after = nb - (j0 + ns);
             if (after > 0 && rows > 0)
                 /* wt[j0+ns.., :] -= U[sub, after]ᵀ · et[sub, :] */
                 cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)after, (int)rows,
-                            (int)ns, -1.0f, U + (i1 + j0) * cols + i1 + j0 + ns, (int)cols,
+                            (int)ns, -1.0f, Ub + j0 * cols + j0 + ns, (int)cols,
                             et + j0 * ld, (int)ld, 1.0f, wt + (j0 + ns) * ld, (int)ld);
         }
-        transpose(wt, ld, W + i1, cols, nb, rows);
+        mp_sweepk_transpose(wt, ld, W + i1, cols, nb, rows);
         int64_t rest = cols - (i1 + nb);
         if (rest > 0 && rows > 0)
             /* W[:, after the block] -= etᵀ · U[block, after the block] */
@@ -443,6 +486,8 @@ static mp_status sweep_run(float *W, int64_t rows, int64_t cols, const float *U,
                         -1.0f, et, (int)ld, U + i1 * cols + i1 + nb, (int)cols, 1.0f,
                         W + i1 + nb, (int)cols);
     }
+    for (int k = 0; k < MP_SWEEPK_VL; k++)
+        acc += lanes[k];
     if (loss)
         *loss = acc;
 done:

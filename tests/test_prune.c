@@ -26,6 +26,7 @@
  *     loss (an identity of exact arithmetic) against tr(ΔW H ΔWᵀ) of the swept W in float64;
  *     observed errors are printed.
  */
+#define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -400,8 +401,13 @@ static float *check_sparsegpt(const double *H, const float *W0, int64_t rows, in
                               int64_t B, const mp_sparsity *sp, mp_obs_info *info)
 {
     char what[128];
+    char pat[32];
+    if (sp->n)
+        snprintf(pat, sizeof pat, "%d:%d", sp->n, sp->m);
+    else
+        snprintf(pat, sizeof pat, "unstructured %g", sp->sparsity);
     snprintf(what, sizeof what, "rows=%lld cols=%lld B=%lld %s", (long long)rows,
-             (long long)cols, (long long)B, sp->n ? "2:4" : "unstructured 0.5");
+             (long long)cols, (long long)B, pat);
     double *Hm = dcopy(H, cols * cols);
     float *W = fcopy(W0, rows * cols), *U = falloc(cols * cols);
     mp_error_clear();
@@ -496,6 +502,60 @@ static void test_sparsegpt_vs_reference(void **state)
             check_sparsegpt_counts(W, W0, rows, cols, B, &sps[s]);
             free(W);
         }
+        free(H);
+        free(W0);
+    }
+}
+
+/* 1a. The register kernel of the sweep (src/mp_sweepk): shapes that run it over several
+ * sub-blocks of a 128-column block, with rows not a multiple of its vector and columns that
+ * leave a partial group to the scalar loop, and N:M patterns it takes (2:4, 4:8, 8:16) and one
+ * it leaves to the column loop (3:6), each against the float64 reference; then the same sweep
+ * with the kernel off (MPIPRUNE_SWEEP_KERNEL=scalar) and without AVX2 (=generic) gives the
+ * same weights bit for bit and the same loss to 1e-12 (only its float64 sum is reordered). */
+static void test_sparsegpt_kernel(void **state)
+{
+    (void)state;
+    const struct {
+        int64_t rows, cols, B;
+        mp_sparsity sp;
+    } cases[] = {{37, 256, 128, {0.5, 0, 0}},  {19, 204, 128, {0.5, 0, 0}},
+                 {37, 256, 128, {0.0, 2, 4}},  {21, 256, 128, {0.0, 4, 8}},
+                 {21, 256, 128, {0.0, 8, 16}}, {21, 96, 48, {0.0, 3, 6}}};
+    const char *modes[] = {"scalar", "generic"};
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+        int64_t rows = cases[c].rows, cols = cases[c].cols, B = cases[c].B;
+        const mp_sparsity *sp = &cases[c].sp;
+        double *H = make_gram(3000 + c, cols, 3 * cols, NULL, 0);
+        float *W0 = make_weights(4000 + c, rows, cols);
+        mp_obs_info info;
+        float *W = check_sparsegpt(H, W0, rows, cols, B, sp, &info);
+        check_sparsegpt_counts(W, W0, rows, cols, B, sp);
+        double *Hm = dcopy(H, cols * cols);
+        float *U = falloc(cols * cols);
+        assert_int_equal(mp_obs_prepare(Hm, cols, NULL, rows, 0.01, U, &info), MP_OK);
+        float *Wa = fcopy(W0, rows * cols);
+        double la = NAN;
+        assert_int_equal(mp_sparsegpt_sweep(Wa, rows, cols, U, B, sp, NULL, &la), MP_OK);
+        assert_memory_equal(Wa, W, (size_t)(rows * cols) * sizeof *W);
+        for (size_t m = 0; m < sizeof modes / sizeof *modes; m++) {
+            float *Wm = fcopy(W0, rows * cols);
+            double lm = NAN;
+            assert_int_equal(setenv("MPIPRUNE_SWEEP_KERNEL", modes[m], 1), 0);
+            mp_status st = mp_sparsegpt_sweep(Wm, rows, cols, U, B, sp, NULL, &lm);
+            assert_int_equal(unsetenv("MPIPRUNE_SWEEP_KERNEL"), 0);
+            assert_int_equal(st, MP_OK);
+            if (memcmp(Wm, Wa, (size_t)(rows * cols) * sizeof *Wm) != 0)
+                fail_msg("case %zu: MPIPRUNE_SWEEP_KERNEL=%s changes the weights", c, modes[m]);
+            if (!(fabs(lm - la) <= 1e-12 * la))
+                fail_msg("case %zu: MPIPRUNE_SWEEP_KERNEL=%s loss %.17g vs %.17g", c, modes[m],
+                         lm, la);
+            free(Wm);
+        }
+        free(Wa);
+        free(U);
+        free(Hm);
+        free(W);
         free(H);
         free(W0);
     }
@@ -1131,6 +1191,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sparsegpt_vs_reference),
+        cmocka_unit_test(test_sparsegpt_kernel),
         cmocka_unit_test(test_obs_single_prune),
         cmocka_unit_test(test_dead_inputs),
         cmocka_unit_test(test_damping_escalation),
