@@ -354,9 +354,8 @@ static mp_status reduce_group(job *J, int g, const bool *owners, double *full, d
             MP_TRY(mp_comm_recv_f64(J->comm, full, nn, root, TAG_FINISHED + g));
     }
     if (owners[J->rank]) {
-        /* (2/N)·Σ, both triangles. */
-        mp_hessian_finish(&tot, buf);
-        memcpy(full, buf, (size_t)nn * sizeof(double));
+        /* (2/N)·Σ, both triangles, in place. */
+        mp_hessian_finish(&tot, full);
     }
 done:
     return st;

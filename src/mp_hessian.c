@@ -99,13 +99,20 @@ void mp_hessian_merge(mp_hessian *h, const double *other_sum, int64_t other_rows
 
 void mp_hessian_finish(const mp_hessian *h, double *out)
 {
+    /* The lower triangle is written in tiles: a column at a time strides n·8 bytes per write,
+     * a cache line and a page for each of n²/2 values (0.3 s at n = 5632). */
+    enum { T = 32 };
     int64_t n = h->dim;
     double scale = h->rows > 0 ? 2.0 / (double)h->rows : 0.0;
-    for (int64_t i = 0; i < n; i++)
-        for (int64_t j = i; j < n; j++) {
-            double v = h->sum[i * n + j] * scale;
-            out[i * n + j] = v;
-            out[j * n + i] = v;
+    for (int64_t i0 = 0; i0 < n; i0 += T)
+        for (int64_t j0 = i0; j0 < n; j0 += T) {
+            int64_t i1 = i0 + T < n ? i0 + T : n, j1 = j0 + T < n ? j0 + T : n;
+            for (int64_t i = i0; i < i1; i++)
+                for (int64_t j = j0 > i ? j0 : i; j < j1; j++)
+                    out[i * n + j] = h->sum[i * n + j] * scale;
+            for (int64_t j = j0; j < j1; j++)
+                for (int64_t i = i0; i < i1 && i <= j; i++)
+                    out[j * n + i] = out[i * n + j];
         }
 }
 

@@ -33,7 +33,8 @@ MP_NODISCARD mp_status mp_hessian_use_bf16(mp_hessian *h);
 MP_NODISCARD mp_status mp_hessian_add(mp_hessian *h, const float *x, int64_t rows);
 /* Adds another partial sum (same dim) elementwise: h->sum += other, h->rows += rows. */
 void mp_hessian_merge(mp_hessian *h, const double *other_sum, int64_t other_rows);
-/* out[dim, dim] = (2/N) Σ, symmetric (both triangles). N = 0 gives zeros. */
+/* out[dim, dim] = (2/N) Σ, symmetric (both triangles). N = 0 gives zeros. out may be h->sum
+ * (only its upper triangle is read). */
 void mp_hessian_finish(const mp_hessian *h, double *out);
 /* Floating-point operations of adding `rows` rows (ssyrk counts dim²·rows). */
 double mp_hessian_flops(int64_t dim, int64_t rows);
