@@ -164,8 +164,9 @@ static mp_status memory_plan(job *J)
             h += dim * dim * 12.0 + (bf16 ? dim * (double)MP_HESSIAN_CHUNK * 2.0 : 0.0);
             maxdim = dim > maxdim ? dim : maxdim;
         }
-        /* The owner of the largest group: total, receive buffer, finished H, factor, W copies. */
-        double sv = maxdim * maxdim * (8.0 * 4 + 4.0) + 3.0 * (double)s.ffn * (double)c->d * 4.0;
+        /* The owner of the largest group: the finished H (the partial sum, reduced in place),
+         * its damped copy, the float64 factor and U, W copies. */
+        double sv = maxdim * maxdim * (8.0 * 3 + 4.0) + 3.0 * (double)s.ffn * (double)c->d * 4.0;
         weights = w > weights ? w : weights;
         act = a > act ? a : act;
         hess = h > hess ? h : hess;
@@ -319,12 +320,22 @@ static mp_status assign_owners(layer_rec *recs, int64_t nrecs, int P)
  * (plus the input group, so the groups of one block never match each other's messages). */
 enum { TAG_PARTIAL = 100, TAG_FINISHED = 200 };
 
-/* Partial Hessians of group g summed in rank order on `root`, then sent to the other owners.
- * On return `full` holds (2/N)·Σ on every owner of g. Collective. */
-static mp_status reduce_group(job *J, int g, const bool *owners, double *full, double *buf)
+/* Values per message of the Hessian reduction: a 254 MB partial sum sent whole ran at 400 MB/s
+ * here (and needed a receive buffer as large), in pieces the receiver adds each one while it
+ * is in cache. */
+enum { REDUCE_PIECE = 1 << 19 };
+
+/* Partial Hessians of group g summed in rank order on `root` (the first owner), in place in its
+ * own partial sum, then sent to the other owners, which receive into theirs. On return
+ * J->hs[g].sum holds (2/N)·Σ on every owner of g (both triangles); pieces[2 * REDUCE_PIECE] is
+ * the root's scratch. The sum is ((0 + S_0) + S_1) + ... + S_{P-1} elementwise, as when it was
+ * accumulated into a zeroed buffer: the root's own S is added at its place in the order (the
+ * sum of the lower ranks' is formed first, in a piece buffer). Collective. */
+static mp_status reduce_group(job *J, int g, const bool *owners, double *pieces)
 {
     mp_status st = MP_OK;
     int64_t dim = J->hs[g].dim, nn = dim * dim;
+    double *acc = J->hs[g].sum;
     int root = -1;
     for (int r = 0; r < J->P; r++)
         if (owners[r]) {
@@ -334,29 +345,49 @@ static mp_status reduce_group(job *J, int g, const bool *owners, double *full, d
     if (root < 0)
         return MP_OK;
     /* N counts every calibration token of every rank. */
-    mp_hessian tot = {.dim = dim, .sum = full, .rows = J->o->nsamples * J->o->seqlen};
-    if (J->rank == root) {
-        memset(full, 0, (size_t)nn * sizeof(double));
-        for (int r = 0; r < J->P; r++) {
-            const double *src = J->hs[g].sum;
-            if (r != root) {
-                MP_TRY(mp_comm_recv_f64(J->comm, buf, nn, r, TAG_PARTIAL + g));
-                src = buf;
-            }
-            mp_hessian_merge(&tot, src, 0);
+    mp_hessian tot = {.dim = dim, .sum = acc, .rows = J->o->nsamples * J->o->seqlen};
+    for (int64_t e0 = 0; e0 < nn; e0 += REDUCE_PIECE) {
+        int64_t cnt = nn - e0 < REDUCE_PIECE ? nn - e0 : REDUCE_PIECE;
+        double *a = acc + e0;
+        if (J->rank != root) {
+            MP_TRY(mp_comm_send_f64(J->comm, a, cnt, root, TAG_PARTIAL + g));
+            continue;
         }
-        for (int r = 0; r < J->P; r++)
-            if (owners[r] && r != root)
-                MP_TRY(mp_comm_send_f64(J->comm, full, nn, r, TAG_FINISHED + g));
-    } else {
-        MP_TRY(mp_comm_send_f64(J->comm, J->hs[g].sum, nn, root, TAG_PARTIAL + g));
-        if (owners[J->rank])
-            MP_TRY(mp_comm_recv_f64(J->comm, full, nn, root, TAG_FINISHED + g));
+        double *low = pieces, *in = pieces + REDUCE_PIECE;
+        if (root == 0) {
+            for (int64_t i = 0; i < cnt; i++)
+                a[i] = 0.0 + a[i];
+        } else {
+            MP_TRY(mp_comm_recv_f64(J->comm, low, cnt, 0, TAG_PARTIAL + g));
+            for (int64_t i = 0; i < cnt; i++)
+                low[i] = 0.0 + low[i];
+            for (int r = 1; r < root; r++) {
+                MP_TRY(mp_comm_recv_f64(J->comm, in, cnt, r, TAG_PARTIAL + g));
+                for (int64_t i = 0; i < cnt; i++)
+                    low[i] += in[i];
+            }
+            for (int64_t i = 0; i < cnt; i++)
+                a[i] = low[i] + a[i];
+        }
+        for (int r = root + 1; r < J->P; r++) {
+            MP_TRY(mp_comm_recv_f64(J->comm, in, cnt, r, TAG_PARTIAL + g));
+            for (int64_t i = 0; i < cnt; i++)
+                a[i] += in[i];
+        }
     }
-    if (owners[J->rank]) {
+    for (int64_t e0 = 0; e0 < nn; e0 += REDUCE_PIECE) {
+        int64_t cnt = nn - e0 < REDUCE_PIECE ? nn - e0 : REDUCE_PIECE;
+        if (J->rank == root) {
+            for (int r = root + 1; r < J->P; r++)
+                if (owners[r])
+                    MP_TRY(mp_comm_send_f64(J->comm, acc + e0, cnt, r, TAG_FINISHED + g));
+        } else if (owners[J->rank]) {
+            MP_TRY(mp_comm_recv_f64(J->comm, acc + e0, cnt, root, TAG_FINISHED + g));
+        }
+    }
+    if (owners[J->rank])
         /* (2/N)·Σ, both triangles, in place. */
-        mp_hessian_finish(&tot, full);
-    }
+        mp_hessian_finish(&tot, acc);
 done:
     return st;
 }
@@ -579,28 +610,21 @@ static mp_status prune_block(job *J, mp_block *blk)
         local = mp_prune_run_block(J, blk, J->hwork, &hook);
         J->t_stage[ST_FORWARD] += mp_comm_wtime() - t - (J->t_stage[ST_HESSIAN] - th);
     }
-    /* Buffers for the reduction, on the owners only: a rank that owns nothing just sends its
-     * partial sums (at 70B a Hessian is hundreds of MiB). */
-    int64_t maxdim = 0;
-    for (int g = 0; g < MP_IN_COUNT && local == MP_OK; g++) {
-        if (!J->need[g] || !owners[g][J->rank])
-            continue;
-        int64_t dim = J->hs[g].dim;
-        maxdim = dim > maxdim ? dim : maxdim;
-        full[g] = mp_malloc((size_t)(dim * dim) * sizeof(double));
-        if (!full[g])
-            local = mp_error(MP_ERR_NOMEM, "cannot allocate a %lld x %lld Hessian",
-                             (long long)dim, (long long)dim);
-    }
-    if (local == MP_OK && maxdim > 0 &&
-        !(buf = mp_malloc((size_t)(maxdim * maxdim) * sizeof(double))))
-        local = mp_error(MP_ERR_NOMEM, "cannot allocate a Hessian buffer");
+    /* The reduction sums into the partial sums themselves: the owners keep theirs as the
+     * finished Hessians, the others free them. The root's scratch is two pieces. */
+    if (local == MP_OK && !(buf = mp_malloc(2 * REDUCE_PIECE * sizeof(double))))
+        local = mp_error(MP_ERR_NOMEM, "cannot allocate the Hessian reduction's buffer");
     MP_TRY(mp_prune_agree(J, local));
 
     t = mp_comm_wtime();
     for (int g = 0; g < MP_IN_COUNT; g++)
-        if (J->need[g])
-            MP_TRY(reduce_group(J, g, owners[g], full[g], buf));
+        if (J->need[g]) {
+            MP_TRY(reduce_group(J, g, owners[g], buf));
+            if (owners[g][J->rank]) {
+                full[g] = J->hs[g].sum;
+                J->hs[g].sum = NULL;
+            }
+        }
     double den[MP_LIN_COUNT];
     MP_TRY(reduce_ysq(J, den));
     J->t_stage[ST_REDUCE] += mp_comm_wtime() - t;
