@@ -165,8 +165,8 @@ static mp_status memory_plan(job *J)
             maxdim = dim > maxdim ? dim : maxdim;
         }
         /* The owner of the largest group: the finished H (the partial sum, reduced in place),
-         * its damped copy, the float64 factor and U, W copies. */
-        double sv = maxdim * maxdim * (8.0 * 3 + 4.0) + 3.0 * (double)s.ffn * (double)c->d * 4.0;
+         * the float64 factor and U, W copies. */
+        double sv = maxdim * maxdim * (8.0 * 2 + 4.0) + 3.0 * (double)s.ffn * (double)c->d * 4.0;
         weights = w > weights ? w : weights;
         act = a > act ? a : act;
         hess = h > hess ? h : hess;
@@ -431,7 +431,7 @@ static mp_status solve_owned(job *J, mp_block *blk, layer_rec *recs, int64_t n,
     mp_status st = MP_OK;
     const mp_prune_opts *o = J->o;
     float *W = NULL, *U = NULL;
-    double *Hw = NULL;
+    int64_t *dead = NULL;
     int cached_group = -1;
     mp_obs_info info = {0};
     for (int64_t i = 0; i < n; i++) {
@@ -453,15 +453,22 @@ static mp_status solve_owned(job *J, mp_block *blk, layer_rec *recs, int64_t n,
         if (J->inner == MP_METHOD_SPARSEGPT) {
             if (cached_group != g) {
                 free(U);
-                free(Hw);
+                free(dead);
                 U = mp_malloc((size_t)(cols * cols) * sizeof(float));
-                Hw = mp_malloc((size_t)(cols * cols) * sizeof(double));
-                if (!U || !Hw)
+                dead = mp_malloc((size_t)cols * sizeof *dead);
+                if (!U || !dead)
                     MP_FAIL(MP_ERR_NOMEM, "cannot allocate a %lld x %lld factor",
                             (long long)cols, (long long)cols);
-                memcpy(Hw, H, (size_t)(cols * cols) * sizeof(double));
+                /* mp_obs_prepare sets a dead input's diagonal to 1; the zero is put back (the
+                 * sweep and the error read it), so H needs no copy. */
+                int64_t ndead = 0;
+                for (int64_t j = 0; j < cols; j++)
+                    if (H[j * cols + j] == 0.0)
+                        dead[ndead++] = j;
                 char nm[256];
-                st = mp_obs_prepare(Hw, cols, NULL, 0, o->damp, U, &info);
+                st = mp_obs_prepare(Hfull[g], cols, NULL, 0, o->damp, U, &info);
+                for (int64_t k = 0; k < ndead; k++)
+                    Hfull[g][dead[k] * cols + dead[k]] = 0.0;
                 if (st != MP_OK) {
                     mp_lin_full_name(&J->md.cfg, r->block, r->id, nm, sizeof nm);
                     MP_FAIL(st, "%s: %s", nm, mp_error_message());
@@ -499,7 +506,7 @@ static mp_status solve_owned(job *J, mp_block *blk, layer_rec *recs, int64_t n,
 done:
     free(W);
     free(U);
-    free(Hw);
+    free(dead);
     return st;
 }
 

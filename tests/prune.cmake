@@ -17,3 +17,9 @@ mp_add_cli_test(prune_bf16 TIMEOUT 600 LABELS "prune;bf16"
   COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/check_bf16.py
           ${MPIEXEC_EXECUTABLE} ${MP_CLI} ${MP_FIXTURE_DIR} ${MP_PRUNE_WORK}/bf16)
 set_tests_properties(prune_bf16 PROPERTIES PROCESSORS 2)
+
+# Dead inputs (an input zero on every calibration token) through the SparseGPT pipeline.
+mp_add_cli_test(prune_dead_inputs TIMEOUT 300 LABELS "prune"
+  COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/check_dead_inputs.py
+          ${MPIEXEC_EXECUTABLE} ${MP_CLI} ${MP_FIXTURE_DIR} ${MP_PRUNE_WORK}/dead)
+set_tests_properties(prune_dead_inputs PROPERTIES PROCESSORS 2)
