@@ -33,6 +33,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "mp_alloc.h"
 #include "mp_bf16.h"
 #include "mp_blasinfo.h"
 #include "mp_comm.h"
@@ -367,6 +368,7 @@ static double sgemm_rate(void)
 
 int main(int argc, char **argv)
 {
+    mp_alloc_keep_freed(); /* as the CLI does */
     mp_status st = MP_OK;
     mp_comm *comm = NULL;
     int64_t nsamples = 16, seqlen = 256;

@@ -10,6 +10,7 @@
 int main(int argc, char **argv)
 {
     mp_comm *comm = NULL;
+    mp_alloc_keep_freed();
     mp_json_init(); /* cJSON allocates through mp_alloc, before any thread exists */
     mp_status st = mp_comm_init(&argc, &argv);
     if (st != MP_OK) {

@@ -3,6 +3,19 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
+
+void mp_alloc_keep_freed(void)
+{
+#ifdef __GLIBC__
+    if (getenv("MPIPRUNE_MALLOC_DEFAULT"))
+        return;
+    mallopt(M_MMAP_MAX, 0);
+    mallopt(M_TRIM_THRESHOLD, -1);
+#endif
+}
 
 /* -1: the environment not read yet. */
 static _Atomic int64_t fail_at = -1;

@@ -33,3 +33,11 @@ mp_add_unit_test(test_bf16 SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_bf16.c
 add_test(NAME test_bf16_emulated COMMAND test_bf16)
 set_tests_properties(test_bf16_emulated PROPERTIES TIMEOUT 120 LABELS "unit;model;bf16"
                      ENVIRONMENT "${MP_TEST_ENV};MPIPRUNE_BF16_EMULATE=1")
+# mp_alloc_keep_freed: large blocks from the heap and kept there (and glibc's defaults under
+# MPIPRUNE_MALLOC_DEFAULT). Not under the sanitizers: their allocator replaces glibc's.
+mp_add_unit_test(test_alloc_keep SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_alloc_keep.c
+                 LABELS "status;nosanitize" TIMEOUT 30)
+add_test(NAME test_alloc_keep_default COMMAND test_alloc_keep default)
+set_tests_properties(test_alloc_keep_default PROPERTIES TIMEOUT 30
+                     LABELS "unit;status;nosanitize"
+                     ENVIRONMENT "${MP_TEST_ENV};MPIPRUNE_MALLOC_DEFAULT=1")
