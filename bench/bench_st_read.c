@@ -1,4 +1,6 @@
-/* bench_st_read: safetensors tensor reading (mp_st_read_f32) throughput, F32 and BF16.
+/* bench_st_read: safetensors tensor reading (mp_st_read_f32) throughput, F32 and BF16, and
+ * the SHA-256 of the same file (mp_sha256_file: what every prune start spends on the job
+ * identity) with the CPU's SHA extensions and without them.
  *
  * Usage: bench_st_read [mib] [reps] [tmpdir]
  *   mib    size of each synthetic file in MiB (default 256), 1024 x 1024 float32 (or bf16)
@@ -9,6 +11,8 @@
  * the page-cache read and conversion rate (what eval and prune see on a warm file), in GB/s of
  * float32 output, beside memcpy of the same bytes. */
 #define _POSIX_C_SOURCE 200809L
+#include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +20,7 @@
 #include <unistd.h>
 
 #include "mp_safetensors.h"
+#include "mp_sha256.h"
 
 static double now(void)
 {
@@ -77,6 +82,30 @@ static int run(const char *dir, mp_dtype dt, int ntens, int reps)
     printf("%-4s %4d tensors %6.0f MB on disk: read_f32 %6.2f GB/s of float32 (%.3f s), memcpy "
            "of the file bytes %6.2f GB/s\n",
            mp_dtype_name(dt), ntens, in_gb * 1e3, out_gb / best, best, in_gb / bestcpy);
+    /* The file's SHA-256, best of reps, with and without the SHA extensions. */
+    double sha[2] = {1e30, 1e30};
+    char hex[2][65];
+    for (int g = 0; g < 2; g++) {
+        if (g == 1)
+            setenv("MPIPRUNE_SHA256", "generic", 1);
+        bool hw = mp_sha256_hw();
+        for (int r = 0; r < reps; r++) {
+            double t0 = now();
+            if (mp_sha256_file(path, hex[g]) != MP_OK) {
+                fprintf(stderr, "bench_st_read: %s\n", mp_error_message());
+                return 1;
+            }
+            double t = now() - t0;
+            if (t < sha[g])
+                sha[g] = t;
+        }
+        if (g == 0 && !hw)
+            sha[0] = NAN;
+    }
+    unsetenv("MPIPRUNE_SHA256");
+    printf("%-4s sha256 of the file: %6.2f GB/s with the SHA extensions, %6.2f GB/s without%s\n",
+           mp_dtype_name(dt), in_gb / sha[0], in_gb / sha[1],
+           strcmp(hex[0], hex[1]) == 0 ? "" : " (DIGESTS DIFFER)");
     mp_st_close(&m);
     unlink(path);
     free(raw);

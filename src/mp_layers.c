@@ -96,24 +96,47 @@ void mp_layernorm(const float *x, const float *w, const float *b, int64_t rows, 
     }
 }
 
-void mp_rope(float *x, int64_t T, int64_t n_heads, int64_t head_dim, double theta)
+void mp_rope_table(int64_t T, int64_t head_dim, double theta, float *cs)
+{
+    int64_t half = head_dim / 2;
+    for (int64_t i = 0; i < half; i++) {
+        /* Hugging Face computes inv_freq in float32, then pos * inv_freq in float32. */
+        float inv_freq = (float)(1.0 / pow(theta, (double)(2 * i) / (double)head_dim));
+        for (int64_t p = 0; p < T; p++) {
+            float ang = (float)p * inv_freq;
+            cs[2 * (p * half) + i] = (float)cos((double)ang);
+            cs[2 * (p * half) + half + i] = (float)sin((double)ang);
+        }
+    }
+}
+
+void mp_rope_apply(float *x, int64_t T, int64_t n_heads, int64_t head_dim, const float *cs)
 {
     int64_t half = head_dim / 2;
     int64_t width = n_heads * head_dim;
     for (int64_t p = 0; p < T; p++) {
-        for (int64_t i = 0; i < half; i++) {
-            /* Hugging Face computes inv_freq in float32, then pos * inv_freq in float32. */
-            float inv_freq = (float)(1.0 / pow(theta, (double)(2 * i) / (double)head_dim));
-            float ang = (float)p * inv_freq;
-            float c = (float)cos((double)ang), s = (float)sin((double)ang);
-            for (int64_t h = 0; h < n_heads; h++) {
-                float *xh = x + p * width + h * head_dim;
+        const float *c = cs + 2 * p * half, *s = c + half;
+        for (int64_t h = 0; h < n_heads; h++) {
+            float *xh = x + p * width + h * head_dim;
+            for (int64_t i = 0; i < half; i++) {
                 float a = xh[i], bb = xh[i + half];
-                xh[i] = a * c - bb * s;
-                xh[i + half] = bb * c + a * s;
+                xh[i] = a * c[i] - bb * s[i];
+                xh[i + half] = bb * c[i] + a * s[i];
             }
         }
     }
+}
+
+mp_status mp_rope(float *x, int64_t T, int64_t n_heads, int64_t head_dim, double theta)
+{
+    float *cs = mp_malloc((size_t)(T * head_dim) * sizeof(float));
+    if (!cs)
+        return mp_error(MP_ERR_NOMEM, "cannot allocate the rotary table for %lld positions",
+                        (long long)T);
+    mp_rope_table(T, head_dim, theta, cs);
+    mp_rope_apply(x, T, n_heads, head_dim, cs);
+    free(cs);
+    return MP_OK;
 }
 
 /* Query rows per tile: keys after a tile's last row are never computed (causal). */

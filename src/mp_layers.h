@@ -26,7 +26,12 @@ void mp_layernorm(const float *x, const float *w, const float *b, int64_t rows, 
 /* Rotary embedding in place, Hugging Face rotate_half convention, on x[T, n_heads*head_dim]
  * holding positions 0..T-1: for i < head_dim/2, with a = pos · theta^(−2i/head_dim),
  * x'[i] = x[i] cos a − x[i+h/2] sin a and x'[i+h/2] = x[i+h/2] cos a + x[i] sin a. */
-void mp_rope(float *x, int64_t T, int64_t n_heads, int64_t head_dim, double theta);
+MP_NODISCARD mp_status mp_rope(float *x, int64_t T, int64_t n_heads, int64_t head_dim,
+                               double theta);
+/* The same in two steps, the table once for every sequence and head of a block: cs[T·head_dim]
+ * holds, per position, the head_dim/2 cosines then the head_dim/2 sines. */
+void mp_rope_table(int64_t T, int64_t head_dim, double theta, float *cs);
+void mp_rope_apply(float *x, int64_t T, int64_t n_heads, int64_t head_dim, const float *cs);
 
 /* Causal attention of one sequence: q[T, nh*hd], k and v [T, nkv*hd], query head h reads kv
  * head h / (nh / nkv); out[T, nh*hd] = softmax(scale · q kᵀ + causal mask) v. */

@@ -460,7 +460,9 @@ static mp_status attn_forward(const mp_model_config *c, const mp_block *blk, flo
     float *k = mp_malloc((size_t)(rows * kd) * sizeof(float));
     float *v = mp_malloc((size_t)(rows * kd) * sizeof(float));
     float *ao = mp_malloc((size_t)(rows * qd) * sizeof(float));
-    if (!q || !k || !v || !ao)
+    /* The rotary angles of positions 0..T-1, once for every sequence and both q and k. */
+    float *cs = llama ? mp_malloc((size_t)(T * c->head_dim) * sizeof(float)) : NULL;
+    if (!q || !k || !v || !ao || (llama && !cs))
         MP_FAIL(MP_ERR_NOMEM, "block %lld: cannot allocate attention activations for %lld tokens",
                 (long long)blk->index, (long long)rows);
     /* Post-LN (OPT-350m) feeds h itself and normalises after the sum. */
@@ -478,11 +480,13 @@ static mp_status attn_forward(const mp_model_config *c, const mp_block *blk, flo
     MP_TRY(call_out(hook, MP_LIN_Q, q, rows, qd));
     MP_TRY(call_out(hook, MP_LIN_K, k, rows, kd));
     MP_TRY(call_out(hook, MP_LIN_V, v, rows, kd));
+    if (llama)
+        mp_rope_table(T, c->head_dim, c->rope_theta, cs);
     for (int64_t s = 0; s < n_seq; s++) {
         float *qs = q + s * T * qd, *ks = k + s * T * kd;
         if (llama) {
-            mp_rope(qs, T, nh, c->head_dim, c->rope_theta);
-            mp_rope(ks, T, nkv, c->head_dim, c->rope_theta);
+            mp_rope_apply(qs, T, nh, c->head_dim, cs);
+            mp_rope_apply(ks, T, nkv, c->head_dim, cs);
         }
         MP_TRY(mp_attention(qs, ks, v + s * T * kd, T, nh, nkv, c->head_dim,
                             1.0 / sqrt((double)c->head_dim), ao + s * T * qd));
@@ -498,6 +502,7 @@ done:
     free(k);
     free(v);
     free(ao);
+    free(cs);
     return st;
 }
 

@@ -59,6 +59,95 @@ static void sha_block(uint32_t h[8], const uint8_t *p)
     h[7] += hh;
 }
 
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <cpuid.h>
+#include <immintrin.h>
+#include <stdlib.h>
+#define MP_SHA_NI 1
+
+/* The SHA extensions (SHA-NI, on Intel since Ice Lake and AMD since Zen): the same function of
+ * the same bytes, about 4x faster than sha_block, which hashing a model's files at every start
+ * (the job identity) is worth. The state lives as two vectors: ABEF and CDGH. */
+__attribute__((target("sha,sse4.1"))) static void sha_blocks_ni(uint32_t h[8], const uint8_t *p,
+                                                                size_t nblocks)
+{
+    const __m128i bswap = _mm_set_epi64x(0x0c0d0e0f08090a0bLL, 0x0405060700010203LL);
+    __m128i dcba = _mm_loadu_si128((const __m128i *)&h[0]);
+    __m128i hgfe = _mm_loadu_si128((const __m128i *)&h[4]);
+    __m128i cdab = _mm_shuffle_epi32(dcba, 0xb1);
+    __m128i efgh = _mm_shuffle_epi32(hgfe, 0x1b);
+    __m128i abef = _mm_alignr_epi8(cdab, efgh, 8);
+    __m128i cdgh = _mm_blend_epi16(efgh, cdab, 0xf0);
+    for (size_t b = 0; b < nblocks; b++, p += 64) {
+        __m128i abef0 = abef, cdgh0 = cdgh;
+        __m128i m[4];
+        for (int i = 0; i < 4; i++)
+            m[i] = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(p + 16 * i)), bswap);
+        /* 16 groups of 4 rounds; the schedule of group g+4 is built from m[g%4] onward. */
+        for (int g = 0; g < 16; g++) {
+            __m128i w = m[g & 3];
+            __m128i k = _mm_loadu_si128((const __m128i *)&sha_k[4 * g]);
+            __m128i wk = _mm_add_epi32(w, k);
+            cdgh = _mm_sha256rnds2_epu32(cdgh, abef, wk);
+            abef = _mm_sha256rnds2_epu32(abef, cdgh, _mm_shuffle_epi32(wk, 0x0e));
+            if (g < 12) {
+                /* W[t..t+3] for the group g+4 = σ1-part(m[g+3]) + m[g+1..]... : msg1 on
+                 * (m[g], m[g+1]), plus the words 7 back, then msg2 with m[g+3]. */
+                __m128i t = _mm_sha256msg1_epu32(m[g & 3], m[(g + 1) & 3]);
+                t = _mm_add_epi32(t, _mm_alignr_epi8(m[(g + 3) & 3], m[(g + 2) & 3], 4));
+                m[g & 3] = _mm_sha256msg2_epu32(t, m[(g + 3) & 3]);
+            }
+        }
+        abef = _mm_add_epi32(abef, abef0);
+        cdgh = _mm_add_epi32(cdgh, cdgh0);
+    }
+    /* Back to h[0..7] = a..h. */
+    __m128i feba = _mm_shuffle_epi32(abef, 0x1b);
+    __m128i hgdc = _mm_shuffle_epi32(cdgh, 0xb1);
+    dcba = _mm_blend_epi16(feba, hgdc, 0xf0);
+    hgfe = _mm_alignr_epi8(hgdc, feba, 8);
+    _mm_storeu_si128((__m128i *)&h[0], dcba);
+    _mm_storeu_si128((__m128i *)&h[4], hgfe);
+}
+
+/* MPIPRUNE_SHA256=generic keeps the portable code (the tests compare the two). */
+static bool use_sha_ni(void)
+{
+    const char *v = getenv("MPIPRUNE_SHA256");
+    if (v && strcmp(v, "generic") == 0)
+        return false;
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & bit_SSE4_1))
+        return false;
+    if (__get_cpuid_max(0, NULL) < 7)
+        return false;
+    __cpuid_count(7, 0, a, b, c, d);
+    return (b & bit_SHA) != 0;
+}
+#endif
+
+static void sha_blocks(uint32_t h[8], const uint8_t *p, size_t nblocks, bool hw)
+{
+#ifdef MP_SHA_NI
+    if (hw) {
+        sha_blocks_ni(h, p, nblocks);
+        return;
+    }
+#endif
+    (void)hw;
+    for (size_t b = 0; b < nblocks; b++)
+        sha_block(h, p + 64 * b);
+}
+
+bool mp_sha256_hw(void)
+{
+#ifdef MP_SHA_NI
+    return use_sha_ni();
+#else
+    return false;
+#endif
+}
+
 void mp_sha256_init(mp_sha256 *s)
 {
     static const uint32_t h0[8] = {0x6a09e667u, 0xbb67ae85u, 0x3c6ef372u, 0xa54ff53au,
@@ -71,6 +160,7 @@ void mp_sha256_init(mp_sha256 *s)
 void mp_sha256_update(mp_sha256 *s, const void *data, size_t n)
 {
     const uint8_t *p = data;
+    bool hw = n >= 64 && mp_sha256_hw();
     s->nbytes += n;
     if (s->nbuf > 0) {
         size_t take = 64 - s->nbuf;
@@ -82,13 +172,13 @@ void mp_sha256_update(mp_sha256 *s, const void *data, size_t n)
         n -= take;
         if (s->nbuf < 64)
             return;
-        sha_block(s->h, s->buf);
+        sha_blocks(s->h, s->buf, 1, hw);
         s->nbuf = 0;
     }
-    while (n >= 64) {
-        sha_block(s->h, p);
-        p += 64;
-        n -= 64;
+    if (n >= 64) {
+        sha_blocks(s->h, p, n / 64, hw);
+        p += n / 64 * 64;
+        n %= 64;
     }
     if (n > 0) {
         memcpy(s->buf, p, n);

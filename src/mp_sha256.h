@@ -2,6 +2,7 @@
 #ifndef MP_SHA256_H
 #define MP_SHA256_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -15,6 +16,9 @@ typedef struct {
 } mp_sha256;
 
 void mp_sha256_init(mp_sha256 *s);
+/* Whether the update runs on the CPU's SHA extensions (x86 SHA-NI; MPIPRUNE_SHA256=generic
+ * turns them off). The digests are the same either way. */
+bool mp_sha256_hw(void);
 void mp_sha256_update(mp_sha256 *s, const void *data, size_t n);
 /* Writes 64 lowercase hex digits and a NUL to hex[65]. */
 void mp_sha256_final_hex(mp_sha256 *s, char hex[65]);

@@ -207,7 +207,15 @@ static void run_rope(prng *r, int64_t T, int64_t nh, int64_t hd, double theta)
     double *ref = dalloc(n);
     fill_uniform(r, x, n, -1.0, 1.0);
     ref_rope(x, T, nh, hd, theta, ref);
-    mp_rope(x, T, nh, hd, theta);
+    float *x2 = falloc(n);
+    memcpy(x2, x, (size_t)n * sizeof(float));
+    assert_int_equal(mp_rope(x, T, nh, hd, theta), MP_OK);
+    /* The two-step form the block forward uses gives the same bits. */
+    float *cs = falloc(T * hd);
+    mp_rope_table(T, hd, theta, cs);
+    mp_rope_apply(x2, T, nh, hd, cs);
+    assert_memory_equal(x, x2, (size_t)n * sizeof(float));
+    free(x2), free(cs);
     char what[96];
     snprintf(what, sizeof what, "rope T=%lld nh=%lld hd=%lld theta=%g", (long long)T, (long long)nh,
              (long long)hd, theta);

@@ -1,10 +1,13 @@
-/* test_sha256: FIPS 180-4 example vectors and a file hash. */
+/* test_sha256: FIPS 180-4 example vectors and a file hash, with the CPU's SHA extensions and
+ * without them (MPIPRUNE_SHA256=generic); the two against each other on random bytes. */
+#define _POSIX_C_SOURCE 200809L
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "mp_sha256.h"
@@ -68,12 +71,79 @@ static void test_file(void **state)
     assert_non_null(strstr(mp_error_message(), "no-such-file"));
 }
 
+static void hash_bytes(const uint8_t *p, size_t n, size_t piece, char hex[65])
+{
+    mp_sha256 h;
+    mp_sha256_init(&h);
+    for (size_t off = 0; off < n; off += piece)
+        mp_sha256_update(&h, p + off, piece < n - off ? piece : n - off);
+    mp_sha256_final_hex(&h, hex);
+}
+
+/* Every length up to 4 blocks and some long ones, whole and in pieces: the hardware path (where
+ * the CPU has it) gives the portable path's digest. */
+static void test_hw_matches_generic(void **state)
+{
+    (void)state;
+    enum { N = 70000 };
+    uint8_t *buf = malloc(N);
+    assert_non_null(buf);
+    uint32_t x = 12345u;
+    for (int i = 0; i < N; i++) {
+        x = x * 1664525u + 1013904223u;
+        buf[i] = (uint8_t)(x >> 24);
+    }
+    size_t lens[300];
+    int nl = 0;
+    for (size_t n = 0; n <= 260; n++)
+        lens[nl++] = n;
+    const size_t longer[] = {1000, 4095, 4096, 4097, 65536, 69999, N};
+    for (size_t i = 0; i < sizeof longer / sizeof longer[0]; i++)
+        lens[nl++] = longer[i];
+    const size_t pieces[] = {1, 63, 64, 65, 200, 1 << 20};
+    bool hw = mp_sha256_hw();
+    for (int i = 0; i < nl; i++)
+        for (size_t k = 0; k < sizeof pieces / sizeof pieces[0]; k++) {
+            if (pieces[k] == 1 && lens[i] > 4096)
+                continue;
+            char a[65], b[65];
+            unsetenv("MPIPRUNE_SHA256");
+            hash_bytes(buf, lens[i], pieces[k], a);
+            setenv("MPIPRUNE_SHA256", "generic", 1);
+            assert_false(mp_sha256_hw());
+            hash_bytes(buf, lens[i], pieces[k], b);
+            unsetenv("MPIPRUNE_SHA256");
+            if (strcmp(a, b) != 0)
+                fail_msg("length %zu in pieces of %zu: %s (hw %d) != %s", lens[i], pieces[k], a,
+                         (int)hw, b);
+        }
+    free(buf);
+}
+
+static int generic_setup(void **state)
+{
+    (void)state;
+    return setenv("MPIPRUNE_SHA256", "generic", 1);
+}
+
+static int generic_teardown(void **state)
+{
+    (void)state;
+    return unsetenv("MPIPRUNE_SHA256");
+}
+
 int main(void)
 {
+    /* Where the CPU has SHA-NI (x86 since Ice Lake and Zen) the first run takes it. */
+    print_message("sha256: SHA extensions %s\n", mp_sha256_hw() ? "in use" : "absent");
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_vectors),
         cmocka_unit_test(test_million_a),
         cmocka_unit_test(test_file),
+        cmocka_unit_test_setup_teardown(test_vectors, generic_setup, generic_teardown),
+        cmocka_unit_test_setup_teardown(test_million_a, generic_setup, generic_teardown),
+        cmocka_unit_test_setup_teardown(test_file, generic_setup, generic_teardown),
+        cmocka_unit_test(test_hw_matches_generic),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
