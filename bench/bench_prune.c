@@ -390,6 +390,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_prune: %s\n", mp_error_message());
         return 1;
     }
+    mp_blas_fit_threads(comm, NULL, 0); /* as the CLI does */
     int rank = mp_comm_rank(comm), P = mp_comm_size(comm), rc = 0, made = 0;
     char dir[1024] = {0};
     if (nsamples < 1 || seqlen < 2 || seqlen > MAX_POS || D < HEAD_DIM || D % HEAD_DIM != 0 ||
@@ -433,8 +434,8 @@ int main(int argc, char **argv)
         goto done;
     }
     if (rank == 0) {
-        printf("bench_prune: P=%d ranks, BLAS threads=%d core=%s\n", P,
-               openblas_get_num_threads(), openblas_get_corename());
+        printf("bench_prune: P=%d ranks, BLAS threads=%d core=%s: %s\n", P,
+               openblas_get_num_threads(), openblas_get_corename(), mp_blas_threads_note());
         char bw[256];
         if (mp_blas_kernel_warning(bw, sizeof bw))
             printf("warning: %s\n", bw);

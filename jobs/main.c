@@ -3,6 +3,7 @@
 #include <stdlib.h>
 
 #include "mp_alloc.h"
+#include "mp_blasinfo.h"
 #include "mp_cli.h"
 #include "mp_comm.h"
 #include "mp_json.h"
@@ -23,6 +24,7 @@ int main(int argc, char **argv)
         mp_comm_finalize();
         return mp_status_exit_code(st);
     }
+    mp_blas_fit_threads(comm, NULL, 0);
     int code = mp_cli_main(argc, argv, comm);
     /* For the allocation-failure sweep (tests/check_oom_sweep.py): how many N to try. */
     if (getenv("MPIPRUNE_ALLOC_COUNT"))

@@ -110,6 +110,8 @@ mp_status mp_eval_run(const mp_eval_opts *o, const mp_comm *comm, mp_eval_result
         char bw[256];
         if (pg.enabled && mp_blas_kernel_warning(bw, sizeof bw))
             mp_progress_note(&pg, "warning: %s", bw);
+        if (*mp_blas_threads_note())
+            mp_progress_note(&pg, "%s", mp_blas_threads_note());
         mp_progress_note(&pg, "%lld windows of %lld tokens on %d rank(s), model %s",
                          (long long)nw, (long long)o->seqlen, P, o->model);
         st = eval_local(o, &md, &tok, w0, w1, &pg, nll);

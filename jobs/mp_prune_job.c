@@ -929,6 +929,8 @@ mp_status mp_prune_run(const mp_prune_opts *o, const mp_comm *comm)
     char bw[256];
     if (J->pg.enabled && mp_blas_kernel_warning(bw, sizeof bw))
         mp_progress_note(&J->pg, "warning: %s", bw);
+    if (*mp_blas_threads_note())
+        mp_progress_note(&J->pg, "%s", mp_blas_threads_note());
     if (o->compute == MP_COMPUTE_BF16)
         mp_progress_note(&J->pg, "%sbf16 products: %s", mp_bf16_native() ? "" : "warning: ",
                          mp_bf16_backend());

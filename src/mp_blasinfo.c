@@ -1,7 +1,10 @@
+#define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
 #include "mp_blasinfo.h"
 
 #include <cblas.h>
+#include <sched.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -50,4 +53,57 @@ bool mp_blas_kernel_warning(char *buf, size_t len)
     (void)len;
     return false;
 #endif
+}
+
+static char threads_note[160];
+
+const char *mp_blas_threads_note(void) { return threads_note; }
+
+int mp_blas_fit_threads(const mp_comm *c, char *note, size_t len)
+{
+    static const char *const vars[] = {"OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS",
+                                       "OMP_NUM_THREADS"};
+    const char *set = NULL;
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
+        if (getenv(vars[i]) && *getenv(vars[i]))
+            set = vars[i];
+    cpu_set_t mine, all;
+    CPU_ZERO(&mine);
+    bool have = sched_getaffinity(0, sizeof mine, &mine) == 0;
+    /* Collective whatever this rank found, so that no rank waits alone. */
+    all = mine;
+    int node_ranks = 1;
+    bool reduced = mp_comm_node_bor(c, (unsigned char *)&all, (int)sizeof all, &node_ranks) ==
+                   MP_OK;
+    int t = openblas_get_num_threads();
+    if (set) {
+        snprintf(threads_note, sizeof threads_note, "%d BLAS thread(s) per rank (%s)", t, set);
+    } else if (!have || !reduced) {
+        snprintf(threads_note, sizeof threads_note, "%d BLAS thread(s) per rank (OpenBLAS's "
+                 "default: this rank's CPUs unknown)", t);
+    } else {
+        int own = CPU_COUNT(&mine), union_n = CPU_COUNT(&all);
+        /* Disjoint masks (ranks bound to their own cores): each its own; shared masks (no
+         * binding): the node's CPUs divided among its ranks. */
+        bool shared = union_n < own * node_ranks;
+        int want = shared ? union_n / node_ranks : own;
+        if (want < 1)
+            want = 1;
+        if (want != t)
+            openblas_set_num_threads(want);
+        t = openblas_get_num_threads();
+        if (node_ranks == 1)
+            snprintf(threads_note, sizeof threads_note, "%d BLAS thread(s) (%d CPU(s), one "
+                     "rank on this node; OPENBLAS_NUM_THREADS overrides)", t, own);
+        else if (shared)
+            snprintf(threads_note, sizeof threads_note, "%d BLAS thread(s) per rank (%d CPU(s) "
+                     "shared by %d rank(s) on this node; OPENBLAS_NUM_THREADS overrides)", t,
+                     union_n, node_ranks);
+        else
+            snprintf(threads_note, sizeof threads_note, "%d BLAS thread(s) per rank (each rank "
+                     "bound to its own %d CPU(s); OPENBLAS_NUM_THREADS overrides)", t, own);
+    }
+    if (note && len)
+        snprintf(note, len, "%s", threads_note);
+    return t;
 }

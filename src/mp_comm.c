@@ -207,6 +207,20 @@ mp_status mp_comm_allreduce_max_f64(const mp_comm *c, double *buf, int64_t n)
     return MP_OK;
 }
 
+mp_status mp_comm_node_bor(const mp_comm *c, unsigned char *bytes, int n, int *node_ranks)
+{
+    MPI_Comm node = MPI_COMM_NULL;
+    MPI_CHECK(MPI_Comm_split_type(c->comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node),
+              "MPI_Comm_split_type");
+    int rc = MPI_Comm_size(node, node_ranks);
+    if (rc == MPI_SUCCESS)
+        rc = MPI_Allreduce(MPI_IN_PLACE, bytes, n, MPI_BYTE, MPI_BOR, node);
+    MPI_Comm_free(&node);
+    if (rc != MPI_SUCCESS)
+        return mp_comm_mpi_fail(rc, "MPI_Allreduce (node)");
+    return MP_OK;
+}
+
 mp_status mp_comm_allreduce_sum_i64(const mp_comm *c, int64_t *buf, int64_t n)
 {
     for (int64_t off = 0; off < n; off += MP_COMM_CHUNK) {

@@ -59,6 +59,11 @@ MP_NODISCARD mp_status mp_comm_recv_f64(const mp_comm *c, double *buf, int64_t n
 MP_NODISCARD mp_status mp_comm_allreduce_max_f64(const mp_comm *c, double *buf, int64_t n);
 MP_NODISCARD mp_status mp_comm_allreduce_sum_i64(const mp_comm *c, int64_t *buf, int64_t n);
 
+/* Over the ranks of c on this node (shared memory): the bitwise OR of every rank's bytes[n],
+ * in place, and *node_ranks their count. Collective over c. */
+MP_NODISCARD mp_status mp_comm_node_bor(const mp_comm *c, unsigned char *bytes, int n,
+                                        int *node_ranks);
+
 /* Every rank receives every rank's n values, in rank order, into recv, which must hold the sum
  * of n over all ranks; *total is that sum. Counts are exchanged inside; n may differ between
  * ranks and may be 0. Totals above 2^31 - 1 go rank by rank in chunks. */

@@ -16,3 +16,8 @@ mp_add_fail_test(usage_unknown_command EXIT 2 REGEX "unknown command 'evaluate'"
   COMMAND ${MP_CLI} evaluate)
 mp_add_fail_test(usage_bad_seqlen_np2 EXIT 2 NP 2 REGEX "--seqlen: 'abc' is not an integer"
   COMMAND ${MP_CLI} eval --model ${MP_FIXTURE_DIR} --data x --seqlen abc)
+# OpenBLAS's threads per rank: the CPUs shared out among a node's ranks unless the user set them.
+mp_add_cli_test(blas_threads TIMEOUT 300 LABELS eval
+  COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/check_blas_threads.py
+          ${MPIEXEC_EXECUTABLE} ${MP_CLI} ${MP_FIXTURE_DIR})
+set_tests_properties(blas_threads PROPERTIES PROCESSORS 2)
