@@ -775,7 +775,9 @@ static mp_status write_report(job *J, const double *stages, const double *peak, 
          cJSON_AddStringToObject(op, "model", o->model) &&
          cJSON_AddStringToObject(op, "calib", o->calib) &&
          cJSON_AddStringToObject(op, "out", o->out) && mp_prune_options_json(o, op) &&
-         cJSON_AddNumberToObject(op, "ranks", J->P);
+         cJSON_AddNumberToObject(op, "ranks", J->P) &&
+         /* With the rank count, what the last bits of the weights depend on. */
+         cJSON_AddNumberToObject(root, "blas_threads_per_rank", mp_blas_threads());
     /* Rank 0's; oneDNN picks its kernel per node. */
     if (o->compute == MP_COMPUTE_BF16)
         ok = ok && cJSON_AddStringToObject(root, "compute_backend", mp_bf16_backend());

@@ -59,6 +59,8 @@ static char threads_note[160];
 
 const char *mp_blas_threads_note(void) { return threads_note; }
 
+int mp_blas_threads(void) { return openblas_get_num_threads(); }
+
 int mp_blas_fit_threads(const mp_comm *c, char *note, size_t len)
 {
     static const char *const vars[] = {"OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS",

@@ -29,6 +29,8 @@ bool mp_blas_kernel_warning(char *buf, size_t len);
  * CPU in every rank, so `mpirun -n 2` on 2 cores ran 4 spinning threads on 2 cores. A note of
  * what was chosen goes to note[len]. Collective over c. Returns the thread count in use. */
 int mp_blas_fit_threads(const mp_comm *c, char *note, size_t len);
+/* OpenBLAS's threads in this process now. */
+int mp_blas_threads(void);
 /* The note of the last mp_blas_fit_threads ("" before it). */
 const char *mp_blas_threads_note(void);
 
