@@ -53,7 +53,8 @@ env = dict(os.environ, MPIPRUNE_FAULT="ckpt_main_renamed:2")
 c = mpi(BASE + ["--out", os.path.join(work, "pristine_out"), "--checkpoint", pristine])
 subprocess.run(c[:5] + ["-x", "MPIPRUNE_FAULT"] + c[5:], env=env, stdout=subprocess.DEVNULL,
                stderr=subprocess.DEVNULL)
-rm(os.path.join(work, "pristine_out"))
+# The killed run leaves its staging directory (OUT.tmp) as any killed run does.
+rm(os.path.join(work, "pristine_out"), os.path.join(work, "pristine_out.tmp"))
 if subprocess.run([exe, "status", pristine], stdout=subprocess.DEVNULL).returncode != 0:
     sys.exit("FAIL: could not produce a checkpoint after block 2")
 files = [pristine] + [os.path.join(pristine + ".d", n) for n in os.listdir(pristine + ".d")]
