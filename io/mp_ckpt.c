@@ -895,6 +895,7 @@ mp_status mp_ckpt_write_main(const char *ckpt, const mp_ckpt_info *info)
     rc |= ck_attr_str(f, "mpiprune_version", info->mpiprune_version);
     rc |= ck_attr_str(f, "written_at", info->written_at);
     rc |= ck_attr_i64(f, "ranks", info->ranks);
+    rc |= ck_attr_i64(f, "blas_threads", info->blas_threads);
     rc |= ck_attr_i64(f, "n_blocks", info->n_blocks);
     rc |= ck_attr_i64(f, "phase", info->phase);
     rc |= ck_attr_i64(f, "round", info->round);
@@ -979,6 +980,14 @@ mp_status mp_ckpt_read_main(const char *ckpt, mp_ckpt_info *info)
                        sizeof info->mpiprune_version));
     MP_TRY(ck_read_str(f, ckpt, "written_at", info->written_at, sizeof info->written_at));
     MP_TRY(ck_read_i64(f, ckpt, "ranks", &info->ranks));
+    /* Written since format 2's first files; absent there, which is no damage. */
+    info->blas_threads = 0;
+    if (H5Aexists(f, "blas_threads") > 0) {
+        MP_TRY(ck_read_i64(f, ckpt, "blas_threads", &info->blas_threads));
+        if (info->blas_threads < 1)
+            MP_FAIL(MP_ERR_FORMAT, "%s: damaged checkpoint: blas_threads %lld", ckpt,
+                    (long long)info->blas_threads);
+    }
     MP_TRY(ck_read_i64(f, ckpt, "n_blocks", &info->n_blocks));
     MP_TRY(ck_read_i64(f, ckpt, "phase", &info->phase));
     MP_TRY(ck_read_i64(f, ckpt, "round", &info->round));

@@ -67,6 +67,7 @@ typedef struct {
     char mpiprune_version[32];
     char written_at[32];
     int64_t ranks;
+    int64_t blas_threads;      /* BLAS threads per rank that wrote it; 0: not recorded (older) */
     int64_t phase, round;      /* progress: phase (MP_CKPT_PHASE_*), round, then next_block */
     int64_t n_blocks, next_block, snapshot_block;
     int64_t n_seq, seqlen, d;

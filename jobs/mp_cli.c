@@ -377,6 +377,8 @@ static int cmd_status(int argc, char **argv, const mp_comm *comm)
         printf("format version  %lld (mpiprune %s)\n", (long long)info.format_version,
                info.mpiprune_version);
         printf("written         %s by %lld rank(s)\n", info.written_at, (long long)info.ranks);
+        if (info.blas_threads > 0)
+            printf("blas threads    %lld per rank\n", (long long)info.blas_threads);
         if (info.phase == MP_CKPT_PHASE_SEARCH)
             printf("progress        structured search: %lld round(s) done, no block written "
                    "yet (phase %lld, round %lld)\n", (long long)info.round,

@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "mp_alloc.h"
+#include "mp_blasinfo.h"
 #include "mp_ckpt.h"
 #include "mp_prune_ckpt_internal.h"
 #include "mp_sha256.h"
@@ -268,6 +269,19 @@ mp_status mp_prune_resume(job *J)
     MP_TRY(mp_comm_bcast(J->comm, found, (int64_t)sizeof found, 0));
     if (found[0] && structured)
         MP_TRY(share_plan(J));
+    /* The last bits depend on the rank count and on OpenBLAS's threads per rank: resuming with
+     * others is allowed, but the result is then not the uninterrupted run's, bit for bit. */
+    if (found[0] && J->rank == 0 &&
+        (info.ranks != J->P || (info.blas_threads > 0 && info.blas_threads != mp_blas_threads()))) {
+        char was[64] = "an unrecorded number of";
+        if (info.blas_threads > 0)
+            snprintf(was, sizeof was, "%lld", (long long)info.blas_threads);
+        mp_progress_note(&J->pg, "warning: the checkpoint was written by %lld rank(s) with %s "
+                         "BLAS thread(s) each, this run has %d with %d: the result's last bits "
+                         "can differ from an uninterrupted run's (the same rank count and "
+                         "OPENBLAS_NUM_THREADS keep them)", (long long)info.ranks, was, J->P,
+                         mp_blas_threads());
+    }
     if (found[0] && found[3] == MP_CKPT_PHASE_SEARCH) {
         J->search_round = found[4];
         if (J->rank == 0)
@@ -417,6 +431,7 @@ static mp_status write_main(const job *J, int64_t phase, int64_t next_block,
     gmtime_r(&now, &tmv);
     strftime(info.written_at, sizeof info.written_at, "%Y-%m-%dT%H:%M:%SZ", &tmv);
     info.ranks = J->P;
+    info.blas_threads = mp_blas_threads();
     info.plan = J->plan; /* borrowed, as job_json: info is not freed here */
     info.n_blocks = J->md.cfg.n_layers;
     info.n_seq = o->nsamples;
